@@ -1,0 +1,61 @@
+/**
+ * Decisions are data: the pipeline produces one of these, and exactly one
+ * place (envoy/response.ts) turns it into Envoy's CheckResponse.
+ */
+
+/** Why a request was allowed or denied: used alike in logs, metrics and deny bodies. */
+export type Reason =
+  | 'ok'
+  | 'missing_token'
+  | 'invalid_request'
+  | 'inactive'
+  | 'insufficient_scope'
+  | 'client_not_allowed'
+  | 'introspection_error'
+  | 'bad_response'
+  | 'policy_error'
+  | 'pass_through';
+
+/** RFC 6750 section 3.1 error codes. */
+export type BearerError = 'invalid_request' | 'invalid_token' | 'insufficient_scope';
+
+export interface HeaderToSet {
+  readonly name: string;
+  readonly value: string;
+}
+
+/** How the answer was obtained, for logs and metrics. */
+export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'none';
+
+export interface Allow {
+  readonly allow: true;
+  readonly reason: 'ok' | 'pass_through';
+  readonly policy: string;
+  readonly identity: string | null;
+  /** Headers the upstream receives, each overwriting any client-sent copy. */
+  readonly headers: readonly HeaderToSet[];
+  /** Client-sent headers the upstream must not see. Never one of `headers`. */
+  readonly removeHeaders: readonly string[];
+  /** Becomes dynamic_metadata under Envoy's ext_authz filter namespace. */
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly endpoint: string | null;
+  readonly cache: CacheResult;
+}
+
+export interface Deny {
+  readonly allow: false;
+  readonly reason: Exclude<Reason, 'ok' | 'pass_through'>;
+  readonly policy: string | null;
+  /** HTTP status Envoy answers the client with. */
+  readonly status: number;
+  /** WWW-Authenticate value, when the status calls for one. */
+  readonly challenge: string | null;
+  /** RFC 6750 error code for WWW-Authenticate, when one applies. */
+  readonly bearerError: BearerError | null;
+  /** A sentence for the client; never contains the token or a secret. */
+  readonly description: string;
+  readonly endpoint: string | null;
+  readonly cache: CacheResult;
+}
+
+export type Decision = Allow | Deny;

@@ -1,0 +1,86 @@
+/**
+ * Cache of active introspection answers. It holds what the endpoint said,
+ * never a decision: each Check evaluates its own policy on the cached claims.
+ */
+import { createHash } from 'node:crypto';
+import QuickLRU from 'quick-lru';
+import type { Claims } from './result.js';
+import type { Clock } from './endpoint-client.js';
+
+export interface CacheEntry {
+  readonly claims: Claims;
+  /** Epoch ms after which the entry must not be used. */
+  readonly expiresAt: number;
+}
+
+export interface CacheOptions {
+  /** Upper bound on entries held (MuleSoft: maxCacheEntries); 0 disables the cache. */
+  maxEntries: number;
+  /** Seconds an answer is reused at most (MuleSoft: validatedTokenTTL); 0 disables the cache. */
+  ttlSeconds: number;
+  clock?: Clock;
+}
+
+/**
+ * Key of a token at an endpoint: SHA-256 over both, so the raw token is never
+ * held as a key and one endpoint's answer never serves another endpoint.
+ */
+export function cacheKey(endpoint: string, token: string): string {
+  return createHash('sha256').update(endpoint).update('\0').update(token).digest('binary');
+}
+
+export class IntrospectionCache {
+  readonly #lru: QuickLRU<string, CacheEntry> | null;
+  readonly #ttlMs: number;
+  readonly #clock: Clock;
+
+  constructor(options: CacheOptions) {
+    this.#ttlMs = options.ttlSeconds * 1000;
+    this.#clock = options.clock ?? Date;
+    // quick-lru keeps between maxSize and 2 x maxSize items: halve it so maxEntries is a true upper bound.
+    this.#lru =
+      options.maxEntries > 0 && options.ttlSeconds > 0
+        ? new QuickLRU({ maxSize: Math.max(1, Math.floor(options.maxEntries / 2)) })
+        : null;
+  }
+
+  get enabled(): boolean {
+    return this.#lru !== null;
+  }
+
+  get(key: string): CacheEntry | undefined {
+    if (!this.#lru) return undefined;
+    const entry = this.#lru.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= this.#clock.now()) {
+      this.#lru.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /**
+   * Remember an active answer until the earlier of the configured TTL and the
+   * token's own expiry.
+   */
+  set(key: string, claims: Claims, tokenExpiresAt: number | null): void {
+    if (!this.#lru) return;
+    const now = this.#clock.now();
+    const expiresAt = tokenExpiresAt === null ? now + this.#ttlMs : Math.min(now + this.#ttlMs, tokenExpiresAt);
+    const maxAge = expiresAt - now;
+    if (maxAge <= 0) return;
+    this.#lru.set(key, { claims, expiresAt }, { maxAge });
+  }
+
+  delete(key: string): boolean {
+    return this.#lru?.delete(key) ?? false;
+  }
+
+  clear(): void {
+    this.#lru?.clear();
+  }
+
+  get size(): number {
+    return this.#lru?.size ?? 0;
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * envoy.service.auth.v3.Authorization/Check. Every call is answered with an OK
+ * RPC carrying a decision, before Envoy's deadline; an internal failure is a
+ * deny, never a failed RPC (which Envoy may turn into "allow" when configured
+ * with failure_mode_allow).
+ */
+import type * as grpc from '@grpc/grpc-js';
+import type { DecisionNote } from '../decide.js';
+import type { Decision } from '../decision.js';
+import { toAuthRequest } from '../envoy/request.js';
+import { renderCheckResponse } from '../envoy/response.js';
+import type { CheckRequest, CheckResponse } from '../envoy/protos.js';
+import type { Logger } from '../observability/logger.js';
+import type { Authorizer } from '../authorizer.js';
+
+/** Time kept back from Envoy's deadline to encode and send the answer. */
+const DEADLINE_MARGIN_MS = 5;
+
+const INTERNAL_ERROR: Decision = Object.freeze({
+  allow: false,
+  reason: 'policy_error',
+  policy: null,
+  status: 500,
+  challenge: null,
+  bearerError: null,
+  description: 'the request could not be authorized',
+  endpoint: null,
+  cache: 'none',
+});
+
+export interface AuthorizationServiceOptions {
+  /** The current authorizer; a function so a configuration reload can swap it. */
+  authorizer: () => Authorizer;
+  logger: Logger;
+}
+
+export function authorizationHandlers(options: AuthorizationServiceOptions): grpc.UntypedServiceImplementation {
+  const { logger } = options;
+
+  const check: grpc.handleUnaryCall<CheckRequest, CheckResponse> = (call, callback) => {
+    const started = performance.now();
+    const controller = new AbortController();
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    let timer: NodeJS.Timeout | undefined;
+    if (Number.isFinite(deadlineMs)) {
+      const budget = Math.max(0, deadlineMs - Date.now() - DEADLINE_MARGIN_MS);
+      timer = setTimeout(() => controller.abort(), budget);
+    }
+    const onCancel = () => controller.abort();
+    call.on('cancelled', onCancel);
+
+    const note: DecisionNote = {};
+    let requestId: string | null = null;
+    let pending: Promise<Decision>;
+    try {
+      const request = toAuthRequest(call.request);
+      requestId = request.requestId;
+      pending = options.authorizer().check(request, controller.signal, note);
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    pending
+      .catch((error: unknown) => {
+        logger.error({ err: describe(error), requestId }, 'check failed; denying');
+        return INTERNAL_ERROR;
+      })
+      .then((decision) => {
+        if (timer) clearTimeout(timer);
+        call.removeListener('cancelled', onCancel);
+        callback(null, renderCheckResponse(decision));
+        logDecision(logger, decision, requestId, note, performance.now() - started);
+      })
+      .catch((error: unknown) => {
+        logger.error({ err: describe(error), requestId }, 'could not send the check response');
+      });
+  };
+
+  return { Check: check };
+}
+
+function logDecision(logger: Logger, decision: Decision, requestId: string | null, note: DecisionNote, ms: number): void {
+  if (!logger.isLevelEnabled('info')) return;
+  logger.info(
+    {
+      requestId,
+      policy: decision.policy,
+      decision: decision.allow ? 'allow' : 'deny',
+      reason: decision.reason,
+      status: decision.allow ? 200 : decision.status,
+      endpoint: decision.endpoint,
+      cache: decision.cache,
+      detail: note.detail,
+      ms: Math.round(ms * 1000) / 1000,
+    },
+    'decision',
+  );
+}
+
+/** Name and message of an error, never its full object (which may hold request data). */
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : 'unknown error';
+}
