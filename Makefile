@@ -1,0 +1,34 @@
+# The two commands at the top of README.md: `make demo` and `make test`.
+# Both work on a fresh clone: they install dependencies first.
+
+NODE ?= node
+NPM ?= npm
+TAP_FLAGS ?=
+
+.PHONY: all install build demo test test-only typecheck clean
+
+all: build
+
+# npm ci only when the lock file is newer than the installed tree.
+node_modules/.package-lock.json: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.package-lock.json
+
+build: install
+	$(NODE) node_modules/typescript/bin/tsc -p tsconfig.json
+
+demo: build
+	$(NODE) dist/demo/demo.js
+
+# Type-checks everything (src, test, demo), then runs every test with coverage.
+test: build test-only
+
+# The suite alone, on the Node given by NODE (CI runs it on Node 20 and Node 24).
+test-only:
+	$(NODE) node_modules/tap/dist/esm/run.mjs $(TAP_FLAGS)
+	$(NODE) test/tools/coverage-gate.mjs
+
+clean:
+	rm -rf dist .tap coverage
