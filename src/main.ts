@@ -3,6 +3,7 @@
  * Process wiring: command line, configuration, servers, signals.
  */
 import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
 import { startApp, type App } from './app.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { createLogger } from './observability/logger.js';
@@ -17,7 +18,8 @@ Options:
   -v, --version       print the version and exit
   -h, --help          print this help and exit
 
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 configuration error.`;
+Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 configuration error
+(including a port that is already in use).`;
 
 const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
@@ -65,21 +67,15 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const logger = createLogger(config.log.level);
-  let app: App;
-  try {
-    app = await startApp(config, logger);
-  } catch (error) {
-    const e = error as Error;
-    const inUse = /EADDRINUSE|address already in use/i.test(e.message);
-    process.stderr.write(
-      inUse
-        ? `error: server.grpc.port: ${config.server.grpc.host}:${config.server.grpc.port} is already in use\n`
-        : `error: cannot start: ${e.message}\n`,
-    );
-    process.exit(inUse ? EXIT_CONFIG : EXIT_RUNTIME);
-  }
-  logger.info({ version: VERSION, grpcPort: app.grpc.port, policies: config.policies.map((p) => p.name) }, 'serving');
+  // grpc-js writes its own diagnostics to stderr; route them into our JSON log.
+  grpc.setLogger({
+    error: (...args: unknown[]) => logger.warn({ component: 'grpc-js' }, args.map(String).join(' ')),
+    info: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, args.map(String).join(' ')),
+    debug: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, args.map(String).join(' ')),
+  });
 
+  // Signals are taken from here on: one arriving during start-up stops the service once it is up.
+  let app: App | undefined;
   let signalled = false;
   const stop = (signal: NodeJS.Signals) => {
     if (signalled) {
@@ -88,8 +84,11 @@ async function main(argv: string[]): Promise<void> {
       process.exit(EXIT_RUNTIME);
     }
     signalled = true;
+    if (app) drain(app, signal);
+  };
+  const drain = (running: App, signal: NodeJS.Signals) => {
     logger.info({ signal, timeoutMs: config.server.shutdownTimeout }, 'draining');
-    app
+    running
       .stop()
       .then(() => {
         logger.info('stopped');
@@ -102,6 +101,22 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+
+  try {
+    app = await startApp(config, logger);
+  } catch (error) {
+    const e = error as Error;
+    const inUse = /EADDRINUSE|address already in use/i.test(e.message);
+    process.stderr.write(
+      inUse
+        ? `error: server.grpc.port: ${config.server.grpc.host}:${config.server.grpc.port} is already in use\n`
+        : `error: cannot start: ${e.message}\n`,
+    );
+    logger.flush(() => process.exit(inUse ? EXIT_CONFIG : EXIT_RUNTIME));
+    return;
+  }
+  logger.info({ version: VERSION, grpcPort: app.grpc.port, policies: config.policies.map((p) => p.name) }, 'serving');
+  if (signalled) drain(app, 'SIGTERM');
 }
 
 process.on('uncaughtException', (error) => {

@@ -42,6 +42,7 @@ export async function startGrpcServer(
     shutdown(timeoutMs: number): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
         health.setAll(ServingStatus.NOT_SERVING);
+        health.endStreams();
         const force = setTimeout(() => {
           server.forceShutdown();
           resolve();

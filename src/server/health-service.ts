@@ -18,9 +18,15 @@ interface HealthResponse {
 
 type Listener = (status: ServingStatus) => void;
 
+/** An open Watch stream, as far as shutdown is concerned. */
+interface Stream {
+  end(): void;
+}
+
 export class HealthState {
   readonly #statuses = new Map<string, ServingStatus>();
   readonly #listeners = new Set<Listener>();
+  readonly #streams = new Set<Stream>();
 
   constructor(initial: ServingStatus = ServingStatus.NOT_SERVING) {
     this.#statuses.set('', initial);
@@ -42,6 +48,21 @@ export class HealthState {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
+
+  /** Remember a Watch stream until it closes, so endStreams() can finish it. */
+  track(stream: Stream): () => void {
+    this.#streams.add(stream);
+    return () => this.#streams.delete(stream);
+  }
+
+  /**
+   * Finish every Watch stream (after they were told NOT_SERVING): an open Watch
+   * never ends by itself and would hold a graceful shutdown to its deadline.
+   */
+  endStreams(): void {
+    for (const stream of this.#streams) stream.end();
+    this.#streams.clear();
+  }
 }
 
 export function healthHandlers(state: HealthState): grpc.UntypedServiceImplementation {
@@ -58,10 +79,16 @@ export function healthHandlers(state: HealthState): grpc.UntypedServiceImplement
     const service = call.request.service ?? '';
     const initial = state.get(service);
     call.write({ status: initial ?? ServingStatus.SERVICE_UNKNOWN });
-    if (initial === undefined) return;
-    const unsubscribe = state.subscribe((status) => call.write({ status }));
-    call.on('cancelled', unsubscribe);
-    call.on('close', unsubscribe);
+    // An unknown service's stream stays open (the spec allows it to appear later) until shutdown.
+    const unsubscribe = initial === undefined ? () => false : state.subscribe((status) => call.write({ status }));
+    const untrack = state.track(call);
+    const forget = () => {
+      unsubscribe();
+      untrack();
+    };
+    call.on('cancelled', forget);
+    call.on('close', forget);
+    call.on('finish', forget);
   };
 
   return { Check: check, Watch: watch };
