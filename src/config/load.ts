@@ -12,8 +12,7 @@ import {
   schema,
   endpointSchema,
   policySchema,
-  withDefaults,
-  withoutValues,
+  convictProblems,
   type AuthMethod,
   type RawEndpoint,
   type RawPolicy,
@@ -82,14 +81,21 @@ export function loadConfigFile(path: string, options: LoadOptions = {}): Config 
 
 /** Validate configuration given as YAML (or JSON) text; `source` names it in errors. */
 export function parseConfig(text: string, source: string, options: LoadOptions = {}): Config {
+  // parseDocument rather than parse: parse() reports warnings through
+  // process.emitWarning, quoting the source line, which may hold a secret.
+  const document = YAML.parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  const problem = document.errors[0] ?? document.warnings[0];
+  if (problem) {
+    const position = problem.linePos?.[0];
+    const at = position ? ` at line ${position.line}, column ${position.col}` : '';
+    // The code, not the message: messages quote the source.
+    throw new ConfigError(`${source}: YAML syntax error${at}: ${problem.code.toLowerCase().replaceAll('_', ' ')}`);
+  }
   let raw: unknown;
   try {
-    raw = YAML.parse(text, { uniqueKeys: true, prettyErrors: true, maxAliasCount: 100 }) ?? {};
-  } catch (error) {
-    const e = error as { message: string; linePos?: Array<{ line: number; col: number }> };
-    const at = e.linePos?.[0] ? ` at line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '';
-    const first = e.message.split('\n')[0] ?? 'syntax error';
-    throw new ConfigError(`${source}: YAML syntax error${at}: ${first.replace(/ at line \d+, column \d+:?$/, '')}`);
+    raw = document.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch {
+    throw new ConfigError(`${source}: YAML error: aliases expand too far or cannot be resolved`);
   }
   return buildConfig(raw, source, options);
 }
@@ -104,26 +110,40 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
   for (const key of ['endpoints', 'policies'] as const) {
     if (key in top && !Array.isArray(top[key])) throw new ConfigError(`${source}: ${key}: must be a list`);
   }
+  checkTypes(schema, top, `${source}: `);
+  (top.endpoints as unknown[] | undefined)?.forEach((item, i) => checkTypes(endpointSchema, item, `${source}: endpoints[${i}].`));
+  (top.policies as unknown[] | undefined)?.forEach((item, i) => checkTypes(policySchema, item, `${source}: policies[${i}].`));
+  applyEnv(schema, top, env, `${source}: `);
 
-  const config = convict(schema, { env, args: [] });
+  // Environment overrides were applied above with strict parsing; convict's own is lenient.
+  const config = convict(schema, { env: {}, args: [] });
   try {
     config.load(top);
     config.validate({ allowed: 'strict' });
   } catch (error) {
-    throw new ConfigError(`${source}: ${withoutValues((error as Error).message)}`);
+    throw new ConfigError(`${source}: ${convictProblems((error as Error).message, '')}`);
   }
   const props = config.getProperties();
+  const items = (list: string, itemSchema: object, values: unknown[]) =>
+    values.map((item, index) => {
+      try {
+        const itemConfig = convict(itemSchema as convict.Schema<Record<string, unknown>>, { env: {}, args: [] });
+        itemConfig.load(item as object).validate({ allowed: 'strict' });
+        return itemConfig.getProperties();
+      } catch (error) {
+        throw new ConfigError(`${source}: ${convictProblems((error as Error).message, `${list}[${index}].`)}`);
+      }
+    });
 
-  const endpoints = (props.endpoints as unknown[]).map((item, index) =>
-    resolveEndpoint(withDefaults<RawEndpoint>(endpointSchema, item), `${source}: endpoints[${index}]`, env),
+  const endpoints = items('endpoints', endpointSchema, props.endpoints).map((item, index) =>
+    resolveEndpoint(item as RawEndpoint, `${source}: endpoints[${index}].`, env),
   );
   unique(endpoints, `${source}: endpoints`);
   if (endpoints.length === 0) throw new ConfigError(`${source}: endpoints: at least one introspection endpoint is required`);
 
-  const rawPolicies = (props.policies as unknown[]).map((item) => withDefaults<RawPolicy>(policySchema, item));
-  if (rawPolicies.length === 0) rawPolicies.push(withDefaults<RawPolicy>(policySchema, { name: 'default' }));
+  const rawPolicies = items('policies', policySchema, props.policies.length > 0 ? props.policies : [{ name: 'default' }]);
   const policies = rawPolicies.map((policy, index) =>
-    resolvePolicy(policy, `${source}: policies[${index}]`, endpoints),
+    resolvePolicy(policy as RawPolicy, `${source}: policies[${index}].`, endpoints),
   );
   unique(policies, `${source}: policies`);
 
@@ -148,28 +168,84 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
   };
 }
 
+type SchemaNode = { [key: string]: unknown };
+
+function isOption(node: unknown): node is { default: unknown; env?: string } {
+  return typeof node === 'object' && node !== null && 'doc' in node && 'default' in node;
+}
+
+/**
+ * convict coerces strings into numbers and booleans ("10s" becomes 10, "no"
+ * becomes true); a wrong type must be an error instead. The expected type of an
+ * option is the type of its default (null defaults are strings).
+ */
+function checkTypes(node: SchemaNode, raw: unknown, where: string): void {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    if (where.endsWith('].')) throw new ConfigError(`${where.slice(0, -1)}: must be a mapping`);
+    return;
+  }
+  const values = raw as Record<string, unknown>;
+  for (const [key, option] of Object.entries(node)) {
+    if (!Object.hasOwn(values, key)) continue;
+    const value = values[key];
+    if (!isOption(option)) {
+      if (value !== null && (typeof value !== 'object' || Array.isArray(value))) {
+        throw new ConfigError(`${where}${key}: must be a mapping`);
+      }
+      checkTypes(option as SchemaNode, value, `${where}${key}.`);
+      continue;
+    }
+    const expected = option.default === null ? 'string' : Array.isArray(option.default) ? 'list' : typeof option.default;
+    const actual = Array.isArray(value) ? 'list' : typeof value;
+    if (expected === 'list') continue;
+    if (value === null && option.default === null) continue;
+    if (actual !== expected) throw new ConfigError(`${where}${key}: must be a ${expected === 'boolean' ? 'boolean (true or false)' : expected}`);
+  }
+}
+
+/** Environment overrides declared in the schema (`env`), parsed strictly. */
+function applyEnv(node: SchemaNode, target: Record<string, unknown>, env: NodeJS.ProcessEnv, where: string): void {
+  for (const [key, option] of Object.entries(node)) {
+    if (!isOption(option)) {
+      const child = (target[key] ??= {}) as Record<string, unknown>;
+      applyEnv(option as SchemaNode, child, env, `${where}${key}.`);
+      if (Object.keys(child).length === 0) delete target[key];
+      continue;
+    }
+    if (!option.env) continue;
+    const text = env[option.env];
+    if (text === undefined) continue;
+    if (typeof option.default === 'number') {
+      if (!/^\d{1,9}$/.test(text)) throw new ConfigError(`${where}${key} (from ${option.env}): must be a whole number`);
+      target[key] = Number(text);
+    } else {
+      target[key] = text;
+    }
+  }
+}
+
 function resolveEndpoint(raw: RawEndpoint, where: string, env: NodeJS.ProcessEnv): EndpointConfig {
-  const clientSecret = readSecret(raw.clientSecret, raw.clientSecretFile, raw.clientSecretEnv, `${where}: clientSecret`, env);
+  const clientSecret = readSecret(raw.clientSecret, raw.clientSecretFile, raw.clientSecretEnv, `${where}clientSecret`, env);
   const authorizationValue = readSecret(
     raw.authorizationValue,
     raw.authorizationValueFile,
     null,
-    `${where}: authorizationValue`,
+    `${where}authorizationValue`,
     env,
   );
   const authMethod: AuthMethod = raw.authMethod ?? (authorizationValue ? 'authorization_value' : 'client_secret_basic');
   switch (authMethod) {
     case 'client_secret_basic':
     case 'client_secret_post':
-      if (!raw.clientId) throw new ConfigError(`${where}: clientId: required by authMethod ${authMethod}`);
+      if (!raw.clientId) throw new ConfigError(`${where}clientId: required by authMethod ${authMethod}`);
       if (!clientSecret) {
-        throw new ConfigError(`${where}: clientSecret: required by authMethod ${authMethod} (inline, clientSecretFile or clientSecretEnv)`);
+        throw new ConfigError(`${where}clientSecret: required by authMethod ${authMethod} (inline, clientSecretFile or clientSecretEnv)`);
       }
       break;
     case 'authorization_value':
-      if (!authorizationValue) throw new ConfigError(`${where}: authorizationValue: required by authMethod authorization_value`);
+      if (!authorizationValue) throw new ConfigError(`${where}authorizationValue: required by authMethod authorization_value`);
       if (/[\0\r\n]/.test(authorizationValue.reveal())) {
-        throw new ConfigError(`${where}: authorizationValue: must not contain control characters`);
+        throw new ConfigError(`${where}authorizationValue: must not contain control characters`);
       }
       break;
     case 'none':
@@ -196,20 +272,20 @@ function resolvePolicy(raw: RawPolicy, where: string, endpoints: EndpointConfig[
   if (endpointName === null) {
     const open = endpoints.filter((e) => !e.restricted);
     if (endpoints.length !== 1 || open.length !== 1) {
-      throw new ConfigError(`${where}: endpoint: required when more than one endpoint is configured or the only one is restricted`);
+      throw new ConfigError(`${where}endpoint: required when more than one endpoint is configured or the only one is restricted`);
     }
     endpointName = open[0]!.name;
   } else if (!endpoints.some((e) => e.name === endpointName)) {
-    throw new ConfigError(`${where}: endpoint: no endpoint is named "${endpointName}"`);
+    throw new ConfigError(`${where}endpoint: no endpoint is named "${endpointName}"`);
   }
   let mappedIdentity: IdentityTemplate;
   try {
     mappedIdentity = compileTemplate(raw.mappedIdentity);
   } catch (error) {
-    throw new ConfigError(`${where}: mappedIdentity: ${(error as Error).message}`);
+    throw new ConfigError(`${where}mappedIdentity: ${(error as Error).message}`);
   }
   if (RESERVED_HEADERS.has(raw.identityHeader)) {
-    throw new ConfigError(`${where}: identityHeader: ${raw.identityHeader} cannot carry the identity`);
+    throw new ConfigError(`${where}identityHeader: ${raw.identityHeader} cannot carry the identity`);
   }
   return {
     name: raw.name,

@@ -4,7 +4,6 @@
  * Gateway, IBM Verify Access, Express Gateway); the README's reference is
  * written from this file.
  */
-import convict from 'convict';
 
 function oneOf<T extends string>(values: readonly T[]) {
   return (value: unknown): void => {
@@ -206,18 +205,9 @@ export const policySchema = {
   },
 };
 
-function listOf(itemSchema: object) {
-  return (value: unknown): void => {
-    if (!Array.isArray(value)) throw new Error('must be a list');
-    value.forEach((item, index) => {
-      try {
-        if (item === null || typeof item !== 'object' || Array.isArray(item)) throw new Error('must be a mapping');
-        convict(itemSchema as convict.Schema<Record<string, unknown>>).load(item).validate({ allowed: 'strict' });
-      } catch (error) {
-        throw new Error(`[${index}]: ${withoutValues((error as Error).message)}`);
-      }
-    });
-  };
+/** Items are validated one by one against their own schema by the loader. */
+function list(value: unknown): void {
+  if (!Array.isArray(value)) throw new Error('must be a list');
 }
 
 export const schema = {
@@ -258,7 +248,9 @@ export const schema = {
   },
   cache: {
     maxCacheEntries: {
-      doc: 'Most introspection answers kept in memory, least recently used evicted first (MuleSoft: maxCacheEntries).',
+      doc:
+        'Most introspection answers kept in memory (MuleSoft: maxCacheEntries). Least recently used go first; ' +
+        'eviction may begin once half this number is held, and the cache never holds more.',
       format: wholeNumber(0, 10_000_000),
       default: 1000,
     },
@@ -284,12 +276,12 @@ export const schema = {
   },
   endpoints: {
     doc: 'Introspection endpoints, each with a unique name.',
-    format: listOf(endpointSchema),
+    format: list,
     default: [] as Array<Record<string, unknown>>,
   },
   policies: {
     doc: 'Policies, each with a unique name. When none is configured, one policy named "default" with default options is used.',
-    format: listOf(policySchema),
+    format: list,
     default: [] as Array<Record<string, unknown>>,
   },
 };
@@ -297,15 +289,21 @@ export const schema = {
 export type RawEndpoint = { [K in keyof typeof endpointSchema]: (typeof endpointSchema)[K]['default'] };
 export type RawPolicy = { [K in keyof typeof policySchema]: (typeof policySchema)[K]['default'] };
 
-/** Resolve one list item with its schema's defaults applied. */
-export function withDefaults<T>(itemSchema: object, item: unknown): T {
-  return convict(itemSchema as convict.Schema<T>).load(item as object).getProperties();
-}
 
-/** convict appends "value was <JSON>" to its messages; a value may be a secret, so it goes. */
-export function withoutValues(message: string): string {
+/**
+ * convict's validation message, one problem a line, as ours: each line prefixed
+ * with where the options sit, unknown keys named plainly, and without the
+ * "value was <JSON>" convict appends (a value may be a secret). The `s` flag
+ * matters: JSON keeps U+2028/U+2029 raw, and a plain `.` stops there.
+ */
+export function convictProblems(message: string, prefix: string): string {
   return message
     .split('\n')
-    .map((line) => line.replace(/: value was .*$/, ''))
+    .filter((line) => line.trim() !== '')
+    .map((line) => {
+      const unknown = /^configuration param '(.*)' not declared in the schema$/s.exec(line);
+      if (unknown) return `${prefix}${unknown[1]}: unknown option`;
+      return `${prefix}${line.replace(/: value was .*$/s, '')}`;
+    })
     .join('; ');
 }

@@ -11,6 +11,8 @@ export interface CacheEntry {
   readonly claims: Claims;
   /** Epoch ms after which the entry must not be used. */
   readonly expiresAt: number;
+  /** The token's own expiry (exp, epoch ms), if the answer gave one. */
+  readonly tokenExpiresAt: number | null;
 }
 
 export interface CacheOptions {
@@ -67,9 +69,9 @@ export class IntrospectionCache {
     if (!this.#lru) return;
     const now = this.#clock.now();
     const expiresAt = tokenExpiresAt === null ? now + this.#ttlMs : Math.min(now + this.#ttlMs, tokenExpiresAt);
-    const maxAge = expiresAt - now;
-    if (maxAge <= 0) return;
-    this.#lru.set(key, { claims, expiresAt }, { maxAge });
+    if (expiresAt <= now) return;
+    // No quick-lru maxAge: it reads Date.now(), and expiry must follow the injected clock (checked in get).
+    this.#lru.set(key, { claims, expiresAt, tokenExpiresAt });
   }
 
   delete(key: string): boolean {

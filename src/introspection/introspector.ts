@@ -41,7 +41,7 @@ export class Introspector {
     const key = cacheKey(endpoint.name, token);
     const cached = this.#cache.get(key);
     if (cached) {
-      return { result: { outcome: 'active', claims: cached.claims, expiresAt: cached.expiresAt }, cache: 'hit' };
+      return { result: { outcome: 'active', claims: cached.claims, expiresAt: cached.tokenExpiresAt }, cache: 'hit' };
     }
     if (signal.aborted) return { result: TIMED_OUT, cache: 'miss' };
 
@@ -61,7 +61,11 @@ export class Introspector {
     } finally {
       signal.removeEventListener('abort', onAbort!);
       current.waiters -= 1;
-      if (current.waiters === 0 && signal.aborted) current.controller.abort();
+      if (current.waiters === 0 && signal.aborted) {
+        current.controller.abort();
+        // A later Check must start its own call, not join one that is being torn down.
+        if (this.#flights.get(key) === current) this.#flights.delete(key);
+      }
     }
   }
 
@@ -74,7 +78,13 @@ export class Introspector {
 
   #start(key: string, endpoint: Endpoint, token: string): Flight {
     const controller = new AbortController();
-    const promise = endpoint.introspect(token, controller.signal).then(
+    let call: Promise<IntrospectionResult>;
+    try {
+      call = endpoint.introspect(token, controller.signal);
+    } catch (error) {
+      call = Promise.reject(error);
+    }
+    const promise = call.then(
       (result) => {
         if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt);
         return result;

@@ -50,10 +50,22 @@ export function readIntrospectionResponse(status: number, body: string, options:
   if (nbf !== undefined && nbf * 1000 - skewMs > options.now) return INACTIVE;
 
   const claims: Record<string, unknown> = Object.create(null);
-  for (const key of Object.keys(answer)) claims[key] = answer[key];
+  for (const key of Object.keys(answer)) claims[key] = deepFreeze(answer[key]);
   return { outcome: 'active', claims: Object.freeze(claims), expiresAt: exp === undefined ? null : exp * 1000 };
 }
 
 function bad(detail: string): IntrospectionResult {
   return { outcome: 'bad_response', detail };
+}
+
+/** Cached claims are shared by every later Check: nothing may change them. Iterative: nesting may be deep. */
+function deepFreeze(root: unknown): unknown {
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (value === null || typeof value !== 'object' || Object.isFrozen(value)) continue;
+    Object.freeze(value);
+    for (const key of Object.keys(value)) pending.push((value as Record<string, unknown>)[key]);
+  }
+  return root;
 }

@@ -1,13 +1,13 @@
 // grpc.health.v1 through a real client: statuses, and Watch streams that must
 // not hold a graceful shutdown open until its deadline.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
 import { buildConfig } from '../../src/config/load.js';
 import { startApp } from '../../src/app.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { healthClientConstructor } from '../support/envoy.js';
 
-async function start(t: Tap.Test) {
+async function start(t: Test) {
   const config = buildConfig({
     server: { grpc: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 5000 },
     endpoints: [{ name: 'idp', url: 'http://127.0.0.1:9/introspect', authMethod: 'none' }],

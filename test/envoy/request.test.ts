@@ -1,0 +1,184 @@
+import t from 'tap';
+import type { AuthRequest } from '../../src/auth-request.js';
+import type { CheckRequest, HeaderValue } from '../../src/envoy/protos.js';
+import { toAuthRequest } from '../../src/envoy/request.js';
+
+function headersOf(request: AuthRequest): Record<string, readonly string[]> {
+  return Object.fromEntries(request.headers);
+}
+
+function withHeaderMap(headers: HeaderValue[], extra: NonNullable<NonNullable<CheckRequest['attributes']>['request']>['http'] = {}): CheckRequest {
+  return { attributes: { request: { http: { ...extra, header_map: { headers } } } } };
+}
+
+t.test('merged headers map', async (t) => {
+  const request = toAuthRequest({
+    attributes: {
+      request: {
+        http: {
+          method: 'POST',
+          host: 'api.example.com',
+          path: '/orders?id=1',
+          headers: {
+            ':method': 'POST',
+            ':path': '/orders?id=1',
+            authorization: 'Bearer a,Bearer b',
+            'X-Request-Id': 'req-42',
+            'Content-Type': 'application/json',
+          },
+        },
+      },
+    },
+  });
+  t.same(headersOf(request), {
+    ':method': ['POST'],
+    ':path': ['/orders?id=1'],
+    authorization: ['Bearer a,Bearer b'],
+    'x-request-id': ['req-42'],
+    'content-type': ['application/json'],
+  }, 'keys lower-cased, one value each, merged values untouched');
+  t.equal(request.method, 'POST');
+  t.equal(request.host, 'api.example.com');
+  t.equal(request.path, '/orders?id=1');
+  t.equal(request.requestId, 'req-42');
+  t.equal(request.contextExtensions.size, 0);
+});
+
+t.test('keys that differ only in case become one header with two values', async (t) => {
+  const request = toAuthRequest({
+    attributes: { request: { http: { headers: { Authorization: 'Bearer a', authorization: 'Bearer b' } } } },
+  });
+  t.same(headersOf(request), { authorization: ['Bearer a', 'Bearer b'] });
+});
+
+t.test('header_map with raw_value bytes', async (t) => {
+  const request = toAuthRequest(
+    withHeaderMap([
+      { key: 'authorization', raw_value: Buffer.from('Bearer abc') },
+      { key: 'X-Name', raw_value: Buffer.from('Zoë', 'utf8') },
+      { key: 'x-fallback', value: 'from-value', raw_value: Buffer.alloc(0) },
+      { key: 'x-only-value', value: 'v' },
+      { key: 'x-both', value: 'ignored', raw_value: Buffer.from('raw wins') },
+      { key: 'x-empty' },
+    ]),
+  );
+  t.same(headersOf(request), {
+    authorization: ['Bearer abc'],
+    'x-name': ['Zoë'],
+    'x-fallback': ['from-value'],
+    'x-only-value': ['v'],
+    'x-both': ['raw wins'],
+    'x-empty': [''],
+  });
+});
+
+t.test('repeated header_map entries stay separate values', async (t) => {
+  const request = toAuthRequest(
+    withHeaderMap([
+      { key: 'authorization', raw_value: Buffer.from('Bearer a') },
+      { key: 'x-other', raw_value: Buffer.from('1') },
+      { key: 'Authorization', raw_value: Buffer.from('Bearer b') },
+      { key: 'x-other', value: '2' },
+    ]),
+  );
+  t.same(request.headers.get('authorization'), ['Bearer a', 'Bearer b'], 'two authorization lines, two values');
+  t.same(request.headers.get('x-other'), ['1', '2']);
+});
+
+t.test('entries without a key are skipped', async (t) => {
+  const request = toAuthRequest(withHeaderMap([{ key: '', value: 'x' }, { value: 'y' }, { key: 'a', value: 'b' }]));
+  t.same(headersOf(request), { a: ['b'] });
+});
+
+t.test('header_map is preferred over headers', async (t) => {
+  const request = toAuthRequest({
+    attributes: {
+      request: {
+        http: {
+          headers: { authorization: 'Bearer merged', 'x-only-merged': '1' },
+          header_map: { headers: [{ key: 'authorization', raw_value: Buffer.from('Bearer raw') }] },
+        },
+      },
+    },
+  });
+  t.same(headersOf(request), { authorization: ['Bearer raw'] });
+
+  const empty = toAuthRequest({
+    attributes: { request: { http: { headers: { authorization: 'Bearer merged' }, header_map: { headers: [] } } } },
+  });
+  t.same(headersOf(empty), { authorization: ['Bearer merged'] }, 'an empty header_map falls back to headers');
+  const absent = toAuthRequest({
+    attributes: { request: { http: { headers: { authorization: 'Bearer merged' }, header_map: {} } } },
+  });
+  t.same(headersOf(absent), { authorization: ['Bearer merged'] }, 'a header_map without headers falls back too');
+});
+
+t.test('context_extensions become a Map', async (t) => {
+  const request = toAuthRequest({
+    attributes: {
+      request: { http: { headers: {} } },
+      context_extensions: { policy: 'partner', 'other-key': 'v' },
+    },
+  });
+  t.ok(request.contextExtensions instanceof Map);
+  t.same([...request.contextExtensions], [
+    ['policy', 'partner'],
+    ['other-key', 'v'],
+  ]);
+  t.equal(request.contextExtensions.get('policy'), 'partner');
+  t.equal(request.contextExtensions.get('constructor'), undefined, 'nothing inherited');
+
+  const none = toAuthRequest({ attributes: { context_extensions: {} } });
+  t.equal(none.contextExtensions.size, 0);
+});
+
+t.test('method, host and path from pseudo-headers when the http fields are empty', async (t) => {
+  const request = toAuthRequest(
+    withHeaderMap([
+      { key: ':method', raw_value: Buffer.from('DELETE') },
+      { key: ':authority', raw_value: Buffer.from('h2.example.com') },
+      { key: ':path', raw_value: Buffer.from('/items/7') },
+      { key: 'host', raw_value: Buffer.from('ignored.example.com') },
+      { key: 'x-request-id', raw_value: Buffer.from('rid-1') },
+    ], { method: '', host: '', path: '' }),
+  );
+  t.equal(request.method, 'DELETE');
+  t.equal(request.host, 'h2.example.com', ':authority before host');
+  t.equal(request.path, '/items/7');
+  t.equal(request.requestId, 'rid-1');
+
+  const http1 = toAuthRequest(withHeaderMap([{ key: 'Host', value: 'h1.example.com' }]));
+  t.equal(http1.host, 'h1.example.com', 'host header when there is no :authority');
+
+  const fields = toAuthRequest(
+    withHeaderMap([{ key: ':method', value: 'GET' }, { key: ':authority', value: 'a' }, { key: ':path', value: '/a' }], {
+      method: 'PUT',
+      host: 'b',
+      path: '/b',
+    }),
+  );
+  t.same([fields.method, fields.host, fields.path], ['PUT', 'b', '/b'], 'the http fields win');
+});
+
+t.test('the first x-request-id is the request id', async (t) => {
+  const request = toAuthRequest(withHeaderMap([{ key: 'x-request-id', value: 'one' }, { key: 'X-Request-ID', value: 'two' }]));
+  t.equal(request.requestId, 'one');
+});
+
+t.test('empty or missing attributes do not throw', async (t) => {
+  const empty: CheckRequest[] = [
+    {},
+    { attributes: {} },
+    { attributes: { request: {} } },
+    { attributes: { request: { http: {} } } },
+    { attributes: { request: { http: { headers: {} } } } },
+    { attributes: { request: { http: { header_map: {} } } } },
+  ];
+  for (const check of empty) {
+    const request = toAuthRequest(check);
+    const name = JSON.stringify(check);
+    t.equal(request.headers.size, 0, `${name}: no headers`);
+    t.equal(request.contextExtensions.size, 0, `${name}: no extensions`);
+    t.same([request.method, request.host, request.path, request.requestId], ['', '', '', null], `${name}: empty fields`);
+  }
+});

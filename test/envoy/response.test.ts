@@ -1,0 +1,153 @@
+import t from 'tap';
+import type { Allow, Deny } from '../../src/decision.js';
+import { renderCheckResponse, RpcCode } from '../../src/envoy/response.js';
+
+function allowDecision(overrides: Partial<Allow> = {}): Allow {
+  return {
+    allow: true,
+    reason: 'ok',
+    policy: 'default',
+    identity: 'alice',
+    headers: [
+      { name: 'x-auth-subject', value: 'alice' },
+      { name: 'x-auth-client', value: 'app' },
+    ],
+    removeHeaders: ['x_auth_subject', 'x-auth-roles'],
+    metadata: { identity: 'alice', client: 'app' },
+    endpoint: 'as',
+    cache: 'miss',
+    ...overrides,
+  };
+}
+
+function denyDecision(overrides: Partial<Deny> = {}): Deny {
+  return {
+    allow: false,
+    reason: 'inactive',
+    policy: 'default',
+    status: 401,
+    challenge: 'Bearer realm="api", error="invalid_token", error_description="the token is not active"',
+    bearerError: 'invalid_token',
+    description: 'the token is not active',
+    endpoint: 'as',
+    cache: 'miss',
+    ...overrides,
+  };
+}
+
+const overwrite = (key: string, value: string) => ({
+  header: { key, value },
+  append: { value: false },
+  append_action: 2,
+});
+
+t.test('allow', async (t) => {
+  const decision = allowDecision();
+  const response = renderCheckResponse(decision);
+  t.same(response, {
+    status: { code: 0 },
+    ok_response: {
+      headers: [overwrite('x-auth-subject', 'alice'), overwrite('x-auth-client', 'app')],
+      headers_to_remove: ['x_auth_subject', 'x-auth-roles'],
+    },
+    dynamic_metadata: { fields: { identity: { stringValue: 'alice' }, client: { stringValue: 'app' } } },
+  });
+  t.equal(response.status.code, RpcCode.OK);
+  t.equal(response.denied_response, undefined, 'no denied_response');
+  for (const header of response.ok_response!.headers) {
+    t.same(header.append, { value: false }, `${header.header.key}: append false`);
+    t.equal(header.append_action, 2, `${header.header.key}: OVERWRITE_IF_EXISTS_OR_ADD`);
+  }
+  t.not(response.ok_response!.headers_to_remove, decision.removeHeaders, 'a copy, not the decision array');
+});
+
+t.test('allow without headers or metadata', async (t) => {
+  const response = renderCheckResponse(allowDecision({ headers: [], removeHeaders: [], metadata: {}, identity: null }));
+  t.same(response, {
+    status: { code: 0 },
+    ok_response: { headers: [], headers_to_remove: [] },
+    dynamic_metadata: { fields: {} },
+  });
+});
+
+t.test('deny: a non-zero code for every status', async (t) => {
+  const cases: Array<[number, number]> = [
+    [400, RpcCode.INVALID_ARGUMENT],
+    [401, RpcCode.UNAUTHENTICATED],
+    [403, RpcCode.PERMISSION_DENIED],
+    [404, RpcCode.PERMISSION_DENIED],
+    [429, RpcCode.PERMISSION_DENIED],
+    [500, RpcCode.INTERNAL],
+    [501, RpcCode.INTERNAL],
+    [502, RpcCode.UNAVAILABLE],
+    [503, RpcCode.UNAVAILABLE],
+    [504, RpcCode.UNAVAILABLE],
+  ];
+  for (const [status, code] of cases) {
+    const response = renderCheckResponse(denyDecision({ status, challenge: null, bearerError: null, reason: 'bad_response' }));
+    t.equal(response.status.code, code, `${status}: code`);
+    t.not(response.status.code, 0, `${status}: never OK`);
+    t.equal(response.status.message, 'bad_response', `${status}: message is the reason`);
+    t.equal(response.denied_response?.status.code, status, `${status}: HTTP status`);
+    t.equal(response.ok_response, undefined, `${status}: no ok_response`);
+    t.equal(response.dynamic_metadata, undefined, `${status}: no metadata`);
+  }
+});
+
+t.test('deny with a challenge', async (t) => {
+  const decision = denyDecision();
+  const response = renderCheckResponse(decision);
+  t.same(response, {
+    status: { code: RpcCode.UNAUTHENTICATED, message: 'inactive' },
+    denied_response: {
+      status: { code: 401 },
+      headers: [
+        overwrite('content-type', 'application/json'),
+        overwrite('cache-control', 'no-store'),
+        overwrite('www-authenticate', decision.challenge!),
+      ],
+      body: '{"error":"invalid_token","error_description":"the token is not active"}',
+    },
+  });
+});
+
+t.test('deny without a challenge has no www-authenticate', async (t) => {
+  const response = renderCheckResponse(
+    denyDecision({ reason: 'policy_error', status: 403, challenge: null, bearerError: null, description: 'the token does not identify its holder' }),
+  );
+  const headers = response.denied_response!.headers;
+  t.same(
+    headers.map((h) => h.header.key),
+    ['content-type', 'cache-control'],
+  );
+  t.ok(headers.every((h) => h.append.value === false && h.append_action === 2), 'every header overwrites');
+  t.same(JSON.parse(response.denied_response!.body), {
+    error: 'policy_error',
+    error_description: 'the token does not identify its holder',
+  }, 'the reason stands in for a missing bearer error');
+});
+
+t.test('the deny body has exactly error and error_description', async (t) => {
+  const decisions: Deny[] = [
+    denyDecision(),
+    denyDecision({ reason: 'missing_token', bearerError: null, challenge: 'Bearer realm="api"', description: 'a bearer token is required', endpoint: null, cache: 'none' }),
+    denyDecision({ reason: 'invalid_request', status: 400, bearerError: 'invalid_request', description: 'more than one Authorization header' }),
+    denyDecision({ reason: 'introspection_error', status: 503, bearerError: null, challenge: null, description: 'the token could not be verified' }),
+    denyDecision({ reason: 'policy_error', status: 500, policy: null, bearerError: null, challenge: null, description: 'the route is not configured correctly' }),
+    denyDecision({ description: 'with "quotes" and \\ backslash and \n newline' }),
+  ];
+  for (const decision of decisions) {
+    const response = renderCheckResponse(decision);
+    const contentType = response.denied_response!.headers.find((h) => h.header.key === 'content-type');
+    t.equal(contentType?.header.value, 'application/json', `${decision.reason}: json`);
+    const body = JSON.parse(response.denied_response!.body) as Record<string, unknown>;
+    t.same(Object.keys(body), ['error', 'error_description'], `${decision.reason}: only two keys`);
+    t.equal(body.error, decision.bearerError ?? decision.reason, `${decision.reason}: error`);
+    t.equal(body.error_description, decision.description, `${decision.reason}: description`);
+    for (const leaked of [decision.policy, decision.endpoint, decision.cache].filter((v) => v !== null && v !== 'none')) {
+      t.notOk(response.denied_response!.body.includes(`"${leaked}"`), `${decision.reason}: no ${leaked} in the body`);
+    }
+    const challenge = response.denied_response!.headers.find((h) => h.header.key === 'www-authenticate');
+    t.equal(challenge?.header.value ?? null, decision.challenge, `${decision.reason}: challenge`);
+  }
+});

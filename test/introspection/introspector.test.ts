@@ -1,0 +1,329 @@
+import t from 'tap';
+import { IntrospectionCache } from '../../src/introspection/cache.js';
+import { Introspector, type Answer, type Endpoint } from '../../src/introspection/introspector.js';
+import type { IntrospectionResult } from '../../src/introspection/result.js';
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+interface Call {
+  token: string;
+  signal: AbortSignal | undefined;
+  answer: Deferred<IntrospectionResult>;
+}
+
+/** An endpoint whose every answer the test gives by hand. */
+class FakeEndpoint implements Endpoint {
+  readonly name: string;
+  readonly calls: Call[] = [];
+  constructor(name = 'as') {
+    this.name = name;
+  }
+  introspect(token: string, signal?: AbortSignal): Promise<IntrospectionResult> {
+    const answer = deferred<IntrospectionResult>();
+    this.calls.push({ token, signal, answer });
+    return answer.promise;
+  }
+  /** The nth call; fails the test loudly when it was never made. */
+  call(index: number): Call {
+    const call = this.calls[index];
+    if (!call) throw new Error(`the endpoint was called ${this.calls.length} times, not ${index + 1}`);
+    return call;
+  }
+}
+
+const NOW = 1_700_000_000_000;
+const clock = { now: () => NOW };
+
+function setup(cacheOptions = { maxEntries: 100, ttlSeconds: 60 }) {
+  const cache = new IntrospectionCache({ ...cacheOptions, clock });
+  return { cache, introspector: new Introspector(cache), endpoint: new FakeEndpoint() };
+}
+
+const active = (sub: string, exp: number | null = null): IntrospectionResult => ({
+  outcome: 'active',
+  claims: Object.freeze(Object.assign(Object.create(null), { active: true, sub })),
+  expiresAt: exp,
+});
+
+const signal = () => new AbortController().signal;
+
+/** Resolves with the promise's value, or 'pending' when it has not settled after the current turn's I/O phase. */
+async function settledOrPending<T>(promise: Promise<T>): Promise<T | 'pending'> {
+  return Promise.race([promise, new Promise<'pending'>((resolve) => setImmediate(() => resolve('pending')))]);
+}
+
+// Any unhandled rejection while this file runs fails it.
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+process.on('unhandledRejection', onUnhandled);
+t.teardown(() => {
+  process.off('unhandledRejection', onUnhandled);
+});
+
+t.test('an active answer is cached; the next call is a hit', async (t) => {
+  const { introspector, endpoint, cache } = setup();
+  const first = introspector.introspect(endpoint, 'tok-1', signal());
+  t.equal(endpoint.calls.length, 1);
+  t.equal(endpoint.call(0).token, 'tok-1', 'the endpoint gets the token');
+  endpoint.call(0).answer.resolve(active('alice', NOW + 30_000));
+  const a = await first;
+  t.equal(a.cache, 'miss');
+  t.equal(a.result.outcome, 'active');
+  t.equal(cache.size, 1);
+
+  const b = await introspector.introspect(endpoint, 'tok-1', signal());
+  t.equal(b.cache, 'hit');
+  t.equal(b.result.outcome === 'active' && b.result.claims['sub'], 'alice');
+  t.equal(b.result.outcome === 'active' && b.result.expiresAt, NOW + 30_000, 'the cached entry expires with the token');
+  t.equal(endpoint.calls.length, 1, 'no second endpoint call');
+
+  const aborted = new AbortController();
+  aborted.abort();
+  const c = await introspector.introspect(endpoint, 'tok-1', aborted.signal);
+  t.equal(c.cache, 'hit', 'a cached answer is served even past the deadline');
+});
+
+t.test('inactive answers, failures and rejections are not cached', async (t) => {
+  const results: Array<[string, IntrospectionResult | Error]> = [
+    ['inactive', { outcome: 'inactive' }],
+    ['error', { outcome: 'error', detail: 'ECONNREFUSED' }],
+    ['timeout', { outcome: 'timeout', detail: 'slow' }],
+    ['bad_response', { outcome: 'bad_response', detail: 'HTTP 500' }],
+    ['rejection', new Error('boom')],
+  ];
+  for (const [name, result] of results) {
+    const { introspector, endpoint, cache } = setup();
+    const first = introspector.introspect(endpoint, 'tok', signal());
+    if (result instanceof Error) endpoint.call(0).answer.reject(result);
+    else endpoint.call(0).answer.resolve(result);
+    const a = await first;
+    t.equal(a.result.outcome, result instanceof Error ? 'error' : result.outcome, `${name}: outcome`);
+    t.equal(a.cache, 'miss', `${name}: miss`);
+    t.equal(cache.size, 0, `${name}: nothing cached`);
+
+    const second = introspector.introspect(endpoint, 'tok', signal());
+    t.equal(endpoint.calls.length, 2, `${name}: asked again`);
+    endpoint.call(1).answer.resolve({ outcome: 'inactive' });
+    t.equal((await second).cache, 'miss', `${name}: second is a miss too`);
+  }
+});
+
+t.test('a disabled cache asks every time', async (t) => {
+  const { introspector, endpoint } = setup({ maxEntries: 0, ttlSeconds: 60 });
+  const first = introspector.introspect(endpoint, 'tok', signal());
+  endpoint.call(0).answer.resolve(active('alice'));
+  t.equal((await first).cache, 'miss');
+  const second = introspector.introspect(endpoint, 'tok', signal());
+  t.equal(endpoint.calls.length, 2);
+  endpoint.call(1).answer.resolve(active('alice'));
+  t.equal((await second).cache, 'miss');
+});
+
+t.test('200 concurrent calls for one token share one endpoint call', async (t) => {
+  const { introspector, endpoint } = setup();
+  const pending = Array.from({ length: 200 }, () => introspector.introspect(endpoint, 'shared', signal()));
+  t.equal(endpoint.calls.length, 1, 'exactly one endpoint call');
+  t.equal(await settledOrPending(Promise.race(pending)), 'pending', 'nobody answered before the endpoint');
+  endpoint.call(0).answer.resolve(active('alice'));
+  const answers = await Promise.all(pending);
+  t.equal(answers[0]!.cache, 'miss', 'the first caller is the miss');
+  t.same(
+    answers.slice(1).map((a) => a.cache),
+    Array(199).fill('coalesced'),
+    'the 199 others are coalesced',
+  );
+  t.ok(
+    answers.every((a) => a.result.outcome === 'active' && a.result.claims['sub'] === 'alice'),
+    'everyone gets the answer',
+  );
+  t.equal(endpoint.calls.length, 1, 'still one call');
+  t.equal((await introspector.introspect(endpoint, 'shared', signal())).cache, 'hit', 'then the cache answers');
+});
+
+t.test('an inactive answer is shared by concurrent callers but not kept', async (t) => {
+  const { introspector, endpoint } = setup();
+  const pending = [1, 2, 3].map(() => introspector.introspect(endpoint, 'tok', signal()));
+  endpoint.call(0).answer.resolve({ outcome: 'inactive' });
+  const answers = await Promise.all(pending);
+  t.same(
+    answers.map((a) => [a.result.outcome, a.cache]),
+    [
+      ['inactive', 'miss'],
+      ['inactive', 'coalesced'],
+      ['inactive', 'coalesced'],
+    ],
+  );
+  const again = introspector.introspect(endpoint, 'tok', signal());
+  t.equal(endpoint.calls.length, 2, 'the settled flight is gone');
+  endpoint.call(1).answer.resolve({ outcome: 'inactive' });
+  t.equal((await again).cache, 'miss');
+});
+
+t.test('different tokens and different endpoints get separate calls', async (t) => {
+  const { introspector, endpoint } = setup();
+  const other = new FakeEndpoint('other-as');
+  const a = introspector.introspect(endpoint, 'tok-a', signal());
+  const b = introspector.introspect(endpoint, 'tok-b', signal());
+  const c = introspector.introspect(other, 'tok-a', signal());
+  t.same(
+    endpoint.calls.map((call) => call.token),
+    ['tok-a', 'tok-b'],
+  );
+  t.same(
+    other.calls.map((call) => call.token),
+    ['tok-a'],
+  );
+  endpoint.call(0).answer.resolve(active('alice'));
+  endpoint.call(1).answer.resolve(active('bob'));
+  other.call(0).answer.resolve({ outcome: 'inactive' });
+  const [ra, rb, rc] = await Promise.all([a, b, c]);
+  t.same([ra.cache, rb.cache, rc.cache], ['miss', 'miss', 'miss']);
+  t.equal(ra.result.outcome === 'active' && ra.result.claims['sub'], 'alice');
+  t.equal(rb.result.outcome === 'active' && rb.result.claims['sub'], 'bob');
+  t.equal(rc.result.outcome, 'inactive', "one endpoint's answer never serves another");
+
+  const cached = await introspector.introspect(endpoint, 'tok-a', signal());
+  t.equal(cached.cache, 'hit');
+  const notShared = introspector.introspect(other, 'tok-a', signal());
+  t.equal(other.calls.length, 2, 'the other endpoint is asked, not served from the first one');
+  other.call(1).answer.resolve({ outcome: 'inactive' });
+  t.equal((await notShared).result.outcome, 'inactive');
+});
+
+t.test("a caller whose deadline fires gets a timeout at once; the others still get the answer", async (t) => {
+  const { introspector, endpoint } = setup();
+  const early = new AbortController();
+  const a = introspector.introspect(endpoint, 'tok', early.signal);
+  const b = introspector.introspect(endpoint, 'tok', signal());
+  early.abort();
+  const answer = await settledOrPending(a);
+  t.not(answer, 'pending', 'the aborted caller did not wait for the endpoint');
+  if (answer !== 'pending') {
+    t.equal(answer.result.outcome, 'timeout');
+    t.equal(answer.cache, 'miss');
+  }
+  t.equal(endpoint.call(0).signal?.aborted, false, 'the shared call goes on for the other caller');
+  t.equal(await settledOrPending(b), 'pending', 'the other caller still waits');
+
+  endpoint.call(0).answer.resolve(active('alice'));
+  const other = await b;
+  t.equal(other.result.outcome, 'active');
+  t.equal(other.cache, 'coalesced');
+  t.equal(endpoint.calls.length, 1);
+});
+
+t.test('when every waiter has given up, the endpoint call is aborted', async (t) => {
+  const { introspector, endpoint } = setup();
+  const controllers = [new AbortController(), new AbortController(), new AbortController()];
+  const pending = controllers.map((c) => introspector.introspect(endpoint, 'tok', c.signal));
+  const endpointSignal = endpoint.call(0).signal;
+  t.ok(endpointSignal, 'the endpoint gets a signal');
+
+  controllers[0]!.abort();
+  controllers[1]!.abort();
+  await Promise.all([pending[0], pending[1]]);
+  t.equal(endpointSignal?.aborted, false, 'not while one caller waits');
+
+  controllers[2]!.abort();
+  const answers = await Promise.all(pending);
+  t.same(
+    answers.map((a) => a.result.outcome),
+    ['timeout', 'timeout', 'timeout'],
+  );
+  t.equal(endpointSignal?.aborted, true, 'aborted once the last waiter left');
+  endpoint.call(0).answer.resolve({ outcome: 'timeout', detail: 'aborted' });
+});
+
+t.test('a caller arriving after an abandoned call was aborted starts a fresh one', async (t) => {
+  const { introspector, endpoint } = setup();
+  const gone = new AbortController();
+  const first = introspector.introspect(endpoint, 'tok', gone.signal);
+  gone.abort();
+  t.equal((await first).result.outcome, 'timeout');
+  t.equal(endpoint.call(0).signal?.aborted, true);
+
+  // The aborted call has not settled yet (undici settles it a little later).
+  const late = introspector.introspect(endpoint, 'tok', signal());
+  t.equal(endpoint.calls.length, 2, 'the late caller does not join the aborted call');
+  endpoint.call(0).answer.resolve({ outcome: 'timeout', detail: 'aborted' });
+  endpoint.calls[1]?.answer.resolve(active('alice'));
+  const answer = await late;
+  t.equal(answer.result.outcome, 'active', 'and gets a real answer');
+  t.equal(answer.cache, 'miss');
+  const next = await settledOrPending(introspector.introspect(endpoint, 'tok', signal()));
+  t.equal(next !== 'pending' && next.cache, 'hit', 'which is cached');
+});
+
+t.test('an already aborted caller gets a timeout without an endpoint call', async (t) => {
+  const { introspector, endpoint } = setup();
+  const controller = new AbortController();
+  controller.abort();
+  const answer = await introspector.introspect(endpoint, 'tok', controller.signal);
+  t.same(answer, { result: { outcome: 'timeout', detail: 'no answer before the deadline' }, cache: 'miss' });
+  t.equal(endpoint.calls.length, 0);
+});
+
+t.test('an endpoint that throws is an error outcome, never a rejection', async (t) => {
+  const rejecting: Endpoint = {
+    name: 'rejecting',
+    introspect: async () => {
+      throw new Error('secret-token-in-message');
+    },
+  };
+  const throwing: Endpoint = {
+    name: 'throwing',
+    introspect: () => {
+      throw new Error('synchronous');
+    },
+  };
+  for (const endpoint of [rejecting, throwing]) {
+    const { introspector, cache } = setup();
+    const answers = await Promise.all([1, 2].map(() => introspector.introspect(endpoint, 'tok', signal())));
+    for (const answer of answers) {
+      t.equal(answer.result.outcome, 'error', `${endpoint.name}: outcome`);
+      t.notMatch(JSON.stringify(answer), 'secret-token-in-message', `${endpoint.name}: the thrown message stays out`);
+    }
+    t.equal(cache.size, 0, `${endpoint.name}: nothing cached`);
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(unhandled, [], 'no unhandled rejection');
+});
+
+t.test('evict drops a cached token at the endpoints named', async (t) => {
+  const { introspector, endpoint } = setup();
+  const first = introspector.introspect(endpoint, 'tok', signal());
+  endpoint.call(0).answer.resolve(active('alice'));
+  await first;
+  t.equal((await introspector.introspect(endpoint, 'tok', signal())).cache, 'hit');
+
+  t.equal(introspector.evict(['other-as'], 'tok'), 0, 'nothing at another endpoint');
+  t.equal(introspector.evict(['as'], 'other-token'), 0, 'nothing for another token');
+  t.equal((await introspector.introspect(endpoint, 'tok', signal())).cache, 'hit', 'still cached');
+
+  t.equal(introspector.evict(['other-as', 'as'], 'tok'), 1, 'one entry dropped');
+  t.equal(introspector.evict(['as'], 'tok'), 0, 'and it is gone');
+  const again = introspector.introspect(endpoint, 'tok', signal());
+  t.equal(endpoint.calls.length, 2, 'the endpoint is asked again');
+  endpoint.call(1).answer.resolve({ outcome: 'inactive' });
+  const answer: Answer = await again;
+  t.same([answer.result.outcome, answer.cache], ['inactive', 'miss']);
+});
+
+t.test('no unhandled rejection in the whole file', async (t) => {
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(unhandled, []);
+});
