@@ -67,7 +67,8 @@ export async function decide(
         config,
         'introspection_error',
         config.unreachableStatus,
-        config.unreachableStatus === 401 ? 'invalid_token' : null,
+        // Not invalid_token: the token may be fine, and that code tells clients to drop it.
+        null,
         'the token could not be verified',
         endpoint,
         cache,

@@ -30,9 +30,11 @@ export class EndpointClient {
       connections: config.maxConnections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
-      headersTimeout: config.authenticationTimeout,
-      bodyTimeout: config.authenticationTimeout,
-      connect: { timeout: config.authenticationTimeout },
+      // The AbortSignal below enforces authenticationTimeout and reports 'timeout';
+      // undici's own timers are only a backstop and must not fire first.
+      headersTimeout: config.authenticationTimeout + 1000,
+      bodyTimeout: config.authenticationTimeout + 1000,
+      connect: { timeout: config.authenticationTimeout + 1000 },
     });
 
     this.#headers = {
@@ -104,12 +106,25 @@ function formEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+');
 }
 
-type Body = AsyncIterable<Buffer> & { destroy(error?: Error): unknown; dump?(): Promise<void> };
+type Body = AsyncIterable<Buffer> & {
+  destroy(error?: Error): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  dump?(): Promise<void>;
+};
+
+/**
+ * Drop an unread body. undici's body emits 'error' (RequestAbortedError) when
+ * destroyed before its end; with nobody listening, that is an uncaught exception.
+ */
+function discard(body: Body): void {
+  body.on('error', () => {});
+  body.destroy();
+}
 
 /** Read a body up to `limit` bytes; null (and the body destroyed) when it is larger. */
 async function readLimited(body: Body, limit: number, contentLength: string | string[] | undefined): Promise<string | null> {
   if (typeof contentLength === 'string' && Number(contentLength) > limit) {
-    body.destroy();
+    discard(body);
     return null;
   }
   const chunks: Buffer[] = [];
@@ -117,7 +132,7 @@ async function readLimited(body: Body, limit: number, contentLength: string | st
   for await (const chunk of body) {
     size += chunk.length;
     if (size > limit) {
-      body.destroy();
+      discard(body);
       return null;
     }
     chunks.push(chunk);

@@ -13,8 +13,13 @@ import type { CheckRequest, CheckResponse } from '../envoy/protos.js';
 import type { Logger } from '../observability/logger.js';
 import type { Authorizer } from '../authorizer.js';
 
-/** Time kept back from Envoy's deadline to encode and send the answer. */
-const DEADLINE_MARGIN_MS = 5;
+/**
+ * Time kept back from Envoy's deadline to encode and send the answer, and to
+ * absorb transit and event-loop lag: an answer that arrives after Envoy's own
+ * timer is an error to Envoy (fail open with failure_mode_allow). A fifth of
+ * the time left, at most DEADLINE_MARGIN_MS, so short deadlines keep most of theirs.
+ */
+const DEADLINE_MARGIN_MS = 50;
 
 const INTERNAL_ERROR: Decision = Object.freeze({
   allow: false,
@@ -44,7 +49,8 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
     let timer: NodeJS.Timeout | undefined;
     if (Number.isFinite(deadlineMs)) {
-      const budget = Math.max(0, deadlineMs - Date.now() - DEADLINE_MARGIN_MS);
+      const remaining = deadlineMs - Date.now();
+      const budget = Math.max(0, remaining - Math.min(DEADLINE_MARGIN_MS, remaining / 5));
       timer = setTimeout(() => controller.abort(), budget);
     }
     const onCancel = () => controller.abort();

@@ -15,7 +15,7 @@ import { connectEnvoy, summarize, type CheckOptions, type EnvoyClient, type Upst
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
 const INACTIVE_CHALLENGE = 'Bearer realm="api", error="invalid_token", error_description="the token is not active"';
-const UNVERIFIED_CHALLENGE = 'Bearer realm="api", error="invalid_token", error_description="the token could not be verified"';
+const UNVERIFIED_CHALLENGE = 'Bearer realm="api"';
 
 /** google.rpc.Code values as they arrive in CheckResponse.status. */
 const RPC = { OK: 0, PERMISSION_DENIED: 7, INTERNAL: 13, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
@@ -349,7 +349,7 @@ t.test('the authorization server is down: unreachableStatus, never an allow', as
   t.equal(r.httpStatus, 401);
   t.equal(response.status?.message, 'introspection_error');
   t.equal(r.headers['www-authenticate'], UNVERIFIED_CHALLENGE);
-  t.same(body(response), { error: 'invalid_token', error_description: 'the token could not be verified' });
+  t.same(body(response), { error: 'introspection_error', error_description: 'the token could not be verified' });
 
   const r503 = summarize(await h503.check(fresh));
   t.equal(r503.allowed, false);
