@@ -115,6 +115,7 @@ async function run(): Promise<void> {
       [
         'server:',
         '  grpc: { host: 127.0.0.1, port: 0 }',
+        '  ops: { host: 127.0.0.1, port: 0 }',
         '  shutdownTimeout: 2000',
         'cache:',
         `  validatedTokenTTL: ${CACHE_TTL_SECONDS}`,

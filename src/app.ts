@@ -1,43 +1,127 @@
 /**
- * The running service built from a configuration: the authorizer and the gRPC
- * server, and the order in which they stop.
+ * The running service built from a configuration: authorizer, gRPC server,
+ * ops server and metrics; how a new configuration replaces the old one; and
+ * the order in which everything stops.
  */
 import { Authorizer, type AuthorizerOptions } from './authorizer.js';
 import type { Config } from './config/load.js';
 import type { Logger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import type { Runtime } from './server/authorization-service.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
+import { startOpsServer, type OpsServer } from './server/ops-server.js';
 
 export interface App {
+  /** The configuration in force. */
   readonly config: Config;
   readonly grpc: GrpcServer;
+  readonly ops: OpsServer;
+  readonly metrics: Metrics;
   readonly authorizer: Authorizer;
-  /** Graceful stop: NOT_SERVING, drain within server.shutdownTimeout, close endpoint connections. */
+  /**
+   * Put a new, already validated configuration in force. Checks under way
+   * finish on the old one; the next Check uses the new one. Server settings
+   * (addresses, ports, shutdownTimeout) need a restart: returns their keys.
+   */
+  reload(config: Config): string[];
+  /** Graceful stop: NOT_SERVING, drain within server.shutdownTimeout, close connections. */
   stop(): Promise<void>;
 }
 
-export async function startApp(config: Config, logger: Logger, options: AuthorizerOptions = {}): Promise<App> {
-  const authorizer = new Authorizer(config, options);
-  let grpc: GrpcServer;
+export interface AppOptions {
+  clock?: AuthorizerOptions['clock'];
+}
+
+export async function startApp(initial: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
+  let config = initial;
+  let authorizer: Authorizer;
+  const metrics = new Metrics({ cacheEntries: () => authorizer.cache.size });
+  authorizer = new Authorizer(config, { clock: options.clock, metrics });
+  let runtime: Runtime = { authorizer, log: config.log };
+  let draining = false;
+
+  let grpc: GrpcServer | undefined;
+  let ops: OpsServer | undefined;
+  let binding = 'server.grpc';
   try {
     grpc = await startGrpcServer(config.server.grpc.host, config.server.grpc.port, {
-      authorizer: () => authorizer,
+      runtime: () => runtime,
       logger,
+      metrics,
+    });
+    binding = 'server.ops';
+    ops = await startOpsServer(config.server.ops.host, config.server.ops.port, {
+      metrics,
+      notReady: () => (draining ? 'draining' : null),
     });
   } catch (error) {
+    await grpc?.shutdown(0);
     await authorizer.close();
-    throw error;
+    throw new ListenError(binding, config.server[binding === 'server.grpc' ? 'grpc' : 'ops'], error);
   }
+  const grpcServer = grpc;
+  const opsServer = ops;
+
   let stopping: Promise<void> | undefined;
   return {
-    config,
-    grpc,
-    authorizer,
+    get config() {
+      return config;
+    },
+    grpc: grpcServer,
+    ops: opsServer,
+    metrics,
+    get authorizer() {
+      return authorizer;
+    },
+    reload(next: Config): string[] {
+      const previous = authorizer;
+      authorizer = new Authorizer(next, { clock: options.clock, metrics, previous });
+      runtime = { authorizer, log: next.log };
+      logger.level = next.log.level;
+      const restartNeeded = changedServerKeys(config, next);
+      config = next;
+      metrics.configLoadedAt.setToCurrentTime();
+      previous.retire().catch(() => {});
+      return restartNeeded;
+    },
     stop(): Promise<void> {
       stopping ??= (async () => {
-        await grpc.shutdown(config.server.shutdownTimeout);
+        draining = true;
+        await grpcServer.shutdown(config.server.shutdownTimeout);
         await authorizer.close();
+        await opsServer.close();
       })();
       return stopping;
     },
   };
+}
+
+/** A server could not listen; `key` names the configuration that says where. */
+export class ListenError extends Error {
+  readonly code = 'ERR_LISTEN';
+  readonly key: string;
+  readonly inUse: boolean;
+
+  constructor(key: string, address: { host: string; port: number }, cause: unknown) {
+    const message = cause instanceof Error ? cause.message : String(cause);
+    const inUse = /EADDRINUSE|address already in use/i.test(message);
+    super(
+      inUse
+        ? `${key}.port: ${address.host}:${address.port} is already in use`
+        : `${key}: cannot listen on ${address.host}:${address.port}: ${message}`,
+    );
+    this.key = key;
+    this.inUse = inUse;
+  }
+}
+
+function changedServerKeys(before: Config, after: Config): string[] {
+  const keys: string[] = [];
+  const a = before.server;
+  const b = after.server;
+  if (a.grpc.host !== b.grpc.host) keys.push('server.grpc.host');
+  if (a.grpc.port !== b.grpc.port) keys.push('server.grpc.port');
+  if (a.ops.host !== b.ops.host) keys.push('server.ops.host');
+  if (a.ops.port !== b.ops.port) keys.push('server.ops.port');
+  return keys;
 }

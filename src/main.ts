@@ -1,15 +1,20 @@
 #!/usr/bin/env node
 /**
- * Process wiring: command line, configuration, servers, signals.
+ * Process wiring: command line, configuration, servers, signals, reloads.
  */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { startApp, type App } from './app.js';
-import { ConfigError, loadConfigFile } from './config/load.js';
-import { createLogger } from './observability/logger.js';
+import { ListenError, startApp, type App } from './app.js';
+import { ConfigError, loadConfigFile, type Config } from './config/load.js';
+import { watchConfigFile } from './config/watch.js';
+import { createLogger, type Logger } from './observability/logger.js';
 import { VERSION } from './version.js';
 
-const USAGE = `Usage: introspection-authz [--config FILE]
+const USAGE = `Usage:
+  introspection-authz [--config FILE]      run the service
+  introspection-authz check-config FILE    validate FILE, print it resolved (secrets masked)
 
 Envoy ext_authz (gRPC v3) service that authorizes bearer tokens by RFC 7662 introspection.
 
@@ -18,8 +23,9 @@ Options:
   -v, --version       print the version and exit
   -h, --help          print this help and exit
 
-Exit codes: 0 stopped by SIGTERM/SIGINT, 1 runtime failure, 2 configuration error
-(including a port that is already in use).`;
+The configuration is reloaded on SIGHUP and when the file changes.
+Exit codes: 0 stopped by SIGTERM/SIGINT (or check-config passed), 1 runtime failure,
+2 configuration error (including a port that is already in use).`;
 
 const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
@@ -35,11 +41,10 @@ async function main(argv: string[]): Promise<void> {
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
-      allowPositionals: false,
+      allowPositionals: true,
     });
   } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
-    process.exit(EXIT_CONFIG);
+    fail(`${(error as Error).message}\n${USAGE}`, EXIT_CONFIG);
   }
   if (args.values.help) {
     process.stdout.write(`${USAGE}\n`);
@@ -49,23 +54,54 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
-  const path = args.values.config ?? process.env.CONFIG_FILE;
-  if (!path) {
-    process.stderr.write(`error: no configuration file: give --config FILE or set CONFIG_FILE\n`);
-    process.exit(EXIT_CONFIG);
+  const [command, ...rest] = args.positionals;
+  if (command === 'check-config') {
+    if (rest.length > 1) fail(`check-config takes one file\n${USAGE}`, EXIT_CONFIG);
+    checkConfig(rest[0] ?? args.values.config ?? process.env.CONFIG_FILE);
+    return;
   }
+  if (command !== undefined) fail(`unknown command "${command}"\n${USAGE}`, EXIT_CONFIG);
+  await serve(args.values.config ?? process.env.CONFIG_FILE);
+}
 
-  let config;
+function fail(message: string, code: number): never {
+  process.stderr.write(`error: ${message}\n`);
+  process.exit(code);
+}
+
+function load(path: string | undefined): Config {
+  if (!path) fail('no configuration file: give --config FILE or set CONFIG_FILE', EXIT_CONFIG);
   try {
-    config = loadConfigFile(path);
+    return loadConfigFile(path);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`error: ${error.message}\n`);
-      process.exit(EXIT_CONFIG);
-    }
+    if (error instanceof ConfigError) fail(error.message, EXIT_CONFIG);
     throw error;
   }
+}
 
+/** Print the configuration as the service sees it: defaults filled in, secrets masked. */
+function checkConfig(path: string | undefined): void {
+  const config = load(path);
+  process.stdout.write(`${JSON.stringify(config, printable, 2)}\n`);
+}
+
+/** JSON replacer: compiled templates print as their source; Secret prints itself as [redacted]. */
+function printable(_key: string, value: unknown): unknown {
+  if (value && typeof value === 'object' && 'source' in value && 'parts' in value) return (value as { source: unknown }).source;
+  return value;
+}
+
+function digest(path: string): string | null {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch {
+    return null;
+  }
+}
+
+async function serve(path: string | undefined): Promise<void> {
+  const config = load(path);
+  const configPath = path!;
   const logger = createLogger(config.log.level);
   // grpc-js writes its own diagnostics to stderr; route them into our JSON log.
   grpc.setLogger({
@@ -77,6 +113,7 @@ async function main(argv: string[]): Promise<void> {
   // Signals are taken from here on: one arriving during start-up stops the service once it is up.
   let app: App | undefined;
   let signalled = false;
+  let unwatch = () => {};
   const stop = (signal: NodeJS.Signals) => {
     if (signalled) {
       logger.warn({ signal }, 'second signal: exiting at once');
@@ -87,7 +124,8 @@ async function main(argv: string[]): Promise<void> {
     if (app) drain(app, signal);
   };
   const drain = (running: App, signal: NodeJS.Signals) => {
-    logger.info({ signal, timeoutMs: config.server.shutdownTimeout }, 'draining');
+    unwatch();
+    logger.info({ signal, timeoutMs: running.config.server.shutdownTimeout }, 'draining');
     running
       .stop()
       .then(() => {
@@ -101,22 +139,61 @@ async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  let reload: (trigger: string) => void = () => {};
+  // Installed before start-up: SIGHUP's default action would end the process.
+  process.on('SIGHUP', () => reload('SIGHUP'));
 
   try {
     app = await startApp(config, logger);
   } catch (error) {
-    const e = error as Error;
-    const inUse = /EADDRINUSE|address already in use/i.test(e.message);
-    process.stderr.write(
-      inUse
-        ? `error: server.grpc.port: ${config.server.grpc.host}:${config.server.grpc.port} is already in use\n`
-        : `error: cannot start: ${e.message}\n`,
-    );
-    logger.flush(() => process.exit(inUse ? EXIT_CONFIG : EXIT_RUNTIME));
+    const listen = error instanceof ListenError;
+    process.stderr.write(`error: ${listen ? error.message : `cannot start: ${(error as Error).message}`}\n`);
+    logger.flush(() => process.exit(listen && error.inUse ? EXIT_CONFIG : EXIT_RUNTIME));
     return;
   }
-  logger.info({ version: VERSION, grpcPort: app.grpc.port, policies: config.policies.map((p) => p.name) }, 'serving');
-  if (signalled) drain(app, 'SIGTERM');
+  logger.info(
+    {
+      version: VERSION,
+      grpcPort: app.grpc.port,
+      opsPort: app.ops.port,
+      policies: config.policies.map((p) => p.name),
+    },
+    'serving',
+  );
+  if (signalled) {
+    drain(app, 'SIGTERM');
+    return;
+  }
+
+  const running = app;
+  let loaded = digest(configPath);
+  reload = (trigger: string) => {
+    if (signalled) return;
+    const current = digest(configPath);
+    if (trigger === 'file' && current === loaded) return;
+    reloadFrom(running, configPath, trigger, logger);
+    loaded = current;
+  };
+  unwatch = watchConfigFile(configPath, () => reload('file'));
+}
+
+/** Validate the file in full, then swap; an invalid file changes nothing. */
+function reloadFrom(app: App, path: string, trigger: string, logger: Logger): void {
+  let next: Config;
+  try {
+    next = loadConfigFile(path);
+  } catch (error) {
+    app.metrics.configReloads.inc({ result: 'failure' });
+    const message = error instanceof ConfigError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
+    logger.error({ trigger, err: message }, 'configuration rejected; the previous one stays in force');
+    return;
+  }
+  const restartNeeded = app.reload(next);
+  app.metrics.configReloads.inc({ result: 'success' });
+  logger.info({ trigger, policies: next.policies.map((p) => p.name) }, 'configuration reloaded');
+  if (restartNeeded.length > 0) {
+    logger.warn({ keys: restartNeeded }, 'these settings take effect only after a restart');
+  }
 }
 
 process.on('uncaughtException', (error) => {

@@ -52,10 +52,11 @@ export interface PolicyConfig {
 export interface Config {
   server: {
     grpc: { host: string; port: number };
+    ops: { host: string; port: number };
     shutdownTimeout: number;
     maxTokenLength: number;
   };
-  log: { level: string };
+  log: { level: string; decisions: 'all' | 'deny' | 'none'; allowSampleRate: number; identity: boolean };
   cache: { maxCacheEntries: number; validatedTokenTTL: number };
   policySelector: string;
   defaultPolicy: string;
@@ -159,7 +160,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
 
   return {
     server: props.server,
-    log: props.log,
+    log: props.log as Config['log'],
     cache: props.cache,
     policySelector: props.policySelector,
     defaultPolicy,

@@ -226,6 +226,20 @@ export const schema = {
         env: 'GRPC_PORT',
       },
     },
+    ops: {
+      host: {
+        doc: 'Address the operations HTTP server (/metrics, /healthz, /readyz) binds to.',
+        format: nonEmptyString,
+        default: '0.0.0.0',
+        env: 'OPS_HOST',
+      },
+      port: {
+        doc: 'Port of the operations HTTP server; 0 picks a free port.',
+        format: wholeNumber(0, 65535),
+        default: 9090,
+        env: 'OPS_PORT',
+      },
+    },
     shutdownTimeout: {
       doc: 'Milliseconds in-flight Checks may take to finish after SIGTERM before the server closes their streams.',
       format: wholeNumber(0, 600_000),
@@ -244,6 +258,23 @@ export const schema = {
       format: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
       default: 'info',
       env: 'LOG_LEVEL',
+    },
+    decisions: {
+      doc: 'Which decisions get a log line at info: all, deny (denies only) or none.',
+      format: oneOf(['all', 'deny', 'none'] as const),
+      default: 'all',
+    },
+    allowSampleRate: {
+      doc: 'Fraction (0 to 1) of allow decisions logged when decisions is all; denies are always logged.',
+      format: (value: unknown) => {
+        if (typeof value !== 'number' || !(value >= 0 && value <= 1)) throw new Error('must be a number from 0 to 1');
+      },
+      default: 1,
+    },
+    identity: {
+      doc: 'Include the identity sent upstream in decision log lines (off: identities are personal data).',
+      format: Boolean,
+      default: false,
     },
   },
   cache: {

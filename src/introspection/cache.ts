@@ -13,6 +13,8 @@ export interface CacheEntry {
   readonly expiresAt: number;
   /** The token's own expiry (exp, epoch ms), if the answer gave one. */
   readonly tokenExpiresAt: number | null;
+  /** Cache identity of the endpoint that answered (see Endpoint.cacheId). */
+  readonly endpoint: string;
 }
 
 export interface CacheOptions {
@@ -21,6 +23,8 @@ export interface CacheOptions {
   /** Seconds an answer is reused at most (MuleSoft: validatedTokenTTL); 0 disables the cache. */
   ttlSeconds: number;
   clock?: Clock;
+  /** Called for each entry pushed out by the size bound. */
+  onEviction?: () => void;
 }
 
 /**
@@ -42,7 +46,7 @@ export class IntrospectionCache {
     // quick-lru keeps between maxSize and 2 x maxSize items: halve it so maxEntries is a true upper bound.
     this.#lru =
       options.maxEntries > 0 && options.ttlSeconds > 0
-        ? new QuickLRU({ maxSize: Math.max(1, Math.floor(options.maxEntries / 2)) })
+        ? new QuickLRU({ maxSize: Math.max(1, Math.floor(options.maxEntries / 2)), onEviction: options.onEviction })
         : null;
   }
 
@@ -65,17 +69,26 @@ export class IntrospectionCache {
    * Remember an active answer until the earlier of the configured TTL and the
    * token's own expiry.
    */
-  set(key: string, claims: Claims, tokenExpiresAt: number | null): void {
+  set(key: string, claims: Claims, tokenExpiresAt: number | null, endpoint = ''): void {
     if (!this.#lru) return;
     const now = this.#clock.now();
     const expiresAt = tokenExpiresAt === null ? now + this.#ttlMs : Math.min(now + this.#ttlMs, tokenExpiresAt);
     if (expiresAt <= now) return;
     // No quick-lru maxAge: it reads Date.now(), and expiry must follow the injected clock (checked in get).
-    this.#lru.set(key, { claims, expiresAt, tokenExpiresAt });
+    this.#lru.set(key, { claims, expiresAt, tokenExpiresAt, endpoint });
   }
 
   delete(key: string): boolean {
     return this.#lru?.delete(key) ?? false;
+  }
+
+  /** Drop every entry whose endpoint is not kept, e.g. after a reload changed its settings. */
+  retainEndpoints(keep: ReadonlySet<string>): number {
+    if (!this.#lru) return 0;
+    const drop: string[] = [];
+    for (const [key, entry] of this.#lru.entriesAscending()) if (!keep.has(entry.endpoint)) drop.push(key);
+    for (const key of drop) this.#lru.delete(key);
+    return drop.length;
   }
 
   clear(): void {

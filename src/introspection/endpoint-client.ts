@@ -2,6 +2,7 @@
  * The HTTP side of one introspection endpoint: a bounded undici Pool, client
  * authentication, the RFC 7662 request, and a size-limited read of the answer.
  */
+import { createHash } from 'node:crypto';
 import { Pool } from 'undici';
 import type { EndpointConfig } from '../config/load.js';
 import { readIntrospectionResponse, type IntrospectionResult } from './result.js';
@@ -12,6 +13,7 @@ export interface Clock {
 
 export class EndpointClient {
   readonly name: string;
+  readonly cacheId: string;
   readonly #config: EndpointConfig;
   readonly #pool: Pool;
   readonly #path: string;
@@ -22,6 +24,7 @@ export class EndpointClient {
 
   constructor(config: EndpointConfig, clock: Clock = Date) {
     this.name = config.name;
+    this.cacheId = `${config.name}\0${fingerprint(config)}`;
     this.#config = config;
     this.#clock = clock;
     const url = new URL(config.url);
@@ -99,6 +102,24 @@ export class EndpointClient {
   destroy(): Promise<void> {
     return this.#pool.destroy();
   }
+}
+
+/**
+ * A digest of every setting that shapes an endpoint's answers (where it is, who
+ * asks, how the answer is read), secrets included, so a changed secret or URL
+ * means a different cache identity. Only the digest is kept.
+ */
+function fingerprint(config: EndpointConfig): string {
+  const shape = JSON.stringify([
+    config.url,
+    config.authMethod,
+    config.clientId,
+    config.clientSecret?.reveal() ?? null,
+    config.authorizationValue?.reveal() ?? null,
+    config.tokenTypeHint,
+    config.clockSkew,
+  ]);
+  return createHash('sha256').update(shape).digest('base64url');
 }
 
 /** application/x-www-form-urlencoded encoding of one value. */

@@ -9,6 +9,12 @@ import type { IntrospectionResult } from './result.js';
 /** The part of EndpointClient the introspector needs. */
 export interface Endpoint {
   readonly name: string;
+  /**
+   * What the cache keys answers by: the name plus a fingerprint of the settings
+   * that shape an answer, so a reload that changes them never reuses old
+   * answers. Defaults to the name.
+   */
+  readonly cacheId?: string;
   introspect(token: string, signal?: AbortSignal): Promise<IntrospectionResult>;
 }
 
@@ -38,7 +44,7 @@ export class Introspector {
    *   timeout result at once, and the shared call is aborted if nobody else waits.
    */
   async introspect(endpoint: Endpoint, token: string, signal: AbortSignal): Promise<Answer> {
-    const key = cacheKey(endpoint.name, token);
+    const key = cacheKey(endpoint.cacheId ?? endpoint.name, token);
     const cached = this.#cache.get(key);
     if (cached) {
       return { result: { outcome: 'active', claims: cached.claims, expiresAt: cached.tokenExpiresAt }, cache: 'hit' };
@@ -69,7 +75,7 @@ export class Introspector {
     }
   }
 
-  /** Forget a token's cached answer at every endpoint named. */
+  /** Forget a token's cached answer at every endpoint given (by cacheId, or name when it has none). */
   evict(endpoints: readonly string[], token: string): number {
     let dropped = 0;
     for (const name of endpoints) if (this.#cache.delete(cacheKey(name, token))) dropped += 1;
@@ -86,7 +92,7 @@ export class Introspector {
     }
     const promise = call.then(
       (result) => {
-        if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt);
+        if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt, endpoint.cacheId ?? endpoint.name);
         return result;
       },
       (): IntrospectionResult => ({ outcome: 'error', detail: 'introspection failed unexpectedly' }),

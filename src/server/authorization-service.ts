@@ -12,6 +12,8 @@ import { renderCheckResponse } from '../envoy/response.js';
 import type { CheckRequest, CheckResponse } from '../envoy/protos.js';
 import type { Logger } from '../observability/logger.js';
 import type { Authorizer } from '../authorizer.js';
+import type { Config } from '../config/load.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /**
  * Time kept back from Envoy's deadline to encode and send the answer, and to
@@ -33,14 +35,21 @@ const INTERNAL_ERROR: Decision = Object.freeze({
   cache: 'none',
 });
 
+/** What a Check needs from the configuration in force; swapped whole by a reload. */
+export interface Runtime {
+  readonly authorizer: Authorizer;
+  readonly log: Config['log'];
+}
+
 export interface AuthorizationServiceOptions {
-  /** The current authorizer; a function so a configuration reload can swap it. */
-  authorizer: () => Authorizer;
+  /** The runtime in force; a function so a configuration reload can swap it. */
+  runtime: () => Runtime;
   logger: Logger;
+  metrics?: Metrics;
 }
 
 export function authorizationHandlers(options: AuthorizationServiceOptions): grpc.UntypedServiceImplementation {
-  const { logger } = options;
+  const { logger, metrics } = options;
 
   const check: grpc.handleUnaryCall<CheckRequest, CheckResponse> = (call, callback) => {
     const started = performance.now();
@@ -59,10 +68,11 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
     const note: DecisionNote = {};
     let requestId: string | null = null;
     let pending: Promise<Decision>;
+    const runtime = options.runtime();
     try {
       const request = toAuthRequest(call.request);
       requestId = request.requestId;
-      pending = options.authorizer().check(request, controller.signal, note);
+      pending = runtime.authorizer.check(request, controller.signal, note);
     } catch (error) {
       pending = Promise.reject(error);
     }
@@ -75,7 +85,9 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
         if (timer) clearTimeout(timer);
         call.removeListener('cancelled', onCancel);
         callback(null, renderCheckResponse(decision));
-        logDecision(logger, decision, requestId, note, performance.now() - started);
+        const ms = performance.now() - started;
+        metrics?.recordDecision(decision, ms / 1000);
+        logDecision(logger, runtime.log, decision, requestId, note, ms);
       })
       .catch((error: unknown) => {
         logger.error({ err: describe(error), requestId }, 'could not send the check response');
@@ -85,8 +97,24 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
   return { Check: check };
 }
 
-function logDecision(logger: Logger, decision: Decision, requestId: string | null, note: DecisionNote, ms: number): void {
-  if (!logger.isLevelEnabled('info')) return;
+/**
+ * One line per decision, as configured: every decision, denies only, or none;
+ * allows sampled by allowSampleRate. The check for whether a line is wanted
+ * comes first, so a sampled-out decision costs no logging work.
+ */
+function logDecision(
+  logger: Logger,
+  settings: Config['log'],
+  decision: Decision,
+  requestId: string | null,
+  note: DecisionNote,
+  ms: number,
+): void {
+  if (settings.decisions === 'none' || !logger.isLevelEnabled('info')) return;
+  if (decision.allow) {
+    if (settings.decisions === 'deny') return;
+    if (settings.allowSampleRate < 1 && Math.random() >= settings.allowSampleRate) return;
+  }
   logger.info(
     {
       requestId,
@@ -96,6 +124,7 @@ function logDecision(logger: Logger, decision: Decision, requestId: string | nul
       status: decision.allow ? 200 : decision.status,
       endpoint: decision.endpoint,
       cache: decision.cache,
+      identity: settings.identity && decision.allow ? decision.identity : undefined,
       detail: note.detail,
       ms: Math.round(ms * 1000) / 1000,
     },

@@ -30,7 +30,7 @@ t.teardown(() => fake.close());
 async function startService(t: Test, overrides: Record<string, unknown> = {}): Promise<{ app: App; envoy: EnvoyClient }> {
   const config = buildConfig(
     {
-      server: { grpc: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 1_000 },
+      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 1_000 },
       log: { level: 'silent' },
       // No cache: every Check asks the fake server, so what it was sent can be asserted.
       cache: { validatedTokenTTL: 0 },

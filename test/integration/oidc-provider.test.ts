@@ -56,7 +56,7 @@ async function startHarness(
   options: { endpoints: Raw[]; policies?: Raw[]; defaultPolicy?: string; validatedTokenTTL?: number },
 ): Promise<Harness> {
   const raw: Raw = {
-    server: { grpc: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 1000 },
+    server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 1000 },
     log: { level: 'silent' },
     cache: { validatedTokenTTL: options.validatedTokenTTL ?? 60, maxCacheEntries: 1000 },
     endpoints: options.endpoints,

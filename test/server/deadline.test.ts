@@ -33,7 +33,7 @@ async function startService(t: Test, policy: Record<string, unknown> = {}): Prom
   t.teardown(() => fake.close());
   const config = buildConfig(
     {
-      server: { grpc: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 500 },
+      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 500 },
       log: { level: 'silent' },
       endpoints: [
         { name: 'main', url: fake.url, clientId: 'authz-service', clientSecret: 's3cret', authenticationTimeout: 10_000 },

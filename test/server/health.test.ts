@@ -9,7 +9,7 @@ import { healthClientConstructor } from '../support/envoy.js';
 
 async function start(t: Test) {
   const config = buildConfig({
-    server: { grpc: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 5000 },
+    server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, shutdownTimeout: 5000 },
     endpoints: [{ name: 'idp', url: 'http://127.0.0.1:9/introspect', authMethod: 'none' }],
   });
   const app = await startApp(config, createLogger('silent'));

@@ -1,0 +1,81 @@
+/**
+ * The operations HTTP server, on its own port: Prometheus metrics, liveness and
+ * readiness. Nothing here touches a token.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface OpsServerOptions {
+  metrics: Metrics;
+  /** null when ready to take Checks, else why not (for the /readyz body). */
+  notReady(): string | null;
+}
+
+export interface OpsServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function startOpsServer(host: string, port: number, options: OpsServerOptions): Promise<OpsServer> {
+  const server = createServer((request, response) => {
+    handle(request, response, options).catch(() => {
+      if (!response.headersSent) send(response, 500, 'text/plain', 'internal error\n');
+      else response.destroy();
+    });
+  });
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function handle(request: IncomingMessage, response: ServerResponse, options: OpsServerOptions): Promise<void> {
+  const path = (request.url ?? '/').split('?')[0];
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    response.setHeader('allow', 'GET, HEAD');
+    send(response, 405, 'text/plain', 'method not allowed\n');
+    return;
+  }
+  switch (path) {
+    case '/metrics': {
+      const registry = options.metrics.registry;
+      send(response, 200, registry.contentType, await registry.metrics());
+      return;
+    }
+    case '/healthz':
+      send(response, 200, 'text/plain', 'ok\n');
+      return;
+    case '/readyz': {
+      const reason = options.notReady();
+      if (reason === null) send(response, 200, 'text/plain', 'ready\n');
+      else send(response, 503, 'text/plain', `not ready: ${reason}\n`);
+      return;
+    }
+    default:
+      send(response, 404, 'text/plain', 'not found\n');
+  }
+}
+
+function send(response: ServerResponse, status: number, contentType: string, body: string): void {
+  response.writeHead(status, {
+    'content-type': contentType,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
+  response.end(response.req.method === 'HEAD' ? undefined : body);
+}
