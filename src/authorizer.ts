@@ -4,12 +4,14 @@
  */
 import type { AuthRequest } from './auth-request.js';
 import type { Config } from './config/load.js';
-import { decide, type CompiledPolicy, type DecideContext, type DecisionNote } from './decide.js';
+import { decide, type DecideContext, type DecisionNote } from './decide.js';
 import type { Decision } from './decision.js';
 import { IntrospectionCache } from './introspection/cache.js';
+import type { CircuitState } from './introspection/circuit-breaker.js';
 import { EndpointClient, type Clock } from './introspection/endpoint-client.js';
 import { Introspector, type Answer, type Endpoint } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
+import { compilePolicies, routeTable } from './policy/compile.js';
 
 export interface AuthorizerOptions {
   clock?: Clock;
@@ -26,13 +28,22 @@ export class Authorizer {
   readonly #clients: EndpointClient[];
   readonly #context: DecideContext;
   readonly #cacheSettings: string;
+  /** Some endpoint takes its client id from a request header: introspection then needs the request's headers. */
+  readonly #needsHeaders: boolean;
   readonly introspector: Introspector;
   readonly cache: IntrospectionCache;
 
   constructor(config: Config, options: AuthorizerOptions = {}) {
     const clock = options.clock ?? Date;
     const metrics = options.metrics;
-    this.#clients = config.endpoints.map((endpoint) => new EndpointClient(endpoint, clock));
+    this.#clients = config.endpoints.map(
+      (endpoint) =>
+        new EndpointClient(endpoint, {
+          clock,
+          onRetry: metrics ? () => metrics.introspectionRetries.inc({ endpoint: endpoint.name }) : undefined,
+        }),
+    );
+    this.#needsHeaders = this.#clients.some((client) => client.clientIdHeader !== null);
     const byName = new Map<string, Endpoint>(
       this.#clients.map((client) => [client.name, metrics ? instrumented(client, metrics) : client]),
     );
@@ -47,25 +58,21 @@ export class Authorizer {
       this.cache = new IntrospectionCache({
         maxEntries: config.cache.maxCacheEntries,
         ttlSeconds: config.cache.validatedTokenTTL,
+        maxNegativeEntries: config.cache.maxNegativeEntries,
+        negativeTtlSeconds: config.cache.negativeTTL,
         clock,
         onEviction: metrics ? () => metrics.cacheEvictions.inc() : undefined,
       });
       this.introspector = new Introspector(this.cache);
     }
 
-    const policies = new Map<string, CompiledPolicy>();
-    for (const policy of config.policies) {
-      policies.set(policy.name, {
-        config: policy,
-        endpoint: byName.get(policy.endpoint)!,
-        ownHeaders: new Set([policy.identityHeader]),
-      });
-    }
+    const policies = compilePolicies(config.policies, byName);
     const introspector = this.introspector;
     this.#context = {
       policies,
       defaultPolicy: policies.get(config.defaultPolicy)!,
       policySelector: config.policySelector,
+      routes: routeTable(config.policies),
       maxTokenLength: config.server.maxTokenLength,
       introspect(endpoint: Endpoint, token: string, signal: AbortSignal): Promise<Answer> {
         return introspector.introspect(endpoint, token, signal);
@@ -74,7 +81,31 @@ export class Authorizer {
   }
 
   check(request: AuthRequest, signal: AbortSignal, note?: DecisionNote): Promise<Decision> {
-    return decide(request, this.#context, signal, note);
+    if (!this.#needsHeaders) return decide(request, this.#context, signal, note);
+    const introspector = this.introspector;
+    const context: DecideContext = {
+      ...this.#context,
+      introspect: (endpoint, token, callSignal) => introspector.introspect(endpoint, token, callSignal, request.headers),
+    };
+    return decide(request, context, signal, note);
+  }
+
+  /** Drop a token's cached answers (active and inactive) at every endpoint; how many endpoints held one. */
+  evictToken(token: string): number {
+    return this.introspector.evict(
+      this.#clients.map((client) => client.cacheId),
+      token,
+    );
+  }
+
+  /** Drop every cached answer; how many there were. */
+  evictAll(): number {
+    return this.introspector.clear();
+  }
+
+  /** Each endpoint's circuit breaker state, by endpoint name. */
+  circuitStates(): Array<[string, CircuitState]> {
+    return this.#clients.map((client) => [client.name, client.circuitState]);
   }
 
   /** Close at once, cutting calls under way (shutdown, after the drain). */
@@ -94,11 +125,12 @@ function instrumented(client: EndpointClient, metrics: Metrics): Endpoint {
   return {
     name: client.name,
     cacheId: client.cacheId,
-    async introspect(token: string, signal?: AbortSignal) {
+    clientIdHeader: client.clientIdHeader,
+    async introspect(token: string, signal?: AbortSignal, clientId?: string | null) {
       const started = performance.now();
       metrics.introspectionsInFlight.inc(labels);
       try {
-        const result = await client.introspect(token, signal);
+        const result = await client.introspect(token, signal, clientId);
         metrics.recordIntrospection(client.name, result.outcome, (performance.now() - started) / 1000);
         return result;
       } finally {

@@ -1,31 +1,29 @@
 /**
- * The pipeline: request -> credentials -> policy -> introspection -> policy
+ * The pipeline: request -> policy -> credentials -> introspection -> policy
  * evaluation -> Decision. Orchestration only; each step lives in its module,
  * and the only I/O is behind the injected introspector.
  */
 import { headerValues, type AuthRequest } from './auth-request.js';
 import type { PolicyConfig } from './config/load.js';
 import { extractBearer } from './credentials/bearer.js';
-import type { BearerError, CacheResult, Decision, Deny } from './decision.js';
+import type { Allow, BearerError, CacheResult, Decision, Deny } from './decision.js';
 import type { Answer, Endpoint } from './introspection/introspector.js';
+import type { CompiledPolicy } from './policy/compile.js';
 import { evaluatePolicy } from './policy/evaluate.js';
+import { matchRoute, type RouteTable } from './policy/routes.js';
 import { spoofedHeaders } from './policy/upstream-headers.js';
+
+export type { CompiledPolicy } from './policy/compile.js';
 
 export interface DecideContext {
   readonly policies: ReadonlyMap<string, CompiledPolicy>;
   readonly defaultPolicy: CompiledPolicy;
   /** context_extensions key naming the policy of a route. */
   readonly policySelector: string;
+  /** Host and path rules of every policy (empty when none has `match`). */
+  readonly routes: RouteTable;
   readonly maxTokenLength: number;
   introspect(endpoint: Endpoint, token: string, signal: AbortSignal): Promise<Answer>;
-}
-
-/** A policy with what it needs at request time resolved once. */
-export interface CompiledPolicy {
-  readonly config: PolicyConfig;
-  readonly endpoint: Endpoint;
-  /** Header names, besides those under the prefix, that only this service may set. */
-  readonly ownHeaders: ReadonlySet<string>;
 }
 
 /** Extra detail for the log line of a decision; never shown to the client. */
@@ -42,16 +40,20 @@ export async function decide(
   const selected = selectPolicy(request, context);
   if (!selected.ok) {
     note.detail = selected.detail;
-    return deny(null, 'policy_error', 500, null, 'the route is not configured correctly', null, 'none');
+    return selected.abnormalPath
+      ? deny(null, 'invalid_request', 400, null, 'the request path is not in normal form', null, 'none')
+      : deny(null, 'policy_error', 500, null, 'the route is not configured correctly', null, 'none');
   }
   const policy = selected.policy;
   const config = policy.config;
 
   const bearer = extractBearer(headerValues(request, 'authorization'), context.maxTokenLength);
   if (bearer.kind === 'missing') {
+    if (config.passThrough) return anonymous(policy, request, null, 'none', note, 'no bearer token');
     return deny(config, 'missing_token', 401, null, 'a bearer token is required', null, 'none');
   }
   if (bearer.kind === 'invalid') {
+    if (config.passThrough) return anonymous(policy, request, null, 'none', note, bearer.description);
     return deny(config, 'invalid_request', 400, 'invalid_request', bearer.description, null, 'none');
   }
 
@@ -59,10 +61,13 @@ export async function decide(
   const endpoint = policy.endpoint.name;
   switch (result.outcome) {
     case 'inactive':
+      if (config.passThrough) return anonymous(policy, request, endpoint, cache, note, 'the token is not active');
       return deny(config, 'inactive', 401, 'invalid_token', 'the token is not active', endpoint, cache);
     case 'error':
     case 'timeout':
+    case 'circuit_open':
       note.detail = result.detail;
+      if (config.passThrough) return anonymous(policy, request, endpoint, cache, note, result.detail);
       return deny(
         config,
         'introspection_error',
@@ -75,43 +80,95 @@ export async function decide(
       );
     case 'bad_response':
       note.detail = result.detail;
+      if (config.passThrough) return anonymous(policy, request, endpoint, cache, note, result.detail);
       return deny(config, 'bad_response', config.badResponseStatus, null, 'the token could not be verified', endpoint, cache);
     case 'active':
       break;
   }
 
-  const evaluation = evaluatePolicy(config, result.claims);
+  let evaluation = policy.evaluations.get(result.claims);
+  if (evaluation === undefined) {
+    evaluation = evaluatePolicy(config, result.claims);
+    policy.evaluations.set(result.claims, evaluation);
+  }
   if (!evaluation.ok) {
     note.detail = evaluation.log;
-    return deny(config, evaluation.reason, 403, null, evaluation.description, endpoint, cache);
+    const challenge = evaluation.reason === 'insufficient_scope' ? policy.scopeChallenge : undefined;
+    return deny(config, evaluation.reason, 403, evaluation.bearerError, evaluation.description, endpoint, cache, challenge);
   }
-  const setByUs = new Set(evaluation.headers.map((h) => h.name));
+  if (evaluation.note !== undefined) note.detail = evaluation.note;
   return {
     allow: true,
     reason: 'ok',
     policy: config.name,
     identity: evaluation.identity,
     headers: evaluation.headers,
-    removeHeaders: spoofedHeaders(request.headers.keys(), config.headerPrefix, policy.ownHeaders, setByUs),
+    removeHeaders: removals(request, policy, evaluation.setByUs),
     metadata: evaluation.metadata,
     endpoint,
     cache,
   };
 }
 
-type Selection = { ok: true; policy: CompiledPolicy } | { ok: false; detail: string };
+/**
+ * passThrough (Express Gateway): no usable token, so the request goes on as
+ * anonymous: no identity, only the status marker, spoofed headers still removed.
+ */
+function anonymous(
+  policy: CompiledPolicy,
+  request: AuthRequest,
+  endpoint: string | null,
+  cache: CacheResult,
+  note: DecisionNote,
+  why: string,
+): Allow {
+  note.detail = `anonymous: ${why}`;
+  return {
+    allow: true,
+    reason: 'pass_through',
+    policy: policy.config.name,
+    identity: null,
+    headers: policy.anonymous.headers,
+    removeHeaders: removals(request, policy, policy.anonymous.setByUs),
+    metadata: policy.anonymous.metadata,
+    endpoint,
+    cache,
+  };
+}
+
+/** Client copies of our headers, and the credential itself under hideCredentials (Kong: hide_credentials). */
+function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: ReadonlySet<string>): string[] {
+  const remove = spoofedHeaders(request.headers.keys(), policy.prefixes, policy.ownHeaders, setByUs);
+  if (policy.config.hideCredentials) remove.push('authorization');
+  return remove;
+}
+
+type Selection = { ok: true; policy: CompiledPolicy } | { ok: false; abnormalPath: boolean; detail: string };
 
 /**
- * The route's policy, named by Envoy's context_extensions, else the default.
- * An unknown name is a configuration error and never falls back to the default,
- * which may be weaker than what the route asked for.
+ * The route's policy: named by Envoy's context_extensions, else by the host
+ * and path rules, else the default. An unknown name is a configuration error
+ * and never falls back to the default, which may be weaker than what the
+ * route asked for; so is a path that a rule would judge but that is not in
+ * normal form.
  */
 function selectPolicy(request: AuthRequest, context: DecideContext): Selection {
   const name = request.contextExtensions.get(context.policySelector);
-  if (name === undefined) return { ok: true, policy: context.defaultPolicy };
-  const policy = context.policies.get(name);
-  if (!policy) return { ok: false, detail: `the route names policy "${name}", which is not configured` };
-  return { ok: true, policy };
+  if (name !== undefined) {
+    const policy = context.policies.get(name);
+    if (!policy) return { ok: false, abnormalPath: false, detail: `the route names policy "${name}", which is not configured` };
+    return { ok: true, policy };
+  }
+  const match = matchRoute(context.routes, request.host, request.path);
+  switch (match.kind) {
+    case 'none':
+      return { ok: true, policy: context.defaultPolicy };
+    case 'abnormal_path':
+      return { ok: false, abnormalPath: true, detail: 'the path is not in normal form and a pathPrefix rule would decide the policy' };
+    case 'policy':
+      // compileRoutes only names configured policies.
+      return { ok: true, policy: context.policies.get(match.policy)! };
+  }
 }
 
 function deny(
@@ -122,13 +179,14 @@ function deny(
   description: string,
   endpoint: string | null,
   cache: CacheResult,
+  challenge = challengeFor(policy, status, bearerError, description),
 ): Deny {
   return {
     allow: false,
     reason,
     policy: policy?.name ?? null,
     status,
-    challenge: challengeFor(policy, status, bearerError, description),
+    challenge,
     bearerError,
     description,
     endpoint,

@@ -24,8 +24,22 @@ export interface HeaderToSet {
   readonly value: string;
 }
 
-/** How the answer was obtained, for logs and metrics. */
-export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'none';
+/**
+ * A value of dynamic_metadata: what JSON can hold, rendered by envoy/response.ts
+ * as a google.protobuf.Value.
+ */
+export type MetadataValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly MetadataValue[]
+  | { readonly [key: string]: MetadataValue };
+
+export type Metadata = Readonly<Record<string, MetadataValue>>;
+
+/** How the answer was obtained, for logs and metrics; negative_hit: a recent inactive answer was reused. */
+export type CacheResult = 'hit' | 'negative_hit' | 'miss' | 'coalesced' | 'none';
 
 export interface Allow {
   readonly allow: true;
@@ -37,7 +51,7 @@ export interface Allow {
   /** Client-sent headers the upstream must not see. Never one of `headers`. */
   readonly removeHeaders: readonly string[];
   /** Becomes dynamic_metadata under Envoy's ext_authz filter namespace. */
-  readonly metadata: Readonly<Record<string, string>>;
+  readonly metadata: Metadata;
   readonly endpoint: string | null;
   readonly cache: CacheResult;
 }

@@ -5,7 +5,9 @@ import { decide, type CompiledPolicy, type DecideContext, type DecisionNote } fr
 import type { Allow, CacheResult, Decision, Deny } from '../src/decision.js';
 import type { Answer, Endpoint } from '../src/introspection/introspector.js';
 import type { IntrospectionResult } from '../src/introspection/result.js';
-import { compileTemplate } from '../src/policy/identity-template.js';
+import type { RawPolicy } from '../src/config/schema.js';
+import { compilePolicies, compilePolicy, routeTable } from '../src/policy/compile.js';
+import { testPolicy } from './support/policy.js';
 
 const TOKEN = 'tOk3n.Sup3r-Secret_value~xyz';
 const OTHER_TOKEN = 'Second.Token-Value_123';
@@ -13,26 +15,16 @@ const OTHER_TOKEN = 'Second.Token-Value_123';
 /** Every decision made in this file, checked at the end for the tokens. */
 const decisions: Decision[] = [];
 
-function policyConfig(overrides: Partial<PolicyConfig> & { template?: string } = {}): PolicyConfig {
+function policyConfig(overrides: Partial<RawPolicy> & { template?: string } = {}): PolicyConfig {
   const { template, ...rest } = overrides;
-  return {
-    name: 'default',
-    endpoint: 'as',
-    realm: 'api',
-    mappedIdentity: compileTemplate(template ?? '{sub|username|client_id}'),
-    identityHeader: 'x-auth-subject',
-    headerPrefix: 'x-auth-',
-    unreachableStatus: 401,
-    badResponseStatus: 500,
-    ...rest,
-  };
+  return testPolicy({ ...(template === undefined ? {} : { mappedIdentity: template }), ...rest });
 }
 
 const endpointAs: Endpoint = { name: 'as', introspect: () => Promise.reject(new Error('not used')) };
 const endpointOther: Endpoint = { name: 'other-as', introspect: () => Promise.reject(new Error('not used')) };
 
 function compiled(config: PolicyConfig, endpoint = endpointAs): CompiledPolicy {
-  return { config, endpoint, ownHeaders: new Set([config.identityHeader]) };
+  return compilePolicy(config, endpoint);
 }
 
 interface IntrospectCall {
@@ -65,6 +57,7 @@ function fakeContext(
     policies: byName,
     defaultPolicy,
     policySelector: options.policySelector ?? 'policy',
+    routes: routeTable(policies.map((p) => p.config)),
     maxTokenLength: options.maxTokenLength ?? 256,
     async introspect(endpoint: Endpoint, token: string, signal: AbortSignal): Promise<Answer> {
       calls.push({ endpoint, token, signal });
@@ -280,7 +273,7 @@ t.test('an active token is allowed with the mapped identity', async (t) => {
         identity,
         headers: [{ name: 'x-auth-subject', value: identity }],
         removeHeaders: [],
-        metadata: { identity },
+        metadata: { policy: 'default', status: 'authenticated', identity, attributes: { active: true, ...claims } },
         endpoint: 'as',
         cache: 'hit',
       },
@@ -402,6 +395,202 @@ t.test('an identity header outside the prefix is protected too', async (t) => {
   const allow = asAllow(t, await run(request({ ...bearer(), 'x-user': 'mallory', x_user: 'mallory', 'x-auth-a': '1' }), fake));
   t.same(allow.headers, [{ name: 'x-user', value: 'alice' }]);
   t.same(allow.removeHeaders, ['x_user', 'x-auth-a']);
+});
+
+t.test('insufficient_scope: 403 with a challenge naming the required scopes', async (t) => {
+  const cases: Array<[string, Partial<RawPolicy>, string]> = [
+    ['AND', { scopes: 'read admin' }, 'the token lacks a scope this resource requires'],
+    ['OR', { scopes: 'admin  audit', scopeValidationCriteria: 'OR', realm: 'orders' }, 'the token has none of the scopes this resource accepts'],
+  ];
+  for (const [name, raw, description] of cases) {
+    const config = policyConfig(raw);
+    const fake = fakeContext({ result: active({ sub: 'alice', scope: 'read write' }), policies: [compiled(config)], cache: 'hit' });
+    const note: DecisionNote = {};
+    const deny = asDeny(t, await run(request(bearer()), fake, note));
+    t.same(
+      deny,
+      {
+        allow: false,
+        reason: 'insufficient_scope',
+        policy: 'default',
+        status: 403,
+        challenge: `Bearer realm="${config.realm}", error="insufficient_scope", error_description="${description}", scope="${config.scopes.join(' ')}"`,
+        bearerError: 'insufficient_scope',
+        description,
+        endpoint: 'as',
+        cache: 'hit',
+      },
+      name,
+    );
+    t.match(note.detail, /scope does not satisfy scopes/, `${name}: detail`);
+  }
+  const ok = fakeContext({ result: active({ sub: 'alice', scope: ['read', 'admin'] }), policies: [compiled(policyConfig({ scopes: 'read admin' }))] });
+  t.equal((await run(request(bearer()), ok)).allow, true, 'an array scope claim is read too');
+});
+
+t.test('client_not_allowed: a plain 403, no challenge', async (t) => {
+  const config = policyConfig({ skipClientIdValidation: false, allowedClients: ['app-one'], scopes: 'admin' });
+  const fake = fakeContext({ result: active({ client_id: 'app-two', scope: 'read' }), policies: [compiled(config)] });
+  const note: DecisionNote = {};
+  const deny = asDeny(t, await run(request(bearer()), fake, note));
+  t.same(deny, {
+    allow: false,
+    reason: 'client_not_allowed',
+    policy: 'default',
+    status: 403,
+    challenge: null,
+    bearerError: null,
+    description: 'the client is not allowed to use this resource',
+    endpoint: 'as',
+    cache: 'miss',
+  });
+  t.match(note.detail, /client_id is not in allowedClients/);
+  const listed = fakeContext({ result: active({ client_id: 'app-one', scope: 'admin' }), policies: [compiled(config)] });
+  t.equal((await run(request(bearer()), listed)).allow, true);
+});
+
+t.test('an evaluation is reused for the same claims object, per policy', async (t) => {
+  const claims = active({ sub: 'alice', scope: 'read' });
+  const policy = compiled(policyConfig({ exposeHeaders: true }));
+  const fake = fakeContext({ result: claims, policies: [policy], cache: 'hit' });
+  const first = asAllow(t, await run(request({ ...bearer(), 'x-auth-scope': 'admin' }), fake));
+  const second = asAllow(t, await run(request({ ...bearer(), x_auth_sub: 'bob' }), fake));
+  t.equal(second.headers, first.headers, 'the same headers array');
+  t.equal(second.metadata, first.metadata, 'the same metadata object');
+  t.same(first.removeHeaders, [], 'x-auth-scope is set by us, so overwritten, not removed');
+  t.same(second.removeHeaders, ['x_auth_sub'], 'spoofed headers are per request');
+  const other = compiled(policyConfig({ exposeHeaders: false }));
+  const fake2 = fakeContext({ result: claims, policies: [other] });
+  t.same(asAllow(t, await run(request(bearer()), fake2)).headers.length, 1, 'another policy evaluates the same claims its own way');
+});
+
+t.test('hideCredentials removes Authorization on allow', async (t) => {
+  const fake = fakeContext({ result: active({ sub: 'alice' }), policies: [compiled(policyConfig({ hideCredentials: true }))] });
+  const allow = asAllow(t, await run(request({ ...bearer(), 'x-auth-subject': 'mallory', x_auth_subject: 'm' }), fake));
+  t.same(allow.removeHeaders, ['x_auth_subject', 'authorization']);
+  t.notOk(allow.headers.some((h) => h.name === 'authorization'), 'never set, only removed');
+  const plain = fakeContext({ result: active({ sub: 'alice' }) });
+  t.notOk(asAllow(t, await run(request(bearer()), plain)).removeHeaders.includes('authorization'), 'kept by default');
+  const denied = fakeContext({ result: { outcome: 'inactive' }, policies: [compiled(policyConfig({ hideCredentials: true }))] });
+  t.equal((await run(request(bearer()), denied)).allow, false, 'a deny never reaches the upstream anyway');
+});
+
+t.test('passThrough: no usable token goes through as anonymous', async (t) => {
+  const config = policyConfig({ passThrough: true, hideCredentials: true, mappedIdentity: '{sub}', scopes: 'read' });
+  const spoofs = { 'x-auth-subject': 'mallory', 'x-auth-status': 'authenticated', x_auth_status: 'x', 'x-auth-roles': 'admin' };
+  const cases: Array<[string, Record<string, string | string[]>, IntrospectionResult, string | null, CacheResult, RegExp]> = [
+    ['no token', spoofs, { outcome: 'inactive' }, null, 'none', /anonymous: no bearer token/],
+    ['another scheme', { ...spoofs, authorization: 'Basic eDp5' }, { outcome: 'inactive' }, null, 'none', /no bearer token/],
+    ['malformed', { ...spoofs, authorization: 'Bearer a"b' }, { outcome: 'inactive' }, null, 'none', /b64token/],
+    ['inactive', { ...spoofs, ...bearer() }, { outcome: 'inactive' }, 'as', 'miss', /not active/],
+    ['unreachable', { ...spoofs, ...bearer() }, { outcome: 'error', detail: 'ECONNREFUSED' }, 'as', 'miss', /anonymous: ECONNREFUSED/],
+    ['timeout', { ...spoofs, ...bearer() }, { outcome: 'timeout', detail: 'slow' }, 'as', 'miss', /anonymous: slow/],
+    ['bad response', { ...spoofs, ...bearer() }, { outcome: 'bad_response', detail: 'HTTP 500' }, 'as', 'miss', /anonymous: HTTP 500/],
+  ];
+  for (const [name, headers, result, endpoint, cache, detail] of cases) {
+    const fake = fakeContext({ result, policies: [compiled(config)] });
+    const note: DecisionNote = {};
+    const allow = asAllow(t, await run(request(headers), fake, note));
+    t.same(
+      allow,
+      {
+        allow: true,
+        reason: 'pass_through',
+        policy: 'default',
+        identity: null,
+        headers: [{ name: 'x-auth-status', value: 'anonymous' }],
+        removeHeaders: ['x-auth-subject', 'x_auth_status', 'x-auth-roles', 'authorization'],
+        metadata: { policy: 'default', status: 'anonymous' },
+        endpoint,
+        cache,
+      },
+      name,
+    );
+    t.match(note.detail, detail, `${name}: detail`);
+  }
+
+  // A valid token the policy refuses is still refused: the client learns its token is not enough.
+  const scoped = fakeContext({ result: active({ sub: 'alice', scope: 'write' }), policies: [compiled(config)] });
+  t.equal(asDeny(t, await run(request(bearer()), scoped)).reason, 'insufficient_scope');
+  const unnamed = fakeContext({ result: active({ client_id: 'x', scope: 'read' }), policies: [compiled(config)] });
+  t.equal(asDeny(t, await run(request(bearer()), unnamed)).reason, 'policy_error');
+  const good = fakeContext({ result: active({ sub: 'alice', scope: 'read' }), policies: [compiled(config)] });
+  const allow = asAllow(t, await run(request({ ...bearer(), 'x-auth-status': 'anonymous' }), good));
+  t.equal(allow.reason, 'ok');
+  t.same(allow.removeHeaders, ['x-auth-status', 'authorization'], 'a client-sent marker never survives an authenticated allow');
+});
+
+t.test('spoofed headers of every policy are removed, whichever policy decides', async (t) => {
+  const main = policyConfig({ name: 'main' });
+  const partner = policyConfig({ name: 'partner', identityHeader: 'x-partner-id', headerPrefix: 'x-partner-', attributesHeader: 'x-claims' });
+  const policies = compilePolicies([main, partner], new Map([['as', endpointAs]]));
+  const fake = fakeContext({ result: active({ sub: 'alice' }), policies: [...policies.values()] });
+  const allow = asAllow(t, await run(request({ ...bearer(), 'x-partner-id': 'evil', 'x-partner-tier': 'gold', x_claims: 'e30', 'x-auth-a': '1' }), fake));
+  t.equal(allow.policy, 'main');
+  t.same(allow.removeHeaders, ['x-partner-id', 'x-partner-tier', 'x_claims', 'x-auth-a']);
+});
+
+t.test('policy selection by host and path (no context_extensions)', async (t) => {
+  const make = (name: string, match: Array<Record<string, string>>) => compiled(policyConfig({ name, match, realm: name }));
+  const policies = [
+    make('default', []),
+    make('orders', [{ host: 'api.example.com', pathPrefix: '/orders' }]),
+    make('wild', [{ host: '*.example.com' }]),
+    make('admin', [{ pathPrefix: '/admin' }]),
+  ];
+  const at = (host: string, path: string, extensions: Record<string, string> = {}): AuthRequest => ({ ...request({}, extensions), host, path });
+  const cases: Array<[AuthRequest, string]> = [
+    [at('api.example.com', '/orders/42?x=1'), 'orders'],
+    [at('API.example.com:443', '/orders'), 'orders'],
+    [at('api.example.com', '/cart'), 'wild'],
+    [at('shop.example.com', '/admin'), 'wild'],
+    [at('other.org', '/admin/users'), 'admin'],
+    [at('other.org', '/'), 'default'],
+    [at('api.example.com', '/orders/1', { policy: 'admin' }), 'admin'],
+  ];
+  for (const [req, want] of cases) {
+    const fake = fakeContext({ policies, defaultPolicy: 'default' });
+    const deny = asDeny(t, await run(req, fake));
+    t.equal(deny.policy, want, `${req.host} ${req.path} ${[...req.contextExtensions.values()].join('')}`);
+  }
+});
+
+t.test('a path not in normal form that a prefix would judge: 400, nobody asked', async (t) => {
+  const policies = [compiled(policyConfig({ name: 'open' })), compiled(policyConfig({ name: 'admin', match: [{ pathPrefix: '/admin' }] }))];
+  for (const path of ['/public/../admin', '/admin/..;/x', '//admin', '/%61dmin', '/x%2f..%2fadmin']) {
+    const fake = fakeContext({ result: active({ sub: 'alice' }), policies, defaultPolicy: 'open' });
+    const note: DecisionNote = {};
+    const deny = asDeny(t, await run({ ...request(bearer()), path }, fake, note));
+    t.same(
+      deny,
+      {
+        allow: false,
+        reason: 'invalid_request',
+        policy: null,
+        status: 400,
+        challenge: null,
+        bearerError: null,
+        description: 'the request path is not in normal form',
+        endpoint: null,
+        cache: 'none',
+      },
+      path,
+    );
+    t.equal(fake.calls.length, 0, `${path}: no introspection`);
+    t.match(note.detail, /not in normal form/);
+  }
+  const named = fakeContext({ result: active({ sub: 'alice' }), policies, defaultPolicy: 'open' });
+  t.equal((await run({ ...request(bearer(), { policy: 'open' }), path: '/a/../admin' }, named)).allow, true, 'context_extensions decide: the path does not matter');
+});
+
+t.test('what an allow left out is noted for the log line', async (t) => {
+  const config = policyConfig({ mappedIdentity: '{sub}', identityFallback: 'service', exposeHeaders: true });
+  const fake = fakeContext({ result: active({ client_id: 'app', bad: 'a\r\nb' }), policies: [compiled(config)] });
+  const note: DecisionNote = {};
+  const allow = asAllow(t, await run(request(bearer()), fake, note));
+  t.equal(allow.identity, 'service');
+  t.match(note.detail, /identityFallback used/);
+  t.match(note.detail, /left out: header for bad \(control characters\)/);
 });
 
 t.test('no decision carries a token', async (t) => {

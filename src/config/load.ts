@@ -6,14 +6,14 @@
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import YAML from 'yaml';
-import { compileTemplate, type IdentityTemplate } from '../policy/identity-template.js';
-import { Secret } from './secret.js';
+import { checkRoutes, resolvePolicy, type PolicyConfig } from './policy.js';
+import { resolveEndpoint, type EndpointConfig } from './endpoint.js';
+import { readSecret, type Secret } from './secret.js';
 import {
   schema,
   endpointSchema,
   policySchema,
   convictProblems,
-  type AuthMethod,
   type RawEndpoint,
   type RawPolicy,
 } from './schema.js';
@@ -23,31 +23,9 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-export interface EndpointConfig {
-  name: string;
-  url: string;
-  authMethod: AuthMethod;
-  clientId: string | null;
-  clientSecret: Secret | null;
-  authorizationValue: Secret | null;
-  tokenTypeHint: string;
-  authenticationTimeout: number;
-  maxConnections: number;
-  maxResponseBytes: number;
-  clockSkew: number;
-  restricted: boolean;
-}
+export type { EndpointConfig } from './endpoint.js';
 
-export interface PolicyConfig {
-  name: string;
-  endpoint: string;
-  realm: string;
-  mappedIdentity: IdentityTemplate;
-  identityHeader: string;
-  headerPrefix: string;
-  unreachableStatus: number;
-  badResponseStatus: number;
-}
+export type { PolicyConfig } from './policy.js';
 
 export interface Config {
   server: {
@@ -57,7 +35,9 @@ export interface Config {
     maxTokenLength: number;
   };
   log: { level: string; decisions: 'all' | 'deny' | 'none'; allowSampleRate: number; identity: boolean };
-  cache: { maxCacheEntries: number; validatedTokenTTL: number };
+  cache: { maxCacheEntries: number; validatedTokenTTL: number; negativeTTL: number; maxNegativeEntries: number };
+  /** The admin route's credential; null: no admin route. */
+  admin: { token: Secret | null };
   policySelector: string;
   defaultPolicy: string;
   endpoints: EndpointConfig[];
@@ -137,16 +117,23 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     });
 
   const endpoints = items('endpoints', endpointSchema, props.endpoints).map((item, index) =>
-    resolveEndpoint(item as RawEndpoint, `${source}: endpoints[${index}].`, env),
+    resolveEndpoint(item as RawEndpoint, env, (key, problem) => {
+      throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
+    }),
   );
   unique(endpoints, `${source}: endpoints`);
   if (endpoints.length === 0) throw new ConfigError(`${source}: endpoints: at least one introspection endpoint is required`);
 
   const rawPolicies = items('policies', policySchema, props.policies.length > 0 ? props.policies : [{ name: 'default' }]);
   const policies = rawPolicies.map((policy, index) =>
-    resolvePolicy(policy as RawPolicy, `${source}: policies[${index}].`, endpoints),
+    resolvePolicy(policy as RawPolicy, endpoints, (key, problem) => {
+      throw new ConfigError(`${source}: policies[${index}].${key}: ${problem}`);
+    }),
   );
   unique(policies, `${source}: policies`);
+  checkRoutes(policies, (where, problem) => {
+    throw new ConfigError(`${source}: ${where}: ${problem}`);
+  });
 
   let defaultPolicy = props.defaultPolicy;
   if (defaultPolicy === null) {
@@ -162,6 +149,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     server: props.server,
     log: props.log as Config['log'],
     cache: props.cache,
+    admin: resolveAdmin(props.admin, env, source),
     policySelector: props.policySelector,
     defaultPolicy,
     endpoints,
@@ -197,10 +185,19 @@ function checkTypes(node: SchemaNode, raw: unknown, where: string): void {
       continue;
     }
     const expected = option.default === null ? 'string' : Array.isArray(option.default) ? 'list' : typeof option.default;
-    const actual = Array.isArray(value) ? 'list' : typeof value;
-    if (expected === 'list') continue;
+    const actual = Array.isArray(value) ? 'list' : value === null ? 'null' : typeof value;
+    if (expected === 'list') {
+      // convict would JSON.parse a string given for a list, and quote it in the error.
+      if (actual !== 'list') throw new ConfigError(`${where}${key}: must be a list`);
+      continue;
+    }
     if (value === null && option.default === null) continue;
-    if (actual !== expected) throw new ConfigError(`${where}${key}: must be a ${expected === 'boolean' ? 'boolean (true or false)' : expected}`);
+    // An option whose value may be a string or a list of them (`alsoList`) checks the list in its format.
+    if (actual === 'list' && 'alsoList' in option) continue;
+    if (actual !== expected) {
+      const noun = expected === 'boolean' ? 'boolean (true or false)' : expected === 'object' ? 'mapping' : expected;
+      throw new ConfigError(`${where}${key}: must be a ${noun}`);
+    }
   }
 }
 
@@ -225,122 +222,18 @@ function applyEnv(node: SchemaNode, target: Record<string, unknown>, env: NodeJS
   }
 }
 
-function resolveEndpoint(raw: RawEndpoint, where: string, env: NodeJS.ProcessEnv): EndpointConfig {
-  const clientSecret = readSecret(raw.clientSecret, raw.clientSecretFile, raw.clientSecretEnv, `${where}clientSecret`, env);
-  const authorizationValue = readSecret(
-    raw.authorizationValue,
-    raw.authorizationValueFile,
-    null,
-    `${where}authorizationValue`,
-    env,
-  );
-  const authMethod: AuthMethod = raw.authMethod ?? (authorizationValue ? 'authorization_value' : 'client_secret_basic');
-  switch (authMethod) {
-    case 'client_secret_basic':
-    case 'client_secret_post':
-      if (!raw.clientId) throw new ConfigError(`${where}clientId: required by authMethod ${authMethod}`);
-      if (!clientSecret) {
-        throw new ConfigError(`${where}clientSecret: required by authMethod ${authMethod} (inline, clientSecretFile or clientSecretEnv)`);
-      }
-      break;
-    case 'authorization_value':
-      if (!authorizationValue) throw new ConfigError(`${where}authorizationValue: required by authMethod authorization_value`);
-      if (/[\0\r\n]/.test(authorizationValue.reveal())) {
-        throw new ConfigError(`${where}authorizationValue: must not contain control characters`);
-      }
-      break;
-    case 'none':
-      break;
-  }
-  return {
-    name: raw.name,
-    url: raw.url,
-    authMethod,
-    clientId: raw.clientId,
-    clientSecret,
-    authorizationValue,
-    tokenTypeHint: raw.tokenTypeHint,
-    authenticationTimeout: raw.authenticationTimeout,
-    maxConnections: raw.maxConnections,
-    maxResponseBytes: raw.maxResponseBytes,
-    clockSkew: raw.clockSkew,
-    restricted: raw.restricted,
+/** Shortest admin token accepted: it guards an operation on every cached answer. */
+const MIN_ADMIN_TOKEN = 16;
+
+function resolveAdmin(raw: { token: string | null; tokenFile: string | null; tokenEnv: string | null }, env: NodeJS.ProcessEnv, source: string): Config['admin'] {
+  const fail = (key: string, problem: string): never => {
+    throw new ConfigError(`${source}: admin.${key}: ${problem}`);
   };
-}
-
-function resolvePolicy(raw: RawPolicy, where: string, endpoints: EndpointConfig[]): PolicyConfig {
-  let endpointName = raw.endpoint;
-  if (endpointName === null) {
-    const open = endpoints.filter((e) => !e.restricted);
-    if (endpoints.length !== 1 || open.length !== 1) {
-      throw new ConfigError(`${where}endpoint: required when more than one endpoint is configured or the only one is restricted`);
-    }
-    endpointName = open[0]!.name;
-  } else if (!endpoints.some((e) => e.name === endpointName)) {
-    throw new ConfigError(`${where}endpoint: no endpoint is named "${endpointName}"`);
+  const token = readSecret(raw.token, raw.tokenFile, raw.tokenEnv, 'token', env, fail);
+  if (token !== null && (token.reveal().length < MIN_ADMIN_TOKEN || !/^[\x21-\x7e]+$/.test(token.reveal()))) {
+    fail('token', `must be at least ${MIN_ADMIN_TOKEN} printable characters without spaces`);
   }
-  let mappedIdentity: IdentityTemplate;
-  try {
-    mappedIdentity = compileTemplate(raw.mappedIdentity);
-  } catch (error) {
-    throw new ConfigError(`${where}mappedIdentity: ${(error as Error).message}`);
-  }
-  if (RESERVED_HEADERS.has(raw.identityHeader)) {
-    throw new ConfigError(`${where}identityHeader: ${raw.identityHeader} cannot carry the identity`);
-  }
-  return {
-    name: raw.name,
-    endpoint: endpointName,
-    realm: raw.realm,
-    mappedIdentity,
-    identityHeader: raw.identityHeader,
-    headerPrefix: raw.headerPrefix,
-    unreachableStatus: raw.unreachableStatus,
-    badResponseStatus: raw.badResponseStatus,
-  };
-}
-
-/** Headers the identity must never overwrite: they steer HTTP itself or carry the credential. */
-const RESERVED_HEADERS = new Set([
-  'authorization',
-  'host',
-  'connection',
-  'content-length',
-  'content-type',
-  'cookie',
-  'keep-alive',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
-
-function readSecret(
-  inline: string | null,
-  file: string | null,
-  envName: string | null,
-  where: string,
-  env: NodeJS.ProcessEnv,
-): Secret | null {
-  const given = [inline, file, envName].filter((v) => v !== null).length;
-  if (given > 1) throw new ConfigError(`${where}: give it inline, as a file or as an environment variable, not several`);
-  let value: string | undefined;
-  if (inline !== null) value = inline;
-  if (file !== null) {
-    try {
-      value = readFileSync(file, 'utf8').trim();
-    } catch (error) {
-      throw new ConfigError(`${where}File: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
-  }
-  if (envName !== null) {
-    value = env[envName];
-    if (value === undefined) throw new ConfigError(`${where}Env: environment variable ${envName} is not set`);
-  }
-  if (value === undefined) return null;
-  if (value === '') throw new ConfigError(`${where}: is empty`);
-  return new Secret(value);
+  return { token };
 }
 
 function unique(items: Array<{ name: string }>, where: string): void {

@@ -59,8 +59,68 @@ function headerPrefix(value: unknown): void {
   }
 }
 
-export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'authorization_value', 'none'] as const;
+export const AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'client_secret_bearer',
+  'authorization_value',
+  'none',
+] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
+/** Other spellings accepted for authMethod, and what they mean. */
+export const AUTH_METHOD_ALIASES: Readonly<Record<string, AuthMethod>> = { bearer: 'client_secret_bearer' };
+
+/**
+ * Headers an endpoint's `headers` may not set: they frame the HTTP message,
+ * carry the protocol's own values, or belong to client authentication (use
+ * authorizationValue for a custom Authorization header).
+ */
+export const RESERVED_ENDPOINT_HEADERS: ReadonlySet<string> = new Set([
+  'accept',
+  'authorization',
+  'connection',
+  'content-length',
+  'content-type',
+  'expect',
+  'host',
+  'keep-alive',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** RFC 9110 token characters: what a header name may be made of. */
+const HTTP_TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
+function staticHeaders(value: unknown): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('must be a mapping of header names to values');
+  for (const [name, text] of Object.entries(value)) {
+    if (!HTTP_TOKEN.test(name)) throw new Error(`"${name.slice(0, 64)}" is not a valid header name`);
+    if (RESERVED_ENDPOINT_HEADERS.has(name.toLowerCase())) throw new Error(`${name.toLowerCase()} cannot be set here`);
+    // Header values are not echoed: one may be an API key.
+    if (typeof text !== 'string') throw new Error(`the value of ${name} must be a string`);
+    if (!/^[\t\x20-\x7e\x80-\xff]{0,8192}$/.test(text)) {
+      throw new Error(`the value of ${name} must be at most 8192 characters without control characters`);
+    }
+  }
+}
+
+/** A forward proxy: http(s)://[user:password@]host[:port][/]; credentials allowed (they become Proxy-Authorization). */
+function proxyUrl(value: unknown): void {
+  if (value === null) return;
+  if (typeof value !== 'string') throw new Error('must be an http(s) URL');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error('must be an absolute http(s) URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('must use http or https');
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) throw new Error('must be a proxy origin without a path, query or fragment');
+}
 
 /** Options of one introspection endpoint (an entry of `endpoints`). */
 export const endpointSchema = {
@@ -74,20 +134,60 @@ export const endpointSchema = {
     format: httpUrl,
     default: null as unknown as string,
   },
+  method: {
+    doc:
+      'POST: RFC 7662 form request. GET: the token and other parameters in the query string, as token-info ' +
+      'services take them (Axway API Gateway\'s access token information); the token then shows in the ' +
+      'endpoint\'s access logs.',
+    format: oneOf(['POST', 'GET'] as const),
+    default: 'POST' as 'POST' | 'GET',
+  },
+  tokenParameter: {
+    doc: 'Name of the parameter carrying the token: token (RFC 7662), or e.g. access_token (Axway API Gateway).',
+    format: (value: unknown) => {
+      if (typeof value !== 'string' || !/^[A-Za-z0-9._~-]{1,64}$/.test(value)) {
+        throw new Error('must be 1-64 letters, digits, ".", "_", "~" or "-"');
+      }
+      if (['token_type_hint', 'client_id', 'client_secret'].includes(value)) throw new Error(`${value} is another parameter`);
+    },
+    default: 'token',
+  },
+  headers: {
+    doc:
+      'Extra request headers sent as is on every call, e.g. {x-tenant: acme}. Values count as secrets (an API ' +
+      'key may be one): they are never printed. Framing, content and authentication headers cannot be set.',
+    format: staticHeaders,
+    sensitive: true,
+    default: {} as Record<string, string>,
+  },
   authMethod: {
     doc:
       'How the service authenticates to the endpoint: client_secret_basic (HTTP Basic with clientId/clientSecret), ' +
-      'client_secret_post (clientId/clientSecret in the form body; IBM: auth_method), authorization_value ' +
-      '(send authorizationValue verbatim as the Authorization header; MuleSoft/Express Gateway) or none. ' +
-      'Defaults to authorization_value when authorizationValue is set, else client_secret_basic.',
+      'client_secret_post (clientId/clientSecret in the form body; IBM: auth_method), client_secret_bearer or ' +
+      'bearer (clientSecret alone as "Authorization: Bearer <secret>"; IBM), authorization_value (send ' +
+      'authorizationValue verbatim as the Authorization header; MuleSoft/Express Gateway) or none. Defaults to ' +
+      'authorization_value when authorizationValue is set, client_secret_bearer when clientSecret is set without ' +
+      'clientId or clientIdHeader, else client_secret_basic.',
     format: (value: unknown) => {
-      if (value !== null) oneOf(AUTH_METHODS)(value);
+      if (value !== null && !(typeof value === 'string' && Object.hasOwn(AUTH_METHOD_ALIASES, value))) oneOf(AUTH_METHODS)(value);
     },
     default: null as AuthMethod | null,
   },
   clientId: {
     doc: 'Client id of this service at the authorization server (IBM: client_id).',
     format: optionalString,
+    default: null as string | null,
+  },
+  clientIdHeader: {
+    doc:
+      'Take the client id sent to the endpoint from this header of the incoming request instead (IBM: ' +
+      'client_id_hdr). Cached answers and shared calls are then per token and client id. A request without ' +
+      'exactly one such header is denied as an introspection error.',
+    format: (value: unknown) => {
+      if (value === null) return;
+      headerName(value);
+      if (value === 'authorization') throw new Error('authorization carries the token, not a client id');
+    },
     default: null as string | null,
   },
   clientSecret: {
@@ -124,15 +224,112 @@ export const endpointSchema = {
     },
     default: 'access_token',
   },
+  ca: {
+    doc:
+      'PEM certificate(s) of the authorities trusted for this endpoint\'s TLS certificate, instead of the ' +
+      'system\'s (IBM: ssl.certificate). Certificates are always verified; no option turns that off.',
+    format: optionalString,
+    default: null as string | null,
+  },
+  caFile: {
+    doc: 'File holding the PEM CA certificate(s), read again on every reload.',
+    format: optionalString,
+    default: null as string | null,
+  },
+  cert: {
+    doc: 'PEM client certificate (chain) presented to the endpoint (mutual TLS); needs key.',
+    format: optionalString,
+    default: null as string | null,
+  },
+  certFile: {
+    doc: 'File holding the PEM client certificate.',
+    format: optionalString,
+    default: null as string | null,
+  },
+  key: {
+    doc: 'PEM private key of the client certificate, unencrypted. Prefer keyFile.',
+    format: optionalString,
+    sensitive: true,
+    default: null as string | null,
+  },
+  keyFile: {
+    doc: 'File holding the PEM private key of the client certificate.',
+    format: optionalString,
+    default: null as string | null,
+  },
+  proxy: {
+    doc:
+      'Forward proxy, http://[user:password@]host:port (IBM: proxy). https endpoints are reached through a ' +
+      'CONNECT tunnel, http ones with absolute-URI requests. The credentials become Proxy-Authorization and ' +
+      'are never printed.',
+    format: proxyUrl,
+    default: null as string | null,
+  },
+  issuer: {
+    doc: 'When set, an answer whose iss is not exactly this is inactive.',
+    format: optionalString,
+    default: null as string | null,
+  },
+  audience: {
+    doc: 'When set (a string or a list), an answer whose aud holds none of these is inactive.',
+    format: (value: unknown) => {
+      if (value === null || typeof value === 'string') return;
+      if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string' && v !== '')) {
+        throw new Error('must be a string or a non-empty list of strings');
+      }
+    },
+    alsoList: true,
+    default: null as string | string[] | null,
+  },
+  multiValuedScope: {
+    doc:
+      'Hand the policy the answer\'s space-separated scope as a list of scopes (IBM: multi_valued_scope, which ' +
+      'defaults to true). Off by default: scope stays the RFC 7662 string.',
+    format: Boolean,
+    default: false,
+  },
   authenticationTimeout: {
-    doc: 'Milliseconds to wait for the endpoint to answer; Envoy\'s own deadline shortens it (MuleSoft: authenticationTimeout).',
+    doc:
+      'Milliseconds one introspection may take in all, waiting for a slot, retries and pauses included; ' +
+      'Envoy\'s own deadline shortens it (MuleSoft: authenticationTimeout).',
     format: wholeNumber(1, 120_000),
     default: 10_000,
+  },
+  retries: {
+    doc:
+      'Further attempts after a connection failure or reset, or an HTTP 502, 503 or 504, within ' +
+      'authenticationTimeout, each after a random 10-50 ms pause. 0 never retries.',
+    format: wholeNumber(0, 5),
+    default: 1,
+  },
+  circuitBreaker: {
+    failures: {
+      doc:
+        'Consecutive failed introspections (unreachable, timed out, HTTP 5xx or 429, after retries) that open the ' +
+        'circuit: further Checks are denied at once as circuit_open; 0 never opens it.',
+      format: wholeNumber(0, 10_000),
+      default: 5,
+    },
+    resetTimeout: {
+      doc: 'Milliseconds an open circuit waits before letting one probe call through; its success closes the circuit.',
+      format: wholeNumber(100, 600_000),
+      default: 10_000,
+    },
   },
   maxConnections: {
     doc: 'Most connections kept open to the endpoint.',
     format: wholeNumber(1, 1024),
     default: 32,
+  },
+  maxInFlight: {
+    doc: 'Most introspections under way to the endpoint at once (calls shared by concurrent Checks count once).',
+    format: wholeNumber(1, 100_000),
+    default: 256,
+  },
+  queueTimeout: {
+    doc: 'Milliseconds a call beyond maxInFlight waits for a slot before it fails (an introspection error); 0: at once.',
+    format: wholeNumber(0, 60_000),
+    default: 100,
   },
   maxResponseBytes: {
     doc: 'Largest introspection response body accepted; a larger one is a bad response.',
@@ -140,7 +337,7 @@ export const endpointSchema = {
     default: 64 * 1024,
   },
   clockSkew: {
-    doc: 'Seconds of clock difference tolerated when checking the response\'s exp and nbf.',
+    doc: 'Seconds of clock difference tolerated when checking the response\'s exp, nbf and iat.',
     format: wholeNumber(0, 600),
     default: 0,
   },
@@ -154,7 +351,7 @@ export const endpointSchema = {
 /** Options of one policy (an entry of `policies`). */
 export const policySchema = {
   name: {
-    doc: 'Name of the policy; Envoy selects it with the per-route context extension named by policySelector.',
+    doc: 'Name of the policy; Envoy selects it with the per-route context extension named by policySelector, or match selects it.',
     format: objectName,
     default: null as unknown as string,
   },
@@ -165,6 +362,15 @@ export const policySchema = {
     },
     default: null as string | null,
   },
+  match: {
+    doc:
+      'Host and path rules that select this policy when the route names none in context_extensions (Istio sends ' +
+      'none): a list of {host, pathPrefix}, either may be omitted. host is a name or *.suffix, compared ' +
+      'case-insensitively without the port; pathPrefix matches whole path segments before the query string. ' +
+      'An exact host beats a wildcard, a longer prefix a shorter one; see the Policies section of the README.',
+    format: listOf('mappings'),
+    default: [] as Array<Record<string, unknown>>,
+  },
   realm: {
     doc: 'realm parameter of WWW-Authenticate in deny responses (RFC 6750).',
     format: (value: unknown) => {
@@ -174,12 +380,60 @@ export const policySchema = {
     },
     default: 'api',
   },
+  scopes: {
+    doc:
+      'Scopes the token must carry, space-delimited (MuleSoft: scopes); "" requires none. A missing scope is a ' +
+      '403 insufficient_scope naming the required scopes.',
+    format: (value: unknown) => {
+      if (typeof value !== 'string') throw new Error('must be a string of space-delimited scopes');
+    },
+    default: '',
+  },
+  scopeValidationCriteria: {
+    doc: 'AND: the token needs every scope in scopes; OR: at least one (MuleSoft: scopeValidationCriteria).',
+    format: oneOf(['AND', 'OR'] as const),
+    default: 'AND' as 'AND' | 'OR',
+  },
+  skipClientIdValidation: {
+    doc:
+      'false: the token\'s client (see consumerBy) must be in allowedClients, else 403 client_not_allowed ' +
+      '(MuleSoft: skipClientIdValidation). The default is true, unlike MuleSoft, since the allowed clients ' +
+      'must be listed here; false requires allowedClients, and allowedClients requires false.',
+    format: Boolean,
+    default: true,
+  },
+  consumerBy: {
+    doc: 'Claim that names the client for allowedClients: client_id or username (MuleSoft: consumerBy).',
+    format: oneOf(['client_id', 'username'] as const),
+    default: 'client_id' as 'client_id' | 'username',
+  },
+  allowedClients: {
+    doc: 'Clients (values of the consumerBy claim) allowed to use routes of this policy when skipClientIdValidation is false.',
+    format: listOf('strings'),
+    default: [] as string[],
+  },
+  attributes: {
+    doc:
+      'Attribute rules (IBM Verify Access: attributes): which introspection members may be exposed upstream. ' +
+      'An ordered list of "+pattern" (keep) and "-pattern" (drop), * and ? as wildcards; the first matching ' +
+      'rule decides and a member no rule matches is kept. [] keeps every member.',
+    format: listOf('strings'),
+    default: [] as string[],
+  },
   mappedIdentity: {
     doc:
       'Template of the identity sent upstream (IBM: mapped_identity). "{claim}" inserts a claim; "{a|b|c}" ' +
       'inserts the first of the claims that is present. Text outside braces is literal; "{{" and "}}" escape braces.',
     format: nonEmptyString,
     default: '{sub|username|client_id}',
+  },
+  identityFallback: {
+    doc:
+      'Identity used when the claims mappedIdentity needs are all missing, e.g. "anonymous-client". Unset ' +
+      '(the default): such a token is denied (403 policy_error). Every token without those claims then shares ' +
+      'this one identity.',
+    format: optionalString,
+    default: null as string | null,
   },
   identityHeader: {
     doc: 'Request header that carries the identity to the upstream.',
@@ -189,9 +443,37 @@ export const policySchema = {
   headerPrefix: {
     doc:
       'Prefix of every header this service may inject. Incoming headers with this prefix (or its "_" spelling) ' +
-      'that the service does not set are removed, so a client cannot spoof them.',
+      'that the service does not set are removed, so a client cannot spoof them. It must not take in headers ' +
+      'Envoy, HTTP or the credential need (x-envoy-*, x-forwarded-*, content-*, ...).',
     format: headerPrefix,
     default: 'x-auth-',
+  },
+  exposeHeaders: {
+    doc:
+      'Send each kept attribute upstream as a header <headerPrefix><name> (MuleSoft: exposeHeaders): names ' +
+      'lower-cased with other characters as "-", arrays of plain values joined with a space, objects as JSON.',
+    format: Boolean,
+    default: false,
+  },
+  attributesHeader: {
+    doc: 'Header that carries every kept attribute as one base64url-encoded JSON object, e.g. x-auth-attributes; unset: none.',
+    format: (value: unknown) => {
+      if (value !== null) headerName(value);
+    },
+    default: null as string | null,
+  },
+  hideCredentials: {
+    doc: 'Remove the Authorization header before the request reaches the upstream (Kong: hide_credentials).',
+    format: Boolean,
+    default: false,
+  },
+  passThrough: {
+    doc:
+      'Let a request without a usable token (missing, malformed, inactive or unverifiable) through as anonymous: ' +
+      'no identity, <headerPrefix>status: anonymous (Express Gateway: passThrough). A valid token the policy ' +
+      'refuses (scope, client) is still denied.',
+    format: Boolean,
+    default: false,
   },
   unreachableStatus: {
     doc: 'HTTP status of the deny when the endpoint cannot be reached or does not answer in time (MuleSoft: 401).',
@@ -208,6 +490,17 @@ export const policySchema = {
 /** Items are validated one by one against their own schema by the loader. */
 function list(value: unknown): void {
   if (!Array.isArray(value)) throw new Error('must be a list');
+}
+
+/** A list whose items the loader checks one by one, naming each (`match[2].host`). */
+function listOf(items: 'strings' | 'mappings') {
+  return (value: unknown): void => {
+    if (!Array.isArray(value)) throw new Error(`must be a list of ${items}`);
+    for (const item of value) {
+      const ok = items === 'strings' ? typeof item === 'string' : item !== null && typeof item === 'object' && !Array.isArray(item);
+      if (!ok) throw new Error(`must be a list of ${items}`);
+    }
+  };
 }
 
 export const schema = {
@@ -292,6 +585,38 @@ export const schema = {
       format: wholeNumber(0, 86_400),
       default: 600,
     },
+    negativeTTL: {
+      doc:
+        'Seconds an inactive answer is reused, so repeats of a bad token do not reach the endpoint; 0 disables ' +
+        'negative caching. Kept apart from active answers, in an LRU of its own.',
+      format: wholeNumber(0, 3600),
+      default: 10,
+    },
+    maxNegativeEntries: {
+      doc: 'Most inactive answers kept; a flood of bad tokens pushes out only these, never active answers.',
+      format: wholeNumber(0, 10_000_000),
+      default: 1000,
+    },
+  },
+  admin: {
+    token: {
+      doc:
+        'Credential of the admin route DELETE /cache on the ops port (Authorization: Bearer <token>), at least ' +
+        '16 characters. Unset (with tokenFile and tokenEnv): the route does not exist (404). Prefer tokenFile.',
+      format: optionalString,
+      sensitive: true,
+      default: null as string | null,
+    },
+    tokenFile: {
+      doc: 'File holding the admin token (surrounding white space ignored), read again on every reload.',
+      format: optionalString,
+      default: null as string | null,
+    },
+    tokenEnv: {
+      doc: 'Name of an environment variable holding the admin token.',
+      format: optionalString,
+      default: null as string | null,
+    },
   },
   policySelector: {
     doc: 'Key of Envoy\'s per-route context_extensions that names the policy of a route.',
@@ -317,7 +642,9 @@ export const schema = {
   },
 };
 
-export type RawEndpoint = { [K in keyof typeof endpointSchema]: (typeof endpointSchema)[K]['default'] };
+/** The values of a schema's options as convict returns them, nested groups included. */
+type RawValues<S> = { [K in keyof S]: S[K] extends { default: infer D } ? D : RawValues<S[K]> };
+export type RawEndpoint = RawValues<typeof endpointSchema>;
 export type RawPolicy = { [K in keyof typeof policySchema]: (typeof policySchema)[K]['default'] };
 
 

@@ -88,9 +88,21 @@ export interface HeaderValueOption {
   append_action: number;
 }
 
+/**
+ * google.protobuf.Struct and Value. protobufjs describes these well-known types
+ * with camelCase field names, whatever keepCase says.
+ */
 export interface StructValue {
-  fields: Record<string, { stringValue: string }>;
+  fields: Record<string, ProtoValue>;
 }
+
+export type ProtoValue =
+  | { nullValue: 0 }
+  | { numberValue: number }
+  | { stringValue: string }
+  | { boolValue: boolean }
+  | { structValue: StructValue }
+  | { listValue: { values: ProtoValue[] } };
 
 export interface CheckResponse {
   status: { code: number; message?: string };

@@ -38,9 +38,14 @@ function tempDir(t: Test): string {
 
 t.test('defaults', async (t) => {
   const config = build({ endpoints: [endpoint()] });
-  t.same(config.server, { grpc: { host: '0.0.0.0', port: 9001 }, shutdownTimeout: 10_000, maxTokenLength: 8192 });
-  t.same(config.log, { level: 'info' });
-  t.same(config.cache, { maxCacheEntries: 1000, validatedTokenTTL: 600 });
+  t.same(config.server, {
+    grpc: { host: '0.0.0.0', port: 9001 },
+    ops: { host: '0.0.0.0', port: 9090 },
+    shutdownTimeout: 10_000,
+    maxTokenLength: 8192,
+  });
+  t.same(config.log, { level: 'info', decisions: 'all', allowSampleRate: 1, identity: false });
+  t.same(config.cache, { maxCacheEntries: 1000, validatedTokenTTL: 600, negativeTTL: 10, maxNegativeEntries: 1000 });
   t.equal(config.policySelector, 'policy');
   t.equal(config.defaultPolicy, 'default');
 
@@ -82,7 +87,7 @@ t.test('options given are kept', async (t) => {
   });
   t.same(config.server.grpc, { host: '127.0.0.1', port: 0 });
   t.equal(config.server.maxTokenLength, 4096);
-  t.same(config.cache, { maxCacheEntries: 0, validatedTokenTTL: 30 });
+  t.same(config.cache, { maxCacheEntries: 0, validatedTokenTTL: 30, negativeTTL: 10, maxNegativeEntries: 1000 });
   t.equal(config.endpoints[0]!.tokenTypeHint, '');
   t.equal(config.endpoints[0]!.authenticationTimeout, 250);
   t.equal(config.endpoints[0]!.clockSkew, 5);
@@ -148,7 +153,7 @@ t.test('unknown keys are rejected by name', async (t) => {
     ['nested', { endpoints: [endpoint()], log: { lvl: 'debug' } }, /log\.lvl: unknown option/],
     ['in an endpoint', { endpoints: [endpoint({ clientSecretFiles: '/x' })] }, /^test\.yaml: endpoints\[0\]\.clientSecretFiles: unknown option$/],
     ['in the second endpoint', { endpoints: [endpoint(), endpoint({ name: 'b', timeout: 5 })] }, /endpoints\[1\]\.timeout: unknown option/],
-    ['in a policy', { endpoints: [endpoint()], policies: [{ name: 'p', scopes: ['a'] }] }, /policies\[0\]\.scopes: unknown option/],
+    ['in a policy', { endpoints: [endpoint()], policies: [{ name: 'p', scope: 'a' }] }, /policies\[0\]\.scope: unknown option/],
   ];
   for (const [name, raw, message] of cases) t.match(errorOf(() => build(raw)).message, message, name);
 });
@@ -252,7 +257,8 @@ t.test('defaultPolicy', async (t) => {
 
 t.test('authMethod requirements', async (t) => {
   const errors: Array<[string, Record<string, unknown>, string]> = [
-    ['basic without clientId', { clientId: null }, 'test.yaml: endpoints[0].clientId: required by authMethod client_secret_basic'],
+    // (Without authMethod, a secret without clientId is a bearer secret: see test/config/endpoint.test.ts.)
+    ['basic without clientId', { authMethod: 'client_secret_basic', clientId: null }, 'test.yaml: endpoints[0].clientId: required by authMethod client_secret_basic'],
     ['basic without secret', { clientSecret: null }, 'test.yaml: endpoints[0].clientSecret: required by authMethod client_secret_basic (inline, clientSecretFile or clientSecretEnv)'],
     ['post without clientId', { authMethod: 'client_secret_post', clientId: null }, 'test.yaml: endpoints[0].clientId: required by authMethod client_secret_post'],
     ['post without secret', { authMethod: 'client_secret_post', clientSecret: null }, 'test.yaml: endpoints[0].clientSecret: required by authMethod client_secret_post (inline, clientSecretFile or clientSecretEnv)'],

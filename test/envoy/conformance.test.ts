@@ -13,6 +13,7 @@ import {
   healthClientConstructor,
   type CheckOptions,
   type EnvoyClient,
+  structToJson,
   type UpstreamCheckResponse,
 } from '../support/envoy.js';
 import { answerByToken, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-authorization-server.js';
@@ -318,6 +319,66 @@ t.test('the same request through headers and through header_map gets the same an
   t.equal(allow.status?.code, 0);
   const deny = await envoy.check({ rawHeaders: cases[1]!.headers });
   t.equal(deny.denied_response?.status?.code, 'Unauthorized');
+});
+
+t.test('policy answers through the upstream protos: attribute headers, pass-through, dynamic_metadata as Struct', async (t) => {
+  const RICH = 'rich-token-A1b2C3';
+  const rich = {
+    sub: 'alice',
+    client_id: 'app-one',
+    scope: 'read write',
+    exp: EXP,
+    admin: false,
+    ratio: 0.25,
+    roles: ['reader', 'auditor'],
+    aud: ['api', 'has space'],
+    org: { id: 7, units: ['a', 'b'], parent: null },
+    secret_internal: 'hidden',
+  };
+  const as = await startFakeAuthorizationServer(answerByToken({ [RICH]: rich }));
+  t.teardown(() => as.close());
+  const { envoy: e } = await startService(t, {
+    endpoints: [{ name: 'main', url: as.url, clientId: 'authz-service', clientSecret: 's3cret' }],
+    policies: [
+      {
+        name: 'default',
+        attributes: ['-active', '-exp', '-*_internal'],
+        exposeHeaders: true,
+        attributesHeader: 'x-auth-attributes',
+        hideCredentials: true,
+      },
+      { name: 'open', passThrough: true },
+    ],
+  });
+
+  const res = await e.check({ headers: { authorization: `Bearer ${RICH}`, 'x-auth-roles': 'admin', x_auth_org: '{}', 'x-auth-status': 'x' } });
+  t.equal(res.status?.code, 0);
+  const headers = headerMap(t, res.ok_response!.headers);
+  const kept = { sub: 'alice', client_id: 'app-one', scope: 'read write', admin: false, ratio: 0.25, roles: ['reader', 'auditor'], aud: ['api', 'has space'], org: { id: 7, units: ['a', 'b'], parent: null } };
+  t.same(headers, {
+    'x-auth-subject': 'alice',
+    'x-auth-attributes': Buffer.from(JSON.stringify(kept)).toString('base64url'),
+    'x-auth-sub': 'alice',
+    'x-auth-client-id': 'app-one',
+    'x-auth-scope': 'read write',
+    'x-auth-admin': 'false',
+    'x-auth-ratio': '0.25',
+    'x-auth-roles': 'reader auditor',
+    'x-auth-aud': '["api","has space"]',
+    'x-auth-org': '{"id":7,"units":["a","b"],"parent":null}',
+  });
+  t.same([...res.ok_response!.headers_to_remove].sort(), ['authorization', 'x-auth-status', 'x_auth_org'], 'spoofs and the credential removed; our own headers overwritten');
+  const metadata = structToJson(res.dynamic_metadata!.fields);
+  t.same(metadata, { policy: 'default', status: 'authenticated', identity: 'alice', attributes: kept }, 'the Struct decodes to the kept attributes');
+  t.equal(res.dynamic_metadata!.fields.attributes!.kind, 'structValue');
+  t.equal(res.dynamic_metadata!.fields.attributes!.structValue!.fields.ratio!.kind, 'numberValue');
+  t.equal(res.dynamic_metadata!.fields.attributes!.structValue!.fields.org!.structValue!.fields.parent!.kind, 'nullValue');
+
+  const anonymous = await e.check({ headers: { 'x-auth-subject': 'mallory', 'x-auth-status': 'authenticated' }, contextExtensions: { policy: 'open' } });
+  t.equal(anonymous.status?.code, 0, 'pass-through is an allow');
+  t.same(headerMap(t, anonymous.ok_response!.headers), { 'x-auth-status': 'anonymous' });
+  t.same(anonymous.ok_response!.headers_to_remove, ['x-auth-subject']);
+  t.same(structToJson(anonymous.dynamic_metadata!.fields), { policy: 'open', status: 'anonymous' });
 });
 
 t.test('health: Check', async (t) => {

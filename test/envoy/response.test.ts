@@ -151,3 +151,64 @@ t.test('the deny body has exactly error and error_description', async (t) => {
     t.equal(challenge?.header.value ?? null, decision.challenge, `${decision.reason}: challenge`);
   }
 });
+
+t.test('dynamic_metadata: JSON values become google.protobuf.Value', async (t) => {
+  const metadata = {
+    policy: 'default',
+    identity: 'alice',
+    attributes: {
+      scope: 'read write',
+      exp: 1_900_000_000,
+      ratio: 0.5,
+      admin: false,
+      nothing: null,
+      aud: ['api', 2, true, null, { a: 'b' }],
+      ext: { tier: 'gold', tags: [] },
+      __proto__: 'kept as a key',
+    },
+  };
+  Object.defineProperty(metadata.attributes, '__proto__', { value: 'kept as a key', enumerable: true });
+  const response = renderCheckResponse(allowDecision({ metadata }));
+  const fields = response.dynamic_metadata!.fields;
+  t.same(fields.policy, { stringValue: 'default' });
+  t.same(fields.identity, { stringValue: 'alice' });
+  const attributes = (fields.attributes as { structValue: { fields: Record<string, unknown> } }).structValue.fields;
+  t.same(attributes.scope, { stringValue: 'read write' });
+  t.same(attributes.exp, { numberValue: 1_900_000_000 });
+  t.same(attributes.ratio, { numberValue: 0.5 });
+  t.same(attributes.admin, { boolValue: false });
+  t.same(attributes.nothing, { nullValue: 0 });
+  t.same(attributes.aud, {
+    listValue: {
+      values: [{ stringValue: 'api' }, { numberValue: 2 }, { boolValue: true }, { nullValue: 0 }, { structValue: { fields: { a: { stringValue: 'b' } } } }],
+    },
+  });
+  t.same(attributes.ext, { structValue: { fields: { tier: { stringValue: 'gold' }, tags: { listValue: { values: [] } } } } });
+  t.ok(Object.hasOwn(attributes, '__proto__'), 'a claim named __proto__ is a field, not a prototype');
+  t.equal(Object.getPrototypeOf(attributes), null);
+});
+
+t.test('dynamic_metadata: what JSON cannot hold is left out; depth is bounded', async (t) => {
+  let deep: unknown = 'bottom';
+  for (let i = 0; i < 100; i += 1) deep = [deep];
+  const metadata = { a: Number.NaN, b: undefined, c: 10n, d: [undefined], deep } as unknown as Allow['metadata'];
+  const fields = renderCheckResponse(allowDecision({ metadata })).dynamic_metadata!.fields;
+  t.same(Object.keys(fields), ['d', 'deep']);
+  t.same(fields.d, { listValue: { values: [{ nullValue: 0 }] } }, 'an array keeps its length');
+  let depth = 0;
+  let value = fields.deep as { listValue?: { values: unknown[] } };
+  while (value.listValue) {
+    value = value.listValue.values[0] as typeof value;
+    depth += 1;
+  }
+  t.same(value, { nullValue: 0 }, 'cut to null');
+  t.ok(depth <= 64, `cut at depth ${depth}`);
+});
+
+t.test('dynamic_metadata: built once per metadata object', async (t) => {
+  const metadata = Object.freeze({ identity: 'alice', attributes: Object.freeze({ scope: 'read' }) });
+  const first = renderCheckResponse(allowDecision({ metadata }));
+  const second = renderCheckResponse(allowDecision({ metadata, removeHeaders: ['x'] }));
+  t.equal(second.dynamic_metadata, first.dynamic_metadata, 'the same Struct');
+  t.not(second.ok_response, first.ok_response, 'the rest is per response');
+});

@@ -1,5 +1,14 @@
 import t from 'tap';
-import { isSafeHeaderValue, MAX_HEADER_VALUE_LENGTH, spoofedHeaders } from '../../src/policy/upstream-headers.js';
+import {
+  attributeHeaderName,
+  attributeHeaderValue,
+  isProtectedHeader,
+  isSafeHeaderValue,
+  MAX_HEADER_VALUE_LENGTH,
+  prefixCoversProtected,
+  spoofedHeaders,
+  statusHeaderName,
+} from '../../src/policy/upstream-headers.js';
 
 t.test('isSafeHeaderValue', async (t) => {
   const cases: Array<[string, string, boolean]> = [
@@ -41,14 +50,14 @@ t.test('spoofedHeaders', async (t) => {
     ['nothing incoming', [], []],
   ];
   for (const [name, incoming, want] of cases) {
-    t.same(spoofedHeaders(incoming, prefix, own, setByUs), want, name);
+    t.same(spoofedHeaders(incoming, [prefix], own, setByUs), want, name);
   }
 });
 
 t.test('spoofedHeaders never lists what we set, even outside the prefix', async (t) => {
   const own = new Set(['x-user']);
   const setByUs = new Set(['x-user']);
-  t.same(spoofedHeaders(['x-user', 'x_user', 'x-auth-a'], 'x-auth-', own, setByUs), ['x_user', 'x-auth-a']);
+  t.same(spoofedHeaders(['x-user', 'x_user', 'x-auth-a'], ['x-auth-'], own, setByUs), ['x_user', 'x-auth-a']);
 });
 
 t.test('spoofedHeaders reads any iterable', async (t) => {
@@ -56,6 +65,74 @@ t.test('spoofedHeaders reads any iterable', async (t) => {
     ['x-auth-a', ['1']],
     ['host', ['h']],
   ]);
-  t.same(spoofedHeaders(headers.keys(), 'x-auth-', new Set(), new Set()), ['x-auth-a']);
-  t.same(spoofedHeaders(new Set(['x-auth-b']), 'x-auth-', new Set(), new Set()), ['x-auth-b']);
+  t.same(spoofedHeaders(headers.keys(), ['x-auth-'], new Set(), new Set()), ['x-auth-a']);
+  t.same(spoofedHeaders(new Set(['x-auth-b']), ['x-auth-'], new Set(), new Set()), ['x-auth-b']);
+});
+
+t.test('spoofedHeaders with the prefixes of several policies', async (t) => {
+  const removed = spoofedHeaders(['x-auth-a', 'x-partner-b', 'x_partner_c', 'x-other'], ['x-auth-', 'x-partner-'], new Set(), new Set());
+  t.same(removed, ['x-auth-a', 'x-partner-b', 'x_partner_c']);
+});
+
+t.test('attributeHeaderName', async (t) => {
+  const cases: Array<[string, string | null]> = [
+    ['scope', 'x-auth-scope'],
+    ['client_id', 'x-auth-client-id'],
+    ['Client_ID', 'x-auth-client-id'],
+    ['token.type', 'x-auth-token-type'],
+    ['urn:example:claim', 'x-auth-urn-example-claim'],
+    ['a b', 'x-auth-a-b'],
+    ['Zoë', 'x-auth-zo-'],
+    ['x\r\ny', 'x-auth-x--y'],
+    ['123', 'x-auth-123'],
+    ['-a-', 'x-auth--a-'],
+    ['', null],
+    ['___', null],
+    ['ü', null],
+    ['\u0000', null],
+    ['a'.repeat(128), `x-auth-${'a'.repeat(128)}`],
+    ['a'.repeat(129), null],
+  ];
+  for (const [claim, want] of cases) t.equal(attributeHeaderName('x-auth-', claim), want, JSON.stringify(claim));
+});
+
+t.test('attributeHeaderValue', async (t) => {
+  const cases: Array<[string, unknown, string | null]> = [
+    ['string', 'alice', 'alice'],
+    ['string with spaces', 'read write', 'read write'],
+    ['empty string', '', null],
+    ['null', null, null],
+    ['integer', 42, '42'],
+    ['fraction', -1.5, '-1.5'],
+    ['non-finite', Number.POSITIVE_INFINITY, null],
+    ['true', true, 'true'],
+    ['false', false, 'false'],
+    ['array of strings', ['a', 'b'], 'a b'],
+    ['array of scalars', ['a', 1, false], 'a 1 false'],
+    ['array with a space', ['a b', 'c'], '["a b","c"]'],
+    ['array with an empty string', ['', 'c'], '["","c"]'],
+    ['array with null', ['a', null], '["a",null]'],
+    ['array with an object', [{ a: 1 }], '[{"a":1}]'],
+    ['nested array', [['a']], '[["a"]]'],
+    ['empty array', [], '[]'],
+    ['object', { a: 'b', c: [1] }, '{"a":"b","c":[1]}'],
+    ['control characters in JSON are escaped', { a: '\n' }, '{"a":"\\n"}'],
+    ['control characters in a string stay (the caller drops it)', 'a\nb', 'a\nb'],
+    ['undefined', undefined, null],
+    ['bigint', 10n, null],
+    ['bigint in an object', { a: 10n }, null],
+  ];
+  for (const [name, value, want] of cases) t.equal(attributeHeaderValue(value), want, name);
+});
+
+t.test('protected headers and prefixes', async (t) => {
+  for (const name of ['authorization', 'host', 'content-length', 'x-forwarded-for', 'x-request-id', 'x-envoy-original-path', 'cookie']) {
+    t.ok(isProtectedHeader(name), name);
+  }
+  for (const name of ['x-auth-subject', 'x-user', 'x-envoyx']) t.notOk(isProtectedHeader(name), name);
+  for (const prefix of ['x-', 'x-envoy-', 'x-envoy-a-', 'x-forwarded-', 'content-', 'proxy-', 'transfer-', 'keep-', 'x-request-']) {
+    t.ok(prefixCoversProtected(prefix), prefix);
+  }
+  for (const prefix of ['x-auth-', 'x-user-', 'auth-', 'x-e1-']) t.notOk(prefixCoversProtected(prefix), prefix);
+  t.equal(statusHeaderName('x-auth-'), 'x-auth-status');
 });

@@ -28,8 +28,45 @@ export interface UpstreamCheckResponse {
     query_parameters_to_set: unknown[];
     query_parameters_to_remove: string[];
   };
-  dynamic_metadata?: { fields: Record<string, { stringValue?: string; kind?: string }> };
+  dynamic_metadata?: { fields: Record<string, UpstreamValue> };
   http_response?: string;
+}
+
+/** A decoded google.protobuf.Value (oneofs: true names the member set in `kind`). */
+export interface UpstreamValue {
+  kind?: string;
+  stringValue?: string;
+  numberValue?: number;
+  boolValue?: boolean;
+  nullValue?: string | number;
+  structValue?: { fields: Record<string, UpstreamValue> };
+  listValue?: { values: UpstreamValue[] };
+}
+
+/** A decoded Struct's fields back to plain JSON, reading only the member `kind` names. */
+export function structToJson(fields: Record<string, UpstreamValue>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) out[key] = valueToJson(value);
+  return out;
+}
+
+function valueToJson(value: UpstreamValue): unknown {
+  switch (value.kind) {
+    case 'stringValue':
+      return value.stringValue;
+    case 'numberValue':
+      return value.numberValue;
+    case 'boolValue':
+      return value.boolValue;
+    case 'nullValue':
+      return null;
+    case 'structValue':
+      return structToJson(value.structValue!.fields);
+    case 'listValue':
+      return value.listValue!.values.map(valueToJson);
+    default:
+      throw new Error(`unexpected google.protobuf.Value kind ${String(value.kind)}`);
+  }
 }
 
 export interface CheckOptions {

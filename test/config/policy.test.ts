@@ -1,0 +1,185 @@
+// policies[] options: defaults, what each becomes, and the errors that name the key.
+import t from 'tap';
+import { buildConfig, ConfigError, parseConfig, type Config } from '../../src/config/load.js';
+
+const SECRET = 'S3cr3t-value-xyz';
+const endpoint = (overrides: Record<string, unknown> = {}) => ({
+  name: 'as',
+  url: 'https://as.example.com/introspect',
+  clientId: 'authz',
+  clientSecret: SECRET,
+  ...overrides,
+});
+
+function build(policies: unknown[], extra: Record<string, unknown> = {}): Config {
+  return buildConfig({ endpoints: [endpoint()], policies, ...extra }, 'test.yaml', { env: {} });
+}
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+t.test('defaults of the policy options', async (t) => {
+  const policy = build([{ name: 'p' }]).policies[0]!;
+  t.same(policy.match, []);
+  t.same(policy.scopes, []);
+  t.equal(policy.scopeValidationCriteria, 'AND');
+  t.equal(policy.skipClientIdValidation, true);
+  t.equal(policy.consumerBy, 'client_id');
+  t.same([...policy.allowedClients], []);
+  t.same(policy.attributes.rules, []);
+  t.equal(policy.identityFallback, null);
+  t.equal(policy.exposeHeaders, false);
+  t.equal(policy.attributesHeader, null);
+  t.equal(policy.hideCredentials, false);
+  t.equal(policy.passThrough, false);
+});
+
+t.test('options given are compiled', async (t) => {
+  const config = parseConfig(
+    `
+endpoints:
+  - { name: as, url: "https://as.example.com/introspect", authMethod: none }
+policies:
+  - name: orders
+    match:
+      - { host: API.example.com, pathPrefix: /orders/ }
+      - { host: "*.example.com" }
+      - { pathPrefix: /admin }
+    scopes: "orders:read  orders:write"
+    scopeValidationCriteria: OR
+    skipClientIdValidation: false
+    consumerBy: username
+    allowedClients: [alice, bob]
+    attributes: ["+scope", "-*"]
+    identityFallback: service
+    exposeHeaders: true
+    attributesHeader: x-auth-attributes
+    hideCredentials: true
+    passThrough: true
+`,
+    'policy.yaml',
+    { env: {} },
+  );
+  const policy = config.policies[0]!;
+  t.same(
+    policy.match.map((rule) => ({ ...rule })),
+    [
+      { host: 'api.example.com', wildcard: false, pathPrefix: '/orders' },
+      { host: '.example.com', wildcard: true, pathPrefix: null },
+      { host: null, wildcard: false, pathPrefix: '/admin' },
+    ],
+  );
+  t.same(policy.scopes, ['orders:read', 'orders:write']);
+  t.equal(policy.scopeValidationCriteria, 'OR');
+  t.equal(policy.skipClientIdValidation, false);
+  t.equal(policy.consumerBy, 'username');
+  t.same([...policy.allowedClients], ['alice', 'bob']);
+  t.same(policy.attributes.source, ['+scope', '-*']);
+  t.equal(policy.identityFallback, 'service');
+  t.equal(policy.exposeHeaders, true);
+  t.equal(policy.attributesHeader, 'x-auth-attributes');
+  t.equal(policy.hideCredentials, true);
+  t.equal(policy.passThrough, true);
+
+  // check-config prints the resolved configuration as JSON: compiled parts print as written.
+  const printed = JSON.parse(JSON.stringify(policy)) as Record<string, unknown>;
+  t.same(printed.match, [
+    { host: 'API.example.com', pathPrefix: '/orders/' },
+    { host: '*.example.com', pathPrefix: null },
+    { host: null, pathPrefix: '/admin' },
+  ]);
+  t.same(printed.allowedClients, ['alice', 'bob']);
+  t.same(printed.attributes, ['+scope', '-*']);
+});
+
+t.test('errors name the key and never the value', async (t) => {
+  const cases: Array<[string, unknown[], RegExp]> = [
+    ['scopes not a string', [{ name: 'p', scopes: ['read'] }], /^test\.yaml: policies\[0\]\.scopes: must be a string/],
+    ['scopes with a quote', [{ name: 'p', scopes: 'read "SECRETish"' }], /^test\.yaml: policies\[0\]\.scopes: must be scope tokens/],
+    ['criteria', [{ name: 'p', scopeValidationCriteria: 'and' }], /policies\[0\]\.scopeValidationCriteria: must be one of AND, OR/],
+    ['consumerBy', [{ name: 'p', consumerBy: 'sub' }], /policies\[0\]\.consumerBy: must be one of client_id, username/],
+    ['skip as a word', [{ name: 'p', skipClientIdValidation: 'no' }], /policies\[0\]\.skipClientIdValidation: must be a boolean/],
+    ['enforcement without a list', [{ name: 'p', skipClientIdValidation: false }], /policies\[0\]\.allowedClients: required when skipClientIdValidation is false/],
+    ['a list that would be ignored', [{ name: 'p', allowedClients: ['a'] }], /policies\[0\]\.skipClientIdValidation: must be false when allowedClients is given/],
+    ['allowedClients not a list', [{ name: 'p', allowedClients: 'a' }], /policies\[0\]\.allowedClients: must be a list$/],
+    ['allowedClients of numbers', [{ name: 'p', allowedClients: [1] }], /policies\[0\]\.allowedClients: must be a list of strings/],
+    ['allowedClients with an empty one', [{ name: 'p', skipClientIdValidation: false, allowedClients: ['a', ''] }], /policies\[0\]\.allowedClients\[1\]: must not be empty/],
+    ['attributes not a list', [{ name: 'p', attributes: '+scope' }], /policies\[0\]\.attributes: must be a list$/],
+    ['attribute without a sign', [{ name: 'p', attributes: ['+scope', 'SECRETish'] }], /policies\[0\]\.attributes\[1\]: must start with "\+" \(keep\) or "-" \(drop\)$/],
+    ['empty attribute pattern', [{ name: 'p', attributes: ['-'] }], /policies\[0\]\.attributes\[0\]: the pattern is empty after the sign/],
+    ['fallback with CR LF', [{ name: 'p', identityFallback: 'a\r\nSECRETish' }], /policies\[0\]\.identityFallback: must be 1 to 8192 bytes without control characters/],
+    ['empty fallback', [{ name: 'p', identityFallback: '' }], /policies\[0\]\.identityFallback: must be 1 to/],
+    ['exposeHeaders as a word', [{ name: 'p', exposeHeaders: 'yes' }], /policies\[0\]\.exposeHeaders: must be a boolean/],
+    ['attributesHeader not a header name', [{ name: 'p', attributesHeader: 'X Attr' }], /policies\[0\]\.attributesHeader: must be a lower-case header name/],
+    ['attributesHeader reserved', [{ name: 'p', attributesHeader: 'authorization' }], /policies\[0\]\.attributesHeader: authorization cannot carry attributes/],
+    ['attributesHeader = identityHeader', [{ name: 'p', attributesHeader: 'x-auth-subject' }], /policies\[0\]\.attributesHeader: must differ/],
+    ['attributesHeader = marker', [{ name: 'p', attributesHeader: 'x-auth-status' }], /policies\[0\]\.attributesHeader: must differ/],
+    ['identityHeader = marker', [{ name: 'p', identityHeader: 'x-auth-status' }], /policies\[0\]\.identityHeader: x-auth-status is the pass-through marker/],
+    ['identityHeader of Envoy', [{ name: 'p', identityHeader: 'x-envoy-original-path' }], /policies\[0\]\.identityHeader: .* cannot carry the identity/],
+    ['identityHeader x-forwarded-for', [{ name: 'p', identityHeader: 'x-forwarded-for' }], /policies\[0\]\.identityHeader: .* cannot carry the identity/],
+    ['prefix taking in x-forwarded-*', [{ name: 'p', headerPrefix: 'x-' }], /policies\[0\]\.headerPrefix: would take in headers/],
+    ['prefix content-', [{ name: 'p', headerPrefix: 'content-' }], /policies\[0\]\.headerPrefix: would take in headers/],
+    ['hideCredentials as a number', [{ name: 'p', hideCredentials: 1 }], /policies\[0\]\.hideCredentials: must be a boolean/],
+    ['passThrough as a word', [{ name: 'p', passThrough: 'true' }], /policies\[0\]\.passThrough: must be a boolean/],
+    ['match not a list', [{ name: 'p', match: { host: 'a.com' } }], /policies\[0\]\.match: must be a list$/],
+    ['match of strings', [{ name: 'p', match: ['a.com'] }], /policies\[0\]\.match: must be a list of mappings/],
+    ['empty rule', [{ name: 'p', match: [{}] }], /policies\[0\]\.match\[0\]: needs host, pathPrefix or both/],
+    ['unknown rule key', [{ name: 'p', match: [{ host: 'a.com', path: '/x' }] }], /policies\[0\]\.match\[0\]\.path: unknown option/],
+    ['host with port', [{ name: 'p', match: [{ host: 'a.com:443' }] }], /policies\[0\]\.match\[0\]\.host: must not include a port/],
+    ['host not a string', [{ name: 'p', match: [{ host: 1 }] }], /policies\[0\]\.match\[0\]\.host: must be a string/],
+    ['bad host', [{ name: 'p', match: [{ pathPrefix: '/a' }, { host: 'a.*.com' }] }], /policies\[0\]\.match\[1\]\.host: must be a host name/],
+    ['prefix not a string', [{ name: 'p', match: [{ pathPrefix: 7 }] }], /policies\[0\]\.match\[0\]\.pathPrefix: must be a string/],
+    ['relative prefix', [{ name: 'p', match: [{ pathPrefix: 'orders' }] }], /policies\[0\]\.match\[0\]\.pathPrefix: must start with "\/"/],
+    ['prefix with ..', [{ name: 'p', match: [{ pathPrefix: '/a/../b' }] }], /policies\[0\]\.match\[0\]\.pathPrefix: must be in normal form/],
+    ['prefix glob', [{ name: 'p', match: [{ pathPrefix: '/a/*' }] }], /policies\[0\]\.match\[0\]\.pathPrefix: must be a literal path prefix/],
+  ];
+  for (const [name, policies, message] of cases) {
+    const error = errorOf(() => build(policies));
+    t.match(error, message, name);
+    t.notMatch(error, /SECRETish|S3cr3t/, `${name}: no value in the message`);
+  }
+});
+
+t.test('rules that match the same requests are refused, within and across policies', async (t) => {
+  t.match(
+    errorOf(() => build([{ name: 'p', match: [{ host: 'a.com', pathPrefix: '/x' }, { host: 'A.com', pathPrefix: '/x/' }] }])),
+    /^test\.yaml: policies\[0\]\.match\[1\]: same host and pathPrefix as policies\[0\]\.match\[0\]$/,
+  );
+  t.match(
+    errorOf(() =>
+      build([{ name: 'p', match: [{ host: '*.a.com' }] }, { name: 'q', match: [{ pathPrefix: '/y' }, { host: '*.A.com', pathPrefix: '/' }] }], {
+        defaultPolicy: 'p',
+      }),
+    ),
+    /policies\[1\]\.match\[1\]: same host and pathPrefix as policies\[0\]\.match\[0\]/,
+    'pathPrefix "/" is the same as none',
+  );
+  t.ok(build([{ name: 'p', match: [{ host: 'a.com' }, { host: '*.a.com' }, { host: 'a.com', pathPrefix: '/x' }] }]), 'different rules are fine');
+});
+
+t.test('a restricted endpoint serves only the policies that name it', async (t) => {
+  const endpoints = [endpoint({ name: 'partners', restricted: true }), endpoint({ name: 'open' })];
+  t.match(
+    errorOf(() => buildConfig({ endpoints: [endpoints[0]], policies: [{ name: 'p' }] }, 'test.yaml', { env: {} })),
+    /^test\.yaml: policies\[0\]\.endpoint: required when .* the only one is restricted/,
+  );
+  t.match(
+    errorOf(() => buildConfig({ endpoints: [endpoints[0]] }, 'test.yaml', { env: {} })),
+    /policies\[0\]\.endpoint: required/,
+    'nor the implicit default policy',
+  );
+  t.match(
+    errorOf(() => buildConfig({ endpoints, policies: [{ name: 'p' }] }, 'test.yaml', { env: {} })),
+    /policies\[0\]\.endpoint: required when more than one endpoint/,
+    'never picked implicitly beside an open endpoint either',
+  );
+  const named = buildConfig({ endpoints, policies: [{ name: 'p', endpoint: 'partners' }] }, 'test.yaml', { env: {} });
+  t.equal(named.policies[0]!.endpoint, 'partners');
+});

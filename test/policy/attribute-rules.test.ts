@@ -1,0 +1,100 @@
+import t from 'tap';
+import fc from 'fast-check';
+import {
+  AttributeRuleError,
+  compileAttributeRule,
+  compileAttributeRules,
+  isKept,
+  keptAttributes,
+  KEEP_ALL,
+} from '../../src/policy/attribute-rules.js';
+
+const CLAIMS = {
+  active: true,
+  scope: 'read write',
+  client_id: 'app-one',
+  exp: 1,
+  iat: 0,
+  roles_internal: ['x'],
+  sub: 'alice',
+  ext: { a: 1 },
+};
+
+t.test('rule lists, first match decides, unmatched kept (IBM Verify Access)', async (t) => {
+  const cases: Array<[string, string[], string[]]> = [
+    ['no rules keep everything', [], Object.keys(CLAIMS)],
+    ['the IBM example', ['+scope', '+client_id', '-exp', '-*_internal', '+*'], ['active', 'scope', 'client_id', 'iat', 'sub', 'ext']],
+    ['allow list', ['+scope', '+client_id', '-*'], ['scope', 'client_id']],
+    ['deny list', ['-active', '-exp', '-iat'], ['scope', 'client_id', 'roles_internal', 'sub', 'ext']],
+    ['first match wins over a later one', ['-scope', '+scope'], Object.keys(CLAIMS).filter((n) => n !== 'scope')],
+    ['a later rule never re-adds', ['-*', '+scope'], []],
+    ['? matches one character', ['-ex?', '-?at'], ['active', 'scope', 'client_id', 'roles_internal', 'sub']],
+    ['globs in the middle', ['-*_*'], ['active', 'scope', 'exp', 'iat', 'sub', 'ext']],
+    ['case-sensitive', ['-SCOPE', '-Sub'], Object.keys(CLAIMS)],
+    ['drop nothing but keep everything explicitly', ['+*'], Object.keys(CLAIMS)],
+  ];
+  for (const [name, rules, want] of cases) {
+    t.same(keptAttributes(compileAttributeRules(rules), CLAIMS), want, name);
+  }
+});
+
+t.test('isKept', async (t) => {
+  const rules = compileAttributeRules(['+scope', '-s*']);
+  t.equal(isKept(rules, 'scope'), true);
+  t.equal(isKept(rules, 'sub'), false);
+  t.equal(isKept(rules, 'client_id'), true, 'no rule matches: kept');
+  t.equal(isKept(KEEP_ALL, 'anything'), true);
+});
+
+t.test('compile errors name the index, never the rule', async (t) => {
+  const cases: Array<[string[], number, RegExp]> = [
+    [['scope'], 0, /must start with "\+" \(keep\) or "-" \(drop\)/],
+    [['+scope', '*'], 1, /must start with/],
+    [['+a', '+b', ''], 2, /must start with/],
+    [['+'], 0, /the pattern is empty after the sign/],
+    [['-'], 0, /the pattern is empty/],
+    [['+a\r\nb'], 0, /control characters/],
+    [[`+${'a'.repeat(257)}`], 0, /at most 256 characters/],
+  ];
+  for (const [rules, index, message] of cases) {
+    try {
+      compileAttributeRules(rules);
+      t.fail(`${JSON.stringify(rules)} should not compile`);
+    } catch (error) {
+      t.type(error, AttributeRuleError);
+      t.equal((error as AttributeRuleError).index, index, `${JSON.stringify(rules)}: index`);
+      t.match((error as Error).message, message);
+      t.notMatch((error as Error).message, /scope|aaaa/, 'the rule text is not quoted');
+    }
+  }
+  t.ok(compileAttributeRule(`+${'a'.repeat(256)}`), '256 characters are fine');
+});
+
+t.test('compiled rules print as the list they were written as', async (t) => {
+  t.equal(JSON.stringify(compileAttributeRules(['+scope', '-*'])), '["+scope","-*"]');
+  t.equal(JSON.stringify(KEEP_ALL), '[]');
+  t.ok(Object.isFrozen(compileAttributeRules(['+a'])));
+});
+
+t.test('property: any rule list yields a subset of the answer, in its order', async () => {
+  const name = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '_', '.', 'x'), minLength: 0, maxLength: 6 });
+  const pattern = fc.string({ unit: fc.constantFrom('a', 'b', '_', '*', '?'), minLength: 1, maxLength: 5 });
+  const rule = fc.tuple(fc.constantFrom('+', '-'), pattern).map(([sign, p]) => sign + p);
+  fc.assert(
+    fc.property(fc.dictionary(name, fc.jsonValue({ maxDepth: 2 })), fc.array(rule, { maxLength: 8 }), (claims, rules) => {
+      const compiled = compileAttributeRules(rules);
+      const kept = keptAttributes(compiled, claims);
+      const input = Object.keys(claims);
+      // A subset, in the input's order, with no repeats...
+      let at = -1;
+      for (const key of kept) {
+        const next = input.indexOf(key, at + 1);
+        if (next < 0) return false;
+        at = next;
+      }
+      // ...and exactly the members isKept says.
+      return kept.length === input.filter((key) => isKept(compiled, key)).length;
+    }),
+    { numRuns: 1000 },
+  );
+});
