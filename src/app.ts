@@ -20,8 +20,9 @@ export interface App {
   readonly authorizer: Authorizer;
   /**
    * Put a new, already validated configuration in force. Checks under way
-   * finish on the old one; the next Check uses the new one. Server settings
-   * (addresses, ports, shutdownTimeout) need a restart: returns their keys.
+   * finish on the old one; the next Check uses the new one. Addresses and
+   * ports need a restart: returns the keys where `config` differs from what
+   * the servers were started with (shutdownTimeout takes effect at once).
    */
   reload(config: Config): string[];
   /** Graceful stop: NOT_SERVING, drain within server.shutdownTimeout, close connections. */
@@ -35,7 +36,11 @@ export interface AppOptions {
 export async function startApp(initial: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
   let config = initial;
   let authorizer: Authorizer;
-  const metrics = new Metrics({ cacheEntries: () => authorizer.cache.size });
+  const metrics = new Metrics({
+    cacheEntries: () => authorizer.cache.size,
+    negativeCacheEntries: () => authorizer.cache.negativeSize,
+    circuitStates: () => authorizer.circuitStates(),
+  });
   authorizer = new Authorizer(config, { clock: options.clock, metrics });
   let runtime: Runtime = { authorizer, log: config.log };
   let draining = false;
@@ -53,6 +58,13 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
     ops = await startOpsServer(config.server.ops.host, config.server.ops.port, {
       metrics,
       notReady: () => (draining ? 'draining' : null),
+      // Read per request: a reload may set, change or remove the admin token.
+      cacheAdmin: () => {
+        const token = config.admin.token;
+        if (token === null) return null;
+        return { token, evictToken: (value) => authorizer.evictToken(value), evictAll: () => authorizer.evictAll() };
+      },
+      logger,
     });
   } catch (error) {
     await grpc?.shutdown(0);
@@ -78,7 +90,9 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
       authorizer = new Authorizer(next, { clock: options.clock, metrics, previous });
       runtime = { authorizer, log: next.log };
       logger.level = next.log.level;
-      const restartNeeded = changedServerKeys(config, next);
+      // Against the addresses the servers listen on, not the last file: a reload that
+      // puts a changed port back is not a restart still owed.
+      const restartNeeded = changedServerKeys(initial, next);
       config = next;
       metrics.configLoadedAt.setToCurrentTime();
       previous.retire().catch(() => {});

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 
 const REDACTED = '[redacted]';
@@ -28,5 +29,51 @@ export class Secret {
 
   [inspect.custom](): string {
     return REDACTED;
+  }
+}
+
+/** Report a configuration problem with `key` (relative to where the options sit); never returns. */
+export type Fail = (key: string, problem: string) => never;
+
+/**
+ * A secret given inline, in a file (`<key>File`, surrounding white space
+ * ignored; read again on every reload) or in an environment variable
+ * (`<key>Env`): at most one of them. null when none is given.
+ */
+export function readSecret(
+  inline: string | null,
+  file: string | null,
+  envName: string | null,
+  key: string,
+  env: NodeJS.ProcessEnv,
+  fail: Fail,
+): Secret | null {
+  const given = [inline, file, envName].filter((v) => v !== null).length;
+  if (given > 1) fail(key, 'give it inline, as a file or as an environment variable, not several');
+  let value: string | undefined;
+  if (inline !== null) value = inline;
+  if (file !== null) value = readFile(file, `${key}File`, fail).trim();
+  if (envName !== null) {
+    value = env[envName];
+    if (value === undefined) fail(`${key}Env`, `environment variable ${envName} is not set`);
+  }
+  if (value === undefined) return null;
+  if (value === '') fail(key, 'is empty');
+  return new Secret(value);
+}
+
+/** A text that is no secret (a certificate) given inline or in a file (`<key>File`); null when neither. */
+export function readText(inline: string | null, file: string | null, key: string, fail: Fail): string | null {
+  if (inline !== null && file !== null) fail(key, `give it inline or as ${key}File, not both`);
+  const value = file !== null ? readFile(file, `${key}File`, fail) : inline;
+  if (value !== null && value.trim() === '') fail(key, 'is empty');
+  return value;
+}
+
+function readFile(path: string, key: string, fail: Fail): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (error) {
+    fail(key, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
   }
 }

@@ -1,6 +1,10 @@
 /**
- * Cache of active introspection answers. It holds what the endpoint said,
- * never a decision: each Check evaluates its own policy on the cached claims.
+ * Cache of introspection answers. It holds what the endpoint said, never a
+ * decision: each Check evaluates its own policy on the cached claims.
+ *
+ * Active answers and inactive ones live in two separate LRUs: a flood of
+ * random or revoked tokens fills only the small negative one, and can never
+ * push a valid token's answer out.
  */
 import { createHash } from 'node:crypto';
 import QuickLRU from 'quick-lru';
@@ -15,15 +19,27 @@ export interface CacheEntry {
   readonly tokenExpiresAt: number | null;
   /** Cache identity of the endpoint that answered (see Endpoint.cacheId). */
   readonly endpoint: string;
+  /** The client id the endpoint was asked with, when it came from a request header (clientIdHeader). */
+  readonly clientId: string | null;
+}
+
+interface NegativeEntry {
+  readonly expiresAt: number;
+  readonly endpoint: string;
+  readonly clientId: string | null;
 }
 
 export interface CacheOptions {
-  /** Upper bound on entries held (MuleSoft: maxCacheEntries); 0 disables the cache. */
+  /** Upper bound on active answers held (MuleSoft: maxCacheEntries); 0 disables caching them. */
   maxEntries: number;
-  /** Seconds an answer is reused at most (MuleSoft: validatedTokenTTL); 0 disables the cache. */
+  /** Seconds an active answer is reused at most (MuleSoft: validatedTokenTTL); 0 disables caching them. */
   ttlSeconds: number;
+  /** Upper bound on inactive answers held; 0 disables negative caching. */
+  maxNegativeEntries?: number;
+  /** Seconds an inactive answer is reused; 0 (the default here) disables negative caching. */
+  negativeTtlSeconds?: number;
   clock?: Clock;
-  /** Called for each entry pushed out by the size bound. */
+  /** Called for each active answer pushed out by the size bound. */
   onEviction?: () => void;
 }
 
@@ -35,29 +51,42 @@ export function cacheKey(endpoint: string, token: string): string {
   return createHash('sha256').update(endpoint).update('\0').update(token).digest('binary');
 }
 
+/** quick-lru keeps between maxSize and 2 x maxSize items: halve it so the configured number is a true upper bound. */
+function lru<V>(maxEntries: number, ttlSeconds: number, onEviction?: () => void): QuickLRU<string, V> | null {
+  if (maxEntries <= 0 || ttlSeconds <= 0) return null;
+  return new QuickLRU<string, V>({ maxSize: Math.max(1, Math.floor(maxEntries / 2)), onEviction });
+}
+
 export class IntrospectionCache {
   readonly #lru: QuickLRU<string, CacheEntry> | null;
+  readonly #negative: QuickLRU<string, NegativeEntry> | null;
   readonly #ttlMs: number;
+  readonly #negativeTtlMs: number;
   readonly #clock: Clock;
 
   constructor(options: CacheOptions) {
     this.#ttlMs = options.ttlSeconds * 1000;
+    this.#negativeTtlMs = (options.negativeTtlSeconds ?? 0) * 1000;
     this.#clock = options.clock ?? Date;
-    // quick-lru keeps between maxSize and 2 x maxSize items: halve it so maxEntries is a true upper bound.
-    this.#lru =
-      options.maxEntries > 0 && options.ttlSeconds > 0
-        ? new QuickLRU({ maxSize: Math.max(1, Math.floor(options.maxEntries / 2)), onEviction: options.onEviction })
-        : null;
+    this.#lru = lru(options.maxEntries, options.ttlSeconds, options.onEviction);
+    this.#negative = lru(options.maxNegativeEntries ?? 0, options.negativeTtlSeconds ?? 0);
   }
 
+  /** Whether active answers are cached. */
   get enabled(): boolean {
     return this.#lru !== null;
   }
 
-  get(key: string): CacheEntry | undefined {
+  /** Whether inactive answers are cached. */
+  get negativeEnabled(): boolean {
+    return this.#negative !== null;
+  }
+
+  /** The active answer for a key, if held, unexpired, and obtained with the same client id. */
+  get(key: string, clientId: string | null = null): CacheEntry | undefined {
     if (!this.#lru) return undefined;
     const entry = this.#lru.get(key);
-    if (entry === undefined) return undefined;
+    if (entry === undefined || entry.clientId !== clientId) return undefined;
     if (entry.expiresAt <= this.#clock.now()) {
       this.#lru.delete(key);
       return undefined;
@@ -69,33 +98,76 @@ export class IntrospectionCache {
    * Remember an active answer until the earlier of the configured TTL and the
    * token's own expiry.
    */
-  set(key: string, claims: Claims, tokenExpiresAt: number | null, endpoint = ''): void {
+  set(key: string, claims: Claims, tokenExpiresAt: number | null, endpoint = '', clientId: string | null = null): void {
     if (!this.#lru) return;
     const now = this.#clock.now();
     const expiresAt = tokenExpiresAt === null ? now + this.#ttlMs : Math.min(now + this.#ttlMs, tokenExpiresAt);
     if (expiresAt <= now) return;
     // No quick-lru maxAge: it reads Date.now(), and expiry must follow the injected clock (checked in get).
-    this.#lru.set(key, { claims, expiresAt, tokenExpiresAt, endpoint });
+    this.#lru.set(key, { claims, expiresAt, tokenExpiresAt, endpoint, clientId });
+    // An active answer supersedes an older inactive one (e.g. a token whose nbf has come).
+    this.#negative?.delete(key);
   }
 
+  /** Whether an unexpired inactive answer is held for the key and client id. */
+  isInactive(key: string, clientId: string | null = null): boolean {
+    if (!this.#negative) return false;
+    const entry = this.#negative.get(key);
+    if (entry === undefined || entry.clientId !== clientId) return false;
+    if (entry.expiresAt <= this.#clock.now()) {
+      this.#negative.delete(key);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Remember an inactive answer for the negative TTL, or until `validFrom`
+   * (the moment the token may become active) when that comes first.
+   */
+  setInactive(key: string, endpoint = '', clientId: string | null = null, validFrom?: number): void {
+    if (!this.#negative) return;
+    const now = this.#clock.now();
+    const expiresAt = Math.min(now + this.#negativeTtlMs, validFrom ?? Infinity);
+    if (expiresAt <= now) return;
+    this.#negative.set(key, { expiresAt, endpoint, clientId });
+  }
+
+  /** Drop a key's active and inactive answers; whether there was one. */
   delete(key: string): boolean {
-    return this.#lru?.delete(key) ?? false;
+    const active = this.#lru?.delete(key) ?? false;
+    const inactive = this.#negative?.delete(key) ?? false;
+    return active || inactive;
   }
 
   /** Drop every entry whose endpoint is not kept, e.g. after a reload changed its settings. */
   retainEndpoints(keep: ReadonlySet<string>): number {
-    if (!this.#lru) return 0;
-    const drop: string[] = [];
-    for (const [key, entry] of this.#lru.entriesAscending()) if (!keep.has(entry.endpoint)) drop.push(key);
-    for (const key of drop) this.#lru.delete(key);
-    return drop.length;
+    let dropped = 0;
+    for (const map of [this.#lru, this.#negative]) {
+      if (!map) continue;
+      const drop: string[] = [];
+      for (const [key, entry] of map.entriesAscending()) if (!keep.has(entry.endpoint)) drop.push(key);
+      for (const key of drop) map.delete(key);
+      dropped += drop.length;
+    }
+    return dropped;
   }
 
-  clear(): void {
+  /** Drop everything; how many entries went. */
+  clear(): number {
+    const count = this.size + this.negativeSize;
     this.#lru?.clear();
+    this.#negative?.clear();
+    return count;
   }
 
+  /** Active answers held (expired ones included until they are next looked at). */
   get size(): number {
     return this.#lru?.size ?? 0;
+  }
+
+  /** Inactive answers held. */
+  get negativeSize(): number {
+    return this.#negative?.size ?? 0;
   }
 }

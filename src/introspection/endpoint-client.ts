@@ -1,136 +1,264 @@
 /**
- * The HTTP side of one introspection endpoint: a bounded undici Pool, client
- * authentication, the RFC 7662 request, and a size-limited read of the answer.
+ * One introspection endpoint as a client sees it: the request (endpoint-request),
+ * the connections (transport), and around each call the safeguards a remote
+ * dependency on the hot path needs: a circuit breaker, a bound on calls in
+ * flight, retries of transient failures, one overall timeout, and a
+ * size-limited read of the answer.
  */
 import { createHash } from 'node:crypto';
-import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { EndpointConfig } from '../config/load.js';
-import { readIntrospectionResponse, type IntrospectionResult } from './result.js';
+import { CircuitBreaker, type CircuitState, type Permit } from './circuit-breaker.js';
+import { RequestTemplate } from './endpoint-request.js';
+import { InFlightLimit } from './in-flight-limit.js';
+import { readIntrospectionResponse, type IntrospectionResult, type ReadOptions } from './result.js';
+import { createDispatcher } from './transport.js';
 
 export interface Clock {
   now(): number;
 }
 
+export interface EndpointClientOptions {
+  /** Time for token expiry and the circuit breaker (not for timeouts, which use real timers). */
+  clock?: Clock;
+  /** Told of each retry (for metrics). */
+  onRetry?: () => void;
+  /** Random number in [0, 1) for retry jitter. */
+  random?: () => number;
+}
+
+/** HTTP statuses that say "try again" about an idempotent request: retried. */
+const RETRY_STATUSES = new Set([502, 503, 504]);
+
+/** Transport failures worth one more try: the connection failed or broke, nothing wrong with the request. */
+const RETRY_ERRORS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** Jitter before a retry: a short random pause, so retries of many calls do not arrive together. */
+const BACKOFF_MIN_MS = 10;
+const BACKOFF_MAX_MS = 50;
+
+const NO_TIME: IntrospectionResult = Object.freeze({ outcome: 'timeout', detail: 'no answer in time' });
+const CIRCUIT_OPEN: IntrospectionResult = Object.freeze({
+  outcome: 'circuit_open',
+  detail: 'not asked: the endpoint failed repeatedly and its circuit breaker is open',
+});
+
+/**
+ * What one attempt said about the endpoint: answered (ok), failed (unreachable,
+ * too slow, server error: counts towards opening the circuit), or nothing
+ * (the caller left first).
+ */
+type Verdict = 'ok' | 'failed' | 'abandoned';
+
+interface Attempt {
+  readonly result: IntrospectionResult;
+  readonly verdict: Verdict;
+  readonly retry: boolean;
+}
+
 export class EndpointClient {
   readonly name: string;
   readonly cacheId: string;
+  /** Request header whose value is the client id sent to the endpoint (IBM: client_id_hdr), or null. */
+  readonly clientIdHeader: string | null;
   readonly #config: EndpointConfig;
-  readonly #pool: Pool;
-  readonly #path: string;
-  readonly #headers: Record<string, string>;
-  /** Form parameters after the token, already encoded: "&token_type_hint=...&client_id=..." */
-  readonly #formTail: string;
+  readonly #dispatcher: Dispatcher;
+  readonly #origin: string;
+  readonly #template: RequestTemplate;
   readonly #clock: Clock;
+  readonly #breaker: CircuitBreaker;
+  readonly #limit: InFlightLimit;
+  readonly #readOptions: Omit<ReadOptions, 'now'>;
+  readonly #onRetry: () => void;
+  readonly #random: () => number;
 
-  constructor(config: EndpointConfig, clock: Clock = Date) {
+  constructor(config: EndpointConfig, options: EndpointClientOptions = {}) {
     this.name = config.name;
     this.cacheId = `${config.name}\0${fingerprint(config)}`;
+    this.clientIdHeader = config.clientIdHeader;
     this.#config = config;
-    this.#clock = clock;
-    const url = new URL(config.url);
-    this.#path = url.pathname + url.search;
-    this.#pool = new Pool(url.origin, {
-      connections: config.maxConnections,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      // The AbortSignal below enforces authenticationTimeout and reports 'timeout';
-      // undici's own timers are only a backstop and must not fire first.
-      headersTimeout: config.authenticationTimeout + 1000,
-      bodyTimeout: config.authenticationTimeout + 1000,
-      connect: { timeout: config.authenticationTimeout + 1000 },
+    this.#clock = options.clock ?? Date;
+    this.#onRetry = options.onRetry ?? (() => {});
+    this.#random = options.random ?? Math.random;
+    this.#origin = new URL(config.url).origin;
+    this.#dispatcher = createDispatcher(config);
+    this.#template = new RequestTemplate(config);
+    this.#breaker = new CircuitBreaker({
+      failures: config.circuitBreaker.failures,
+      resetTimeout: config.circuitBreaker.resetTimeout,
+      clock: this.#clock,
     });
-
-    this.#headers = {
-      'content-type': 'application/x-www-form-urlencoded',
-      accept: 'application/json',
+    this.#limit = new InFlightLimit(config.maxInFlight, config.queueTimeout);
+    this.#readOptions = {
+      clockSkew: config.clockSkew,
+      issuer: config.issuer,
+      audience: config.audience,
+      multiValuedScope: config.multiValuedScope,
     };
-    let tail = config.tokenTypeHint ? `&token_type_hint=${formEncode(config.tokenTypeHint)}` : '';
-    switch (config.authMethod) {
-      case 'client_secret_basic': {
-        // RFC 6749 section 2.3.1: id and secret are form-encoded before base64.
-        const pair = `${formEncode(config.clientId!)}:${formEncode(config.clientSecret!.reveal())}`;
-        this.#headers.authorization = `Basic ${Buffer.from(pair).toString('base64')}`;
-        break;
-      }
-      case 'client_secret_post':
-        tail += `&client_id=${formEncode(config.clientId!)}&client_secret=${formEncode(config.clientSecret!.reveal())}`;
-        break;
-      case 'authorization_value':
-        this.#headers.authorization = config.authorizationValue!.reveal();
-        break;
-      case 'none':
-        if (config.clientId) tail += `&client_id=${formEncode(config.clientId)}`;
-        break;
-    }
-    this.#formTail = tail;
+  }
+
+  /** The circuit breaker's state now. */
+  get circuitState(): CircuitState {
+    return this.#breaker.state;
   }
 
   /**
    * Ask the endpoint about a token. Never throws: every failure is a result.
    * @param signal aborts the call when the caller is gone or out of time
+   * @param clientId the client id from the request's clientIdHeader (required when the endpoint has one)
    */
-  async introspect(token: string, signal?: AbortSignal): Promise<IntrospectionResult> {
-    const timeout = AbortSignal.timeout(this.#config.authenticationTimeout);
-    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+  async introspect(token: string, signal?: AbortSignal, clientId: string | null = null): Promise<IntrospectionResult> {
+    if (signal?.aborted) return NO_TIME;
+    if (this.clientIdHeader !== null && clientId === null) {
+      return { outcome: 'error', detail: `no client id: the request has no usable ${this.clientIdHeader} header` };
+    }
+    const permit = this.#breaker.admit();
+    if (permit === null) return CIRCUIT_OPEN;
+
+    // One budget for everything: waiting for a slot, every attempt, the pauses between them.
+    const deadline = AbortSignal.timeout(this.#config.authenticationTimeout);
+    const combined = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    const slot = await this.#limit.acquire(combined);
+    if (!slot.ok) {
+      this.#breaker.abandoned(permit);
+      if (slot.reason === 'aborted') return NO_TIME;
+      return { outcome: 'error', detail: `${this.#config.maxInFlight} introspections already in flight; no slot within queueTimeout` };
+    }
     try {
-      const response = await this.#pool.request({
-        method: 'POST',
-        path: this.#path,
-        headers: this.#headers,
-        body: `token=${formEncode(token)}${this.#formTail}`,
-        signal: combined,
-      });
-      const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
-      if (body === null) {
-        return { outcome: 'bad_response', detail: `the answer is larger than ${this.#config.maxResponseBytes} bytes` };
-      }
-      return readIntrospectionResponse(response.statusCode, body, {
-        now: this.#clock.now(),
-        clockSkew: this.#config.clockSkew,
-      });
-    } catch (error) {
-      if (combined.aborted) return { outcome: 'timeout', detail: 'no answer in time' };
-      return { outcome: 'error', detail: describeError(error) };
+      const attempt = await this.#attempts(token, clientId, combined, deadline);
+      this.#settle(permit, attempt.verdict);
+      return attempt.result;
+    } finally {
+      slot.release();
     }
   }
 
   close(): Promise<void> {
-    return this.#pool.close();
+    return this.#dispatcher.close();
   }
 
   /** Abort in-flight requests and close at once. */
   destroy(): Promise<void> {
-    return this.#pool.destroy();
+    return this.#dispatcher.destroy();
   }
+
+  async #attempts(token: string, clientId: string | null, signal: AbortSignal, deadline: AbortSignal): Promise<Attempt> {
+    for (let retriesLeft = this.#config.retries; ; retriesLeft -= 1) {
+      const attempt = await this.#once(token, clientId, signal, deadline);
+      if (!attempt.retry || retriesLeft <= 0) return attempt;
+      this.#onRetry();
+      const pause = BACKOFF_MIN_MS + this.#random() * (BACKOFF_MAX_MS - BACKOFF_MIN_MS);
+      if (!(await sleep(pause, signal))) return { result: NO_TIME, verdict: verdictOfAbort(deadline, signal), retry: false };
+    }
+  }
+
+  async #once(token: string, clientId: string | null, signal: AbortSignal, deadline: AbortSignal): Promise<Attempt> {
+    const request = this.#template.build(token, clientId);
+    try {
+      const response = await this.#dispatcher.request({
+        origin: this.#origin,
+        method: request.method,
+        path: request.path,
+        headers: request.headers,
+        body: request.body,
+        signal,
+      });
+      const status = response.statusCode;
+      const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
+      if (status < 200 || status > 299) {
+        const serverFailure = status >= 500 || status === 429;
+        return {
+          result: { outcome: 'bad_response', detail: `the endpoint answered HTTP ${status}` },
+          verdict: serverFailure ? 'failed' : 'ok',
+          retry: RETRY_STATUSES.has(status),
+        };
+      }
+      if (body === null) {
+        return {
+          result: { outcome: 'bad_response', detail: `the answer is larger than ${this.#config.maxResponseBytes} bytes` },
+          verdict: 'ok',
+          retry: false,
+        };
+      }
+      const result = readIntrospectionResponse(status, body, { now: this.#clock.now(), ...this.#readOptions });
+      return { result, verdict: 'ok', retry: false };
+    } catch (error) {
+      if (signal.aborted) return { result: NO_TIME, verdict: verdictOfAbort(deadline, signal), retry: false };
+      const code = errorCode(error);
+      return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
+    }
+  }
+
+  #settle(permit: Permit, verdict: Verdict): void {
+    if (verdict === 'ok') this.#breaker.succeeded(permit);
+    else if (verdict === 'failed') this.#breaker.failed(permit);
+    else this.#breaker.abandoned(permit);
+  }
+}
+
+/** Our own timeout firing is the endpoint's failure; the caller leaving says nothing about it. */
+function verdictOfAbort(deadline: AbortSignal, combined: AbortSignal): Verdict {
+  return deadline.aborted && combined.reason === deadline.reason ? 'failed' : 'abandoned';
+}
+
+/** Wait `ms`; false when the signal fires first. */
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**
  * A digest of every setting that shapes an endpoint's answers (where it is, who
- * asks, how the answer is read), secrets included, so a changed secret or URL
- * means a different cache identity. Only the digest is kept.
+ * asks and how, how the answer is read), secrets included, so a changed secret
+ * or URL means a different cache identity. Transport settings (TLS, proxy,
+ * timeouts, limits) do not change what an answer says and are left out. Only
+ * the digest is kept.
  */
 function fingerprint(config: EndpointConfig): string {
   const shape = JSON.stringify([
     config.url,
+    config.method,
+    config.tokenParameter,
+    Object.entries(config.headers).map(([name, value]) => [name, value.reveal()]),
     config.authMethod,
     config.clientId,
+    config.clientIdHeader,
     config.clientSecret?.reveal() ?? null,
     config.authorizationValue?.reveal() ?? null,
     config.tokenTypeHint,
     config.clockSkew,
+    config.issuer,
+    config.audience,
+    config.multiValuedScope,
   ]);
   return createHash('sha256').update(shape).digest('base64url');
-}
-
-/** application/x-www-form-urlencoded encoding of one value. */
-function formEncode(value: string): string {
-  return encodeURIComponent(value).replace(/%20/g, '+');
 }
 
 type Body = AsyncIterable<Buffer> & {
   destroy(error?: Error): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
-  dump?(): Promise<void>;
 };
 
 /**
@@ -161,9 +289,12 @@ async function readLimited(body: Body, limit: number, contentLength: string | st
   return Buffer.concat(chunks, size).toString('utf8');
 }
 
-/** A short description of a transport failure; never includes the request (it holds the token). */
-function describeError(error: unknown): string {
-  const e = error as { code?: unknown; name?: unknown };
-  const code = typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'unknown error';
-  return `request failed: ${code}`;
+/** The code of a transport failure; never anything from the request (it holds the token). */
+function errorCode(error: unknown): string {
+  const e = error as { code?: unknown; name?: unknown; message?: unknown; cause?: { code?: unknown } };
+  const code = typeof e?.code === 'string' ? e.code : typeof e?.cause?.code === 'string' ? e.cause.code : undefined;
+  // undici's proxy failures share generic codes; their messages are fixed sentences with the proxy's status.
+  const proxy = typeof e?.message === 'string' ? /^Proxy (?:Authentication Required \(407\)|response \(\d{3}\))/.exec(e.message) : null;
+  if (code !== undefined) return proxy ? `${code} (${proxy[0]})` : code;
+  return typeof e?.name === 'string' ? e.name : 'unknown error';
 }

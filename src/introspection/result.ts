@@ -6,21 +6,35 @@
 /** Claims of an active token: a null-prototype object, so no key can reach Object.prototype. */
 export type Claims = Readonly<Record<string, unknown>>;
 
-export type Outcome = 'active' | 'inactive' | 'error' | 'timeout' | 'bad_response';
+export type Outcome = 'active' | 'inactive' | 'error' | 'timeout' | 'bad_response' | 'circuit_open';
 
 export type IntrospectionResult =
   | { outcome: 'active'; claims: Claims; /** token expiry in epoch ms, if the answer gave one */ expiresAt: number | null }
-  | { outcome: 'inactive' }
-  /** error: could not reach the endpoint; timeout: no answer in time; bad_response: not an RFC 7662 answer. */
-  | { outcome: 'error' | 'timeout' | 'bad_response'; detail: string };
+  /**
+   * validFrom: set when the token is inactive only because its nbf or iat is
+   * ahead of our clock (epoch ms at which that stops being so): the answer
+   * changes then, so it must not be cached past it.
+   */
+  | { outcome: 'inactive'; validFrom?: number }
+  /**
+   * error: could not reach the endpoint; timeout: no answer in time; bad_response:
+   * not an RFC 7662 answer; circuit_open: not asked, the endpoint failed too often lately.
+   */
+  | { outcome: 'error' | 'timeout' | 'bad_response' | 'circuit_open'; detail: string };
 
 export const INACTIVE: IntrospectionResult = Object.freeze({ outcome: 'inactive' });
 
 export interface ReadOptions {
   /** Current time, epoch ms. */
   now: number;
-  /** Seconds of tolerated clock difference for exp and nbf. */
+  /** Seconds of tolerated clock difference for exp, nbf and iat. */
   clockSkew: number;
+  /** The answer's iss must be exactly this; a different or missing one is inactive. */
+  issuer?: string | null;
+  /** The answer's aud (string or array) must hold at least one of these; [] or absent: not checked. */
+  audience?: readonly string[];
+  /** Turn a space-separated scope string into an array of scopes (IBM: multi_valued_scope). */
+  multiValuedScope?: boolean;
 }
 
 /** Interpret an introspection endpoint's HTTP answer (RFC 7662 section 2.2). */
@@ -45,13 +59,27 @@ export function readIntrospectionResponse(status: number, body: string, options:
   }
   const skewMs = options.clockSkew * 1000;
   const exp = answer.exp as number | undefined;
-  const nbf = answer.nbf as number | undefined;
   if (exp !== undefined && exp * 1000 + skewMs <= options.now) return INACTIVE;
-  if (nbf !== undefined && nbf * 1000 - skewMs > options.now) return INACTIVE;
+  // A token valid from a moment still ahead of our clock (nbf, or an iat in the
+  // future: issued by a clock ahead of ours) is not active yet; it may be soon.
+  const notBefore = Math.max((answer.nbf as number | undefined) ?? -Infinity, (answer.iat as number | undefined) ?? -Infinity);
+  if (notBefore * 1000 - skewMs > options.now) return { outcome: 'inactive', validFrom: notBefore * 1000 - skewMs };
+
+  if (options.issuer != null && answer.iss !== options.issuer) return INACTIVE;
+  if (options.audience && options.audience.length > 0 && !hasAudience(answer.aud, options.audience)) return INACTIVE;
 
   const claims: Record<string, unknown> = Object.create(null);
   for (const key of Object.keys(answer)) claims[key] = deepFreeze(answer[key]);
+  if (options.multiValuedScope && typeof claims.scope === 'string') {
+    claims.scope = Object.freeze(claims.scope.split(' ').filter((scope) => scope !== ''));
+  }
   return { outcome: 'active', claims: Object.freeze(claims), expiresAt: exp === undefined ? null : exp * 1000 };
+}
+
+/** RFC 7662 aud: a string or an array of strings; anything else matches nothing. */
+function hasAudience(aud: unknown, wanted: readonly string[]): boolean {
+  if (typeof aud === 'string') return wanted.includes(aud);
+  return Array.isArray(aud) && aud.some((value) => typeof value === 'string' && wanted.includes(value));
 }
 
 function bad(detail: string): IntrospectionResult {

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CacheResult, Decision } from '../decision.js';
+import type { CircuitState } from '../introspection/circuit-breaker.js';
 import type { Outcome } from '../introspection/result.js';
 import { VERSION } from '../version.js';
 
@@ -13,7 +14,9 @@ const CHECK_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 /** Introspection latency: a loopback or in-cluster authorization server answers in ms. */
 const INTROSPECTION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-export type CacheLookup = Exclude<CacheResult, 'none'> | 'negative_hit';
+export type CacheLookup = Exclude<CacheResult, 'none'>;
+
+const CIRCUIT_STATE_VALUES: Readonly<Record<CircuitState, number>> = { closed: 0, half_open: 1, open: 2 };
 
 export class Metrics {
   readonly registry = new Registry();
@@ -34,7 +37,9 @@ export class Metrics {
 
   readonly introspections = new Counter({
     name: 'authz_introspection_requests_total',
-    help: 'Calls to introspection endpoints by endpoint and outcome (active, inactive, error, timeout, bad_response).',
+    help:
+      'Introspections by endpoint and outcome (active, inactive, error, timeout, bad_response, circuit_open); ' +
+      'retries of one introspection count once.',
     labelNames: ['endpoint', 'outcome'] as const,
     registers: [this.registry],
   });
@@ -56,8 +61,24 @@ export class Metrics {
 
   readonly cacheLookups = new Counter({
     name: 'authz_cache_lookups_total',
-    help: 'Cache lookups of Checks that reached introspection: hit, miss (this Check called the endpoint) or coalesced (it shared another Check\'s call).',
+    help:
+      'Cache lookups of Checks that reached introspection: hit, negative_hit (a recent inactive answer), miss ' +
+      '(this Check called the endpoint) or coalesced (it shared another Check\'s call).',
     labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly introspectionRetries = new Counter({
+    name: 'authz_introspection_retries_total',
+    help: 'Retries of introspections after a connection failure or an HTTP 502/503/504, by endpoint.',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
+  });
+
+  readonly adminEvictions = new Counter({
+    name: 'authz_cache_admin_evictions_total',
+    help: 'Cache evictions ordered through the admin route DELETE /cache, by scope (token, all).',
+    labelNames: ['scope'] as const,
     registers: [this.registry],
   });
 
@@ -80,7 +101,11 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  constructor(options: { cacheEntries: () => number }) {
+  constructor(options: {
+    cacheEntries: () => number;
+    negativeCacheEntries?: () => number;
+    circuitStates?: () => Iterable<[string, CircuitState]>;
+  }) {
     new Gauge({
       name: 'authz_build_info',
       help: 'Always 1; the labels tell the version and the Node.js runtime.',
@@ -96,7 +121,27 @@ export class Metrics {
       },
     });
     for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
-    for (const result of ['hit', 'miss', 'coalesced']) this.cacheLookups.inc({ result }, 0);
+    new Gauge({
+      name: 'authz_cache_negative_entries',
+      help: 'Inactive introspection answers held in the negative cache.',
+      registers: [this.registry],
+      collect() {
+        this.set(options.negativeCacheEntries?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'authz_introspection_circuit_state',
+      help: 'Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['endpoint'] as const,
+      registers: [this.registry],
+      collect() {
+        // Read at scrape time: an open circuit turns half-open by the clock alone, and reloads change the endpoints.
+        this.reset();
+        for (const [endpoint, state] of options.circuitStates?.() ?? []) this.set({ endpoint }, CIRCUIT_STATE_VALUES[state]);
+      },
+    });
+    for (const result of ['hit', 'negative_hit', 'miss', 'coalesced']) this.cacheLookups.inc({ result }, 0);
+    for (const scope of ['token', 'all']) this.adminEvictions.inc({ scope }, 0);
     this.configLoadedAt.setToCurrentTime();
     collectDefaultMetrics({ register: this.registry });
   }
@@ -111,6 +156,7 @@ export class Metrics {
   /** Count one finished call to an endpoint. */
   recordIntrospection(endpoint: string, outcome: Outcome, seconds: number): void {
     this.introspections.inc({ endpoint, outcome });
-    this.introspectionDuration.observe({ endpoint }, seconds);
+    // A call refused by an open circuit took no time at the endpoint: it would only drag the latency down.
+    if (outcome !== 'circuit_open') this.introspectionDuration.observe({ endpoint }, seconds);
   }
 }

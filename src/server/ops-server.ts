@@ -1,15 +1,21 @@
 /**
  * The operations HTTP server, on its own port: Prometheus metrics, liveness and
- * readiness. Nothing here touches a token.
+ * readiness, and the admin route DELETE /cache (cache-admin.ts), the one place
+ * that takes a token, to drop its cached answers.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { handleCacheAdmin, type CacheAdmin } from './cache-admin.js';
 
 export interface OpsServerOptions {
   metrics: Metrics;
   /** null when ready to take Checks, else why not (for the /readyz body). */
   notReady(): string | null;
+  /** The admin route DELETE /cache (see cache-admin.ts); absent or null: not configured, 404. */
+  cacheAdmin?(): CacheAdmin | null;
+  logger?: Logger;
 }
 
 export interface OpsServer {
@@ -46,6 +52,10 @@ export async function startOpsServer(host: string, port: number, options: OpsSer
 
 async function handle(request: IncomingMessage, response: ServerResponse, options: OpsServerOptions): Promise<void> {
   const path = (request.url ?? '/').split('?')[0];
+  if (path === '/cache') {
+    await handleCacheAdmin(request, response, options.cacheAdmin?.() ?? null, options.metrics, options.logger);
+    return;
+  }
   if (request.method !== 'GET' && request.method !== 'HEAD') {
     response.setHeader('allow', 'GET, HEAD');
     send(response, 405, 'text/plain', 'method not allowed\n');

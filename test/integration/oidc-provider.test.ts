@@ -211,7 +211,11 @@ t.test('a revoked token is allowed while cached, then re-introspected and denied
 
   const again = summarize(await h.check(token));
   t.equal(again.httpStatus, 401);
-  t.equal(as.introspectionCount(), before + 3, 'an inactive answer is not cached');
+  t.equal(as.introspectionCount(), before + 2, 'the inactive answer is reused for cache.negativeTTL (10 s)');
+
+  h.clock.advanceSeconds(11);
+  t.equal(summarize(await h.check(token)).httpStatus, 401);
+  t.equal(as.introspectionCount(), before + 3, 'and asked again after it');
 });
 
 t.test('the cache never serves a token past its exp, even when validatedTokenTTL is longer', async (t) => {

@@ -174,3 +174,115 @@ t.test('the cache keeps the claims object it was given', async (t) => {
   cache.set('k', answer, null);
   t.equal(cache.get('k')?.claims, answer);
 });
+
+/** A cache with both LRUs: active answers for 600 s, inactive ones for 10 s. */
+function withNegative(clock = new FakeClock(), maxEntries = 10, maxNegativeEntries = 10) {
+  return new IntrospectionCache({ maxEntries, ttlSeconds: 600, maxNegativeEntries, negativeTtlSeconds: 10, clock });
+}
+
+t.test('inactive answers: kept for negativeTTL', async (t) => {
+  const clock = new FakeClock();
+  const cache = withNegative(clock);
+  t.equal(cache.negativeEnabled, true);
+  t.equal(cache.isInactive('k'), false);
+  cache.setInactive('k', 'as');
+  t.equal(cache.isInactive('k'), true);
+  t.equal(cache.get('k'), undefined, 'an inactive answer is no active entry');
+  t.equal(cache.size, 0, 'and not counted with them');
+  t.equal(cache.negativeSize, 1);
+  clock.ms += 9_999;
+  t.equal(cache.isInactive('k'), true, '1 ms before negativeTTL');
+  clock.ms += 1;
+  t.equal(cache.isInactive('k'), false, 'gone at negativeTTL');
+  t.equal(cache.negativeSize, 0, 'and dropped');
+});
+
+t.test('an inactive answer lives no longer than validFrom', async (t) => {
+  const clock = new FakeClock();
+  const cache = withNegative(clock);
+  cache.setInactive('soon', 'as', null, clock.ms + 3_000);
+  clock.ms += 2_999;
+  t.equal(cache.isInactive('soon'), true);
+  clock.ms += 1;
+  t.equal(cache.isInactive('soon'), false, 'the token may be active from validFrom on');
+  cache.setInactive('now', 'as', null, clock.ms);
+  t.equal(cache.negativeSize, 0, 'a validFrom already reached is not stored');
+});
+
+t.test('negativeTTL 0 or maxNegativeEntries 0 disables negative caching only', async (t) => {
+  for (const [maxNegativeEntries, negativeTtlSeconds] of [
+    [0, 10],
+    [10, 0],
+  ] as const) {
+    const cache = new IntrospectionCache({ maxEntries: 10, ttlSeconds: 600, maxNegativeEntries, negativeTtlSeconds, clock: new FakeClock() });
+    t.equal(cache.negativeEnabled, false);
+    cache.setInactive('k', 'as');
+    t.equal(cache.isInactive('k'), false);
+    cache.set('a', claims('a'), null);
+    t.ok(cache.get('a'), 'active answers still cached');
+  }
+  const defaults = new IntrospectionCache({ maxEntries: 10, ttlSeconds: 600, clock: new FakeClock() });
+  t.equal(defaults.negativeEnabled, false, 'off unless asked for');
+  const onlyNegative = new IntrospectionCache({ maxEntries: 10, ttlSeconds: 0, maxNegativeEntries: 10, negativeTtlSeconds: 10, clock: new FakeClock() });
+  t.equal(onlyNegative.enabled, false);
+  t.equal(onlyNegative.negativeEnabled, true, 'the two are independent');
+});
+
+t.test('a flood of inactive answers never pushes out an active one', async (t) => {
+  const cache = withNegative(new FakeClock(), 4, 4);
+  cache.set('valid', claims('alice'), null);
+  for (let i = 0; i < 10_000; i += 1) cache.setInactive(`bad-${i}`, 'as');
+  t.equal(cache.get('valid')?.claims['sub'], 'alice', 'the active answer is still there');
+  t.equal(cache.size, 1);
+  t.ok(cache.negativeSize <= 4, `the negative LRU holds at most its bound (${cache.negativeSize})`);
+  t.equal(cache.isInactive('bad-9999'), true, 'the latest bad token is held');
+  t.equal(cache.isInactive('bad-0'), false, 'the oldest is gone');
+});
+
+t.test('client ids: an entry serves only the client id it was obtained with', async (t) => {
+  const cache = withNegative();
+  cache.set('k', claims('alice'), null, 'as', 'client-a');
+  t.equal(cache.get('k', 'client-a')?.claims['sub'], 'alice');
+  t.equal(cache.get('k', 'client-b'), undefined, 'another client id');
+  t.equal(cache.get('k'), undefined, 'no client id');
+  cache.setInactive('n', 'as', 'client-a');
+  t.equal(cache.isInactive('n', 'client-a'), true);
+  t.equal(cache.isInactive('n', 'client-b'), false);
+  t.equal(cache.isInactive('n'), false);
+});
+
+t.test('an active answer replaces an inactive one; delete and clear drop both', async (t) => {
+  const cache = withNegative();
+  cache.setInactive('k', 'as');
+  cache.set('k', claims('alice'), null, 'as');
+  t.equal(cache.isInactive('k'), false, 'the token became active (its nbf came)');
+  t.ok(cache.get('k'));
+
+  cache.setInactive('only-negative', 'as');
+  t.equal(cache.delete('only-negative'), true, 'delete reports an inactive entry too');
+  t.equal(cache.isInactive('only-negative'), false);
+  t.equal(cache.delete('k'), true);
+  t.equal(cache.delete('k'), false);
+
+  cache.set('a', claims('a'), null, 'as');
+  cache.setInactive('b', 'as');
+  cache.setInactive('c', 'as');
+  t.equal(cache.clear(), 3, 'clear counts both kinds');
+  t.equal(cache.size + cache.negativeSize, 0);
+});
+
+t.test('retainEndpoints drops both kinds of answers of endpoints not kept', async (t) => {
+  const cache = withNegative();
+  cache.set('a1', claims('a'), null, 'A');
+  cache.setInactive('a2', 'A');
+  cache.set('b1', claims('b'), null, 'B');
+  cache.setInactive('b2', 'B');
+  t.equal(cache.retainEndpoints(new Set(['B'])), 2);
+  t.equal(cache.get('a1'), undefined);
+  t.equal(cache.isInactive('a2'), false);
+  t.ok(cache.get('b1'));
+  t.equal(cache.isInactive('b2'), true);
+  const disabled = new IntrospectionCache({ maxEntries: 0, ttlSeconds: 0 });
+  t.equal(disabled.retainEndpoints(new Set()), 0);
+  t.equal(disabled.clear(), 0);
+});

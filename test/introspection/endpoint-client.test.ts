@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import type { EndpointConfig } from '../../src/config/load.js';
+import { buildConfig, type EndpointConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import { EndpointClient } from '../../src/introspection/endpoint-client.js';
 import type { IntrospectionResult } from '../../src/introspection/result.js';
@@ -22,22 +22,15 @@ const EXP = Math.floor(Date.now() / 1000) + 3600;
 const CLAIMS = { sub: 'alice', client_id: 'app-one', scope: 'read write', exp: EXP };
 const normal: FakeHandler = answerByToken({ [GOOD]: CLAIMS });
 
+/**
+ * The endpoint as the loader builds it, with the schema's defaults, then the
+ * overrides. One attempt per call (retries: 0) unless a test says otherwise:
+ * the faults below are each about what a single answer comes to.
+ */
 function endpointConfig(url: string, overrides: Partial<EndpointConfig> = {}): EndpointConfig {
-  return {
-    name: 'main',
-    url,
-    authMethod: 'client_secret_basic',
-    clientId: 'authz-service',
-    clientSecret: new Secret('s3cret'),
-    authorizationValue: null,
-    tokenTypeHint: 'access_token',
-    authenticationTimeout: 2_000,
-    maxConnections: 1,
-    maxResponseBytes: 256,
-    clockSkew: 0,
-    restricted: false,
-    ...overrides,
-  };
+  const raw = { name: 'main', url, clientId: 'authz-service', clientSecret: 's3cret', retries: 0 };
+  const base = buildConfig({ endpoints: [raw] }, 'test', { env: {} }).endpoints[0]!;
+  return { ...base, authenticationTimeout: 2_000, maxConnections: 1, maxResponseBytes: 256, ...overrides };
 }
 
 async function fakeServer(t: Test): Promise<FakeAuthorizationServer> {
@@ -372,4 +365,256 @@ t.test('concurrent requests beyond maxConnections queue and all complete', async
   );
   t.equal(fake.requests.length, 6);
   t.ok(fake.connectionCount() <= 2, `used ${fake.connectionCount()} connections (max 2)`);
+});
+
+t.test('client_secret_bearer: the secret alone, as a bearer token (IBM)', async (t) => {
+  const fake = await fakeServer(t);
+  const c = client(t, endpointConfig(fake.url, { authMethod: 'client_secret_bearer', clientId: null, clientSecret: new Secret('b34rer-s3cret') }));
+  t.equal((await c.introspect(GOOD)).outcome, 'active');
+  const req = fake.requests[0]!;
+  t.equal(req.headers.authorization, 'Bearer b34rer-s3cret');
+  t.equal(req.rawBody, `token=${GOOD}&token_type_hint=access_token`, 'nothing else in the body');
+});
+
+t.test('method GET with tokenParameter: an Axway-style token-info request', async (t) => {
+  const fake = await fakeServer(t);
+  fake.respond((req) => {
+    const token = new URL(req.path, fake.origin).searchParams.get('access_token');
+    return { json: token === GOOD ? { active: true, sub: 'alice' } : { active: false } };
+  });
+  const c = client(
+    t,
+    endpointConfig(`${fake.url}?realm=a%20b`, {
+      method: 'GET',
+      tokenParameter: 'access_token',
+      tokenTypeHint: '',
+      authMethod: 'authorization_value',
+      clientId: null,
+      clientSecret: null,
+      authorizationValue: new Secret('Basic YXBpOmtleQ=='),
+    }),
+  );
+  t.equal((await c.introspect(GOOD)).outcome, 'active');
+  const req = fake.requests[0]!;
+  t.equal(req.method, 'GET');
+  t.equal(req.path, `${INTROSPECTION_PATH}?realm=a%20b&access_token=${GOOD}`, 'the URL\'s query kept, the token appended');
+  t.equal(req.rawBody, '', 'no body');
+  t.equal(req.headers['content-type'], undefined, 'no content type without a body');
+  t.equal(req.headers.accept, 'application/json');
+  t.equal(req.headers.authorization, 'Basic YXBpOmtleQ==');
+  t.same(await c.introspect('ab+c/d=='), { outcome: 'inactive' });
+  t.equal(fake.requests[1]!.path, `${INTROSPECTION_PATH}?realm=a%20b&access_token=ab%2Bc%2Fd%3D%3D`, 'the token is encoded');
+
+  const basic = client(t, endpointConfig(fake.url, { method: 'GET' }));
+  await basic.introspect(GOOD);
+  t.equal(fake.requests[2]!.path, `${INTROSPECTION_PATH}?token=${GOOD}&token_type_hint=access_token`, 'default parameter names');
+});
+
+t.test('tokenParameter with POST', async (t) => {
+  const fake = await fakeServer(t);
+  const c = client(t, endpointConfig(fake.url, { tokenParameter: 'access_token', authMethod: 'none', clientId: null }));
+  await c.introspect(GOOD);
+  t.equal(fake.requests[0]!.rawBody, `access_token=${GOOD}&token_type_hint=access_token`);
+});
+
+t.test('static headers are sent on every call; the protocol\'s own headers stay ours', async (t) => {
+  const fake = await fakeServer(t);
+  const c = client(
+    t,
+    endpointConfig(fake.url, { headers: { 'x-tenant': new Secret('acme'), 'x-api-key': new Secret('k3y value') } }),
+  );
+  await c.introspect(GOOD);
+  await c.introspect(GOOD);
+  for (const req of fake.requests) {
+    t.equal(req.headers['x-tenant'], 'acme');
+    t.equal(req.headers['x-api-key'], 'k3y value');
+    t.equal(req.headers['content-type'], 'application/x-www-form-urlencoded');
+    t.match(req.headers.authorization, /^Basic /);
+  }
+});
+
+t.test('clientIdHeader: the client id given per call is the one sent', async (t) => {
+  const fake = await fakeServer(t);
+  const basic = client(t, endpointConfig(fake.url, { clientId: null, clientIdHeader: 'x-client-id' }));
+  t.equal((await basic.introspect(GOOD, undefined, 'caller one')).outcome, 'active');
+  t.equal((await basic.introspect(GOOD, undefined, 'caller:two')).outcome, 'active');
+  const decode = (header: string | undefined) => Buffer.from(header!.slice('Basic '.length), 'base64').toString();
+  t.equal(decode(fake.requests[0]!.headers.authorization), 'caller+one:s3cret');
+  t.equal(decode(fake.requests[1]!.headers.authorization), 'caller%3Atwo:s3cret');
+
+  const post = client(t, endpointConfig(fake.url, { authMethod: 'client_secret_post', clientId: null, clientIdHeader: 'x-client-id' }));
+  await post.introspect(GOOD, undefined, 'caller-three');
+  t.equal(fake.requests[2]!.body.get('client_id'), 'caller-three');
+  t.equal(fake.requests[2]!.body.get('client_secret'), 's3cret');
+
+  const none = client(t, endpointConfig(fake.url, { authMethod: 'none', clientId: null, clientSecret: null, clientIdHeader: 'x-client-id' }));
+  await none.introspect(GOOD, undefined, 'public-four');
+  t.equal(fake.requests[3]!.rawBody, `token=${GOOD}&token_type_hint=access_token&client_id=public-four`);
+
+  const missing = await none.introspect(GOOD);
+  t.equal(missing.outcome, 'error', 'no client id: not asked');
+  t.equal(fake.requests.length, 4);
+});
+
+t.test('429 Too Many Requests: bad_response, not retried, counts as a failure', async (t) => {
+  const fake = await fakeServer(t);
+  const c = client(t, endpointConfig(fake.url, { retries: 3, circuitBreaker: { failures: 2, resetTimeout: 60_000 } }));
+  fake.respond(() => ({ status: 429, headers: { 'retry-after': '5' }, json: { error: 'slow_down' } }));
+  for (let i = 0; i < 2; i += 1) {
+    const result = await c.introspect(GOOD);
+    t.equal(result.outcome, 'bad_response');
+    t.equal(detail(result), 'the endpoint answered HTTP 429');
+  }
+  t.equal(fake.requests.length, 2, 'never retried: retrying would only add to the load');
+  t.equal(c.circuitState, 'open', 'two 429s in a row open a circuit of failures 2');
+});
+
+for (const status of [502, 503, 504]) {
+  t.test(`HTTP ${status}: retried once by default, then bad_response`, async (t) => {
+    const fake = await fakeServer(t);
+    let retries = 0;
+    const c = new EndpointClient(endpointConfig(fake.url, { retries: 1 }), { onRetry: () => (retries += 1) });
+    t.teardown(() => c.destroy());
+    fake.respond(() => ({ status, body: 'try later' }));
+    const result = await c.introspect(GOOD);
+    t.equal(result.outcome, 'bad_response');
+    t.equal(detail(result), `the endpoint answered HTTP ${status}`);
+    t.equal(fake.requests.length, 2, 'two attempts');
+    t.equal(retries, 1, 'one retry reported');
+
+    // A transient failure: the retry gets the answer.
+    let calls = 0;
+    fake.respond((req) => (++calls === 1 ? { status } : normal(req)));
+    const recovered = await c.introspect(GOOD);
+    t.equal(recovered.outcome, 'active', 'the retry succeeded');
+    t.equal(calls, 2);
+    await stillWorks(t, fake, c);
+  });
+}
+
+t.test('500 and other statuses are not retried', async (t) => {
+  const fake = await fakeServer(t);
+  const c = client(t, endpointConfig(fake.url, { retries: 3 }));
+  for (const status of [500, 501, 400, 401, 404]) {
+    fake.respond(() => ({ status }));
+    await c.introspect(GOOD);
+  }
+  t.equal(fake.requests.length, 5, 'one attempt each');
+});
+
+t.test('connection refused and reset are retried; each retry after a 10-50 ms pause', async (t) => {
+  const port = await closedPort();
+  let retries = 0;
+  const refused = new EndpointClient(endpointConfig(`http://127.0.0.1:${port}/introspect`, { retries: 2 }), {
+    onRetry: () => (retries += 1),
+    random: () => 0.999,
+  });
+  t.teardown(() => refused.destroy());
+  const started = Date.now();
+  const result = await refused.introspect(GOOD);
+  const elapsed = Date.now() - started;
+  t.equal(result.outcome, 'error');
+  t.match(detail(result), /ECONNREFUSED/);
+  t.equal(retries, 2, 'retried twice');
+  t.ok(elapsed >= 90 && elapsed < 1_000, `two pauses of ~50 ms: ${elapsed} ms in all`);
+
+  const fake = await fakeServer(t);
+  const c = client(t, endpointConfig(fake.url, { retries: 1 }));
+  let calls = 0;
+  fake.respond((req) => (++calls === 1 ? { json: { active: true, pad: 'x'.repeat(100) }, destroyAfterBytes: 10 } : normal(req)));
+  const recovered = await c.introspect(GOOD);
+  t.equal(recovered.outcome, 'active', 'a reset mid-body, then the retry answers');
+  t.equal(fake.requests.length, 2);
+});
+
+t.test('retries stay within authenticationTimeout and stop when the caller leaves', async (t) => {
+  const fake = await fakeServer(t);
+  fake.respond(() => ({ status: 503, delayMs: 150 }));
+  const c = client(t, endpointConfig(fake.url, { retries: 5, authenticationTimeout: 400 }));
+  let started = Date.now();
+  const result = await c.introspect(GOOD);
+  let elapsed = Date.now() - started;
+  t.equal(result.outcome, 'timeout', 'the overall timeout ends the retries');
+  t.ok(elapsed >= 380 && elapsed < 900, `after ${elapsed} ms`);
+  t.ok(fake.requests.length >= 2 && fake.requests.length <= 3, `${fake.requests.length} attempts fit in 400 ms`);
+
+  const before = fake.requests.length;
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 100);
+  const c2 = client(t, endpointConfig(fake.url, { retries: 5, authenticationTimeout: 5_000 }));
+  started = Date.now();
+  const left = await c2.introspect(GOOD, controller.signal);
+  elapsed = Date.now() - started;
+  t.equal(left.outcome, 'timeout');
+  t.ok(elapsed < 500, `the caller left at 100 ms; returned at ${elapsed} ms`);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  t.equal(fake.requests.length, before + 1, 'no retry after the caller left');
+});
+
+t.test('the circuit breaker: opens after consecutive failures, fails fast, a probe closes it', async (t) => {
+  const fake = await fakeServer(t);
+  let now = Date.now();
+  const clock = { now: () => now };
+  const c = new EndpointClient(endpointConfig(fake.url, { retries: 0, circuitBreaker: { failures: 3, resetTimeout: 5_000 } }), { clock });
+  t.teardown(() => c.destroy());
+  fake.respond(() => ({ status: 500 }));
+  for (let i = 0; i < 3; i += 1) t.equal((await c.introspect(GOOD)).outcome, 'bad_response');
+  t.equal(c.circuitState, 'open');
+  const fast = await c.introspect(GOOD);
+  t.equal(fast.outcome, 'circuit_open');
+  t.match(detail(fast), /circuit breaker is open/);
+  t.equal(fake.requests.length, 3, 'not asked while open');
+
+  now += 5_000;
+  t.equal(c.circuitState, 'half_open');
+  fake.respond(normal);
+  t.equal((await c.introspect(GOOD)).outcome, 'active', 'the probe');
+  t.equal(c.circuitState, 'closed');
+  t.equal(fake.requests.length, 4);
+
+  // Answers that are not server failures keep it closed: inactive, 4xx, garbage.
+  fake.respond(() => ({ status: 401 }));
+  for (let i = 0; i < 5; i += 1) await c.introspect(GOOD);
+  fake.respond(() => ({ body: 'not json' }));
+  for (let i = 0; i < 5; i += 1) await c.introspect(GOOD);
+  t.equal(c.circuitState, 'closed', 'the endpoint answers: it is up');
+});
+
+t.test('the caller leaving is no failure of the endpoint; our own timeout is', async (t) => {
+  const fake = await fakeServer(t);
+  fake.respond(() => ({ blackHole: true }));
+  const c = client(t, endpointConfig(fake.url, { authenticationTimeout: 100, circuitBreaker: { failures: 2, resetTimeout: 60_000 } }));
+  for (let i = 0; i < 4; i += 1) {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 20);
+    t.equal((await c.introspect(GOOD, controller.signal)).outcome, 'timeout');
+  }
+  t.equal(c.circuitState, 'closed', 'four callers that left did not open it');
+  t.equal((await c.introspect(GOOD)).outcome, 'timeout');
+  t.equal((await c.introspect(GOOD)).outcome, 'timeout');
+  t.equal(c.circuitState, 'open', 'two authenticationTimeouts did');
+});
+
+t.test('maxInFlight: calls beyond it wait up to queueTimeout, then fail', async (t) => {
+  const fake = await fakeServer(t);
+  fake.respond((req) => ({ delayMs: 150, ...(normal(req) as object) }));
+  const c = client(t, endpointConfig(fake.url, { maxInFlight: 2, queueTimeout: 50, maxConnections: 4 }));
+  const started = Date.now();
+  const results = await Promise.all(Array.from({ length: 4 }, () => c.introspect(GOOD)));
+  t.same(
+    results.map((r) => r.outcome),
+    ['active', 'active', 'error', 'error'],
+  );
+  t.match(detail(results[2]!), /2 introspections already in flight/);
+  t.equal(fake.requests.length, 2, 'only two reached the endpoint');
+  t.ok(Date.now() - started < 1_000);
+
+  const patient = client(t, endpointConfig(fake.url, { maxInFlight: 1, queueTimeout: 1_000 }));
+  const queued = await Promise.all(Array.from({ length: 3 }, () => patient.introspect(GOOD)));
+  t.same(
+    queued.map((r) => r.outcome),
+    ['active', 'active', 'active'],
+    'a long enough queueTimeout: each waits its turn',
+  );
+  t.equal(c.circuitState, 'closed', 'refusals are no failures of the endpoint');
 });

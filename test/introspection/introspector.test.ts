@@ -1,5 +1,5 @@
 import t from 'tap';
-import { IntrospectionCache } from '../../src/introspection/cache.js';
+import { cacheKey, IntrospectionCache } from '../../src/introspection/cache.js';
 import { Introspector, type Answer, type Endpoint } from '../../src/introspection/introspector.js';
 import type { IntrospectionResult } from '../../src/introspection/result.js';
 
@@ -23,6 +23,7 @@ interface Call {
   token: string;
   signal: AbortSignal | undefined;
   answer: Deferred<IntrospectionResult>;
+  clientId?: string | null;
 }
 
 /** An endpoint whose every answer the test gives by hand. */
@@ -32,9 +33,9 @@ class FakeEndpoint implements Endpoint {
   constructor(name = 'as') {
     this.name = name;
   }
-  introspect(token: string, signal?: AbortSignal): Promise<IntrospectionResult> {
+  introspect(token: string, signal?: AbortSignal, clientId?: string | null): Promise<IntrospectionResult> {
     const answer = deferred<IntrospectionResult>();
-    this.calls.push({ token, signal, answer });
+    this.calls.push({ token, signal, answer, clientId });
     return answer.promise;
   }
   /** The nth call; fails the test loudly when it was never made. */
@@ -321,6 +322,150 @@ t.test('evict drops a cached token at the endpoints named', async (t) => {
   endpoint.call(1).answer.resolve({ outcome: 'inactive' });
   const answer: Answer = await again;
   t.same([answer.result.outcome, answer.cache], ['inactive', 'miss']);
+});
+
+/** A cache with negative caching: inactive answers for 10 s. */
+function setupNegative(clock = { now: () => NOW }) {
+  const cache = new IntrospectionCache({ maxEntries: 100, ttlSeconds: 60, maxNegativeEntries: 100, negativeTtlSeconds: 10, clock });
+  return { cache, introspector: new Introspector(cache), endpoint: new FakeEndpoint() };
+}
+
+t.test('negative caching: 1000 Checks of one bad token within negativeTTL make 1 endpoint call', async (t) => {
+  let now = NOW;
+  const { introspector, endpoint, cache } = setupNegative({ now: () => now });
+  // A burst: 500 arrive together and share the one call...
+  const burst = Array.from({ length: 500 }, () => introspector.introspect(endpoint, 'bad', signal()));
+  t.equal(endpoint.calls.length, 1);
+  endpoint.call(0).answer.resolve({ outcome: 'inactive' });
+  const first = await Promise.all(burst);
+  t.equal(first.filter((a) => a.cache === 'miss').length, 1, 'one miss');
+  t.equal(first.filter((a) => a.cache === 'coalesced').length, 499, '499 coalesced');
+  t.equal(cache.negativeSize, 1, 'the inactive answer is kept');
+  // ...and 500 more trickle in over the next 9.9 s.
+  const later: Answer[] = [];
+  for (let i = 0; i < 500; i += 1) {
+    now = NOW + Math.floor((i * 9_900) / 500);
+    later.push(await introspector.introspect(endpoint, 'bad', signal()));
+  }
+  t.ok(later.every((a) => a.cache === 'negative_hit' && a.result.outcome === 'inactive'), 'all 500 are negative hits');
+  t.equal(endpoint.calls.length, 1, 'exactly 1 introspection for 1000 Checks');
+  t.equal(cache.size, 0, 'nothing in the active cache');
+
+  now = NOW + 10_000;
+  const after = introspector.introspect(endpoint, 'bad', signal());
+  t.equal(endpoint.calls.length, 2, 'asked again once negativeTTL is over');
+  endpoint.call(1).answer.resolve({ outcome: 'inactive' });
+  t.equal((await after).cache, 'miss');
+});
+
+t.test('negative caching keeps only inactive answers: never errors, timeouts or bad responses', async (t) => {
+  for (const result of [
+    { outcome: 'error', detail: 'ECONNREFUSED' },
+    { outcome: 'timeout', detail: 'slow' },
+    { outcome: 'bad_response', detail: 'HTTP 500' },
+    { outcome: 'circuit_open', detail: 'open' },
+  ] as IntrospectionResult[]) {
+    const { introspector, endpoint, cache } = setupNegative();
+    const first = introspector.introspect(endpoint, 'tok', signal());
+    endpoint.call(0).answer.resolve(result);
+    await first;
+    t.equal(cache.negativeSize + cache.size, 0, `${result.outcome}: nothing cached`);
+    const second = introspector.introspect(endpoint, 'tok', signal());
+    t.equal(endpoint.calls.length, 2, `${result.outcome}: asked again`);
+    endpoint.call(1).answer.resolve({ outcome: 'inactive' });
+    await second;
+  }
+});
+
+t.test('an inactive answer that turns valid soon (validFrom) is cached only until then', async (t) => {
+  let now = NOW;
+  const { introspector, endpoint } = setupNegative({ now: () => now });
+  const first = introspector.introspect(endpoint, 'early', signal());
+  endpoint.call(0).answer.resolve({ outcome: 'inactive', validFrom: NOW + 2_000 });
+  await first;
+  now = NOW + 1_999;
+  t.equal((await introspector.introspect(endpoint, 'early', signal())).cache, 'negative_hit');
+  now = NOW + 2_000;
+  const again = introspector.introspect(endpoint, 'early', signal());
+  t.equal(endpoint.calls.length, 2, 'asked again once the token may be valid');
+  endpoint.call(1).answer.resolve(active('alice'));
+  t.equal((await again).result.outcome, 'active');
+});
+
+t.test('clientIdHeader: the client id from the request is part of the call and of the cached answer', async (t) => {
+  const { introspector, cache } = setupNegative();
+  const endpoint = Object.assign(new FakeEndpoint('ibm'), { clientIdHeader: 'x-client-id' });
+  const headers = (...values: string[]) => new Map([['x-client-id', values]]);
+
+  // Same token, two client ids, at the same time: two calls, never shared.
+  const a = introspector.introspect(endpoint, 'tok', signal(), headers('client-a'));
+  const a2 = introspector.introspect(endpoint, 'tok', signal(), headers('client-a'));
+  const b = introspector.introspect(endpoint, 'tok', signal(), headers('client-b'));
+  t.equal(endpoint.calls.length, 2, 'one call per client id');
+  const clientIds = (endpoint.calls as Array<Call & { clientId?: string | null }>).map((c) => c.clientId);
+  t.same(clientIds, ['client-a', 'client-b'], 'each asked with its client id');
+  endpoint.call(0).answer.resolve(active('alice'));
+  endpoint.call(1).answer.resolve({ outcome: 'inactive' });
+  t.same(
+    (await Promise.all([a, a2, b])).map((x) => [x.result.outcome, x.cache]),
+    [
+      ['active', 'miss'],
+      ['active', 'coalesced'],
+      ['inactive', 'miss'],
+    ],
+  );
+  t.equal((await introspector.introspect(endpoint, 'tok', signal(), headers('client-a'))).cache, 'hit');
+  // client-b's inactive answer sits beside it, in the negative cache, under the same token key.
+  t.ok(cache.isInactive(cacheKey('ibm', 'tok'), 'client-b'));
+
+  const c = introspector.introspect(endpoint, 'tok', signal(), headers('client-c'));
+  t.equal(endpoint.calls.length, 3, 'a third client id is asked for: a cached answer for another never serves it');
+  endpoint.call(2).answer.resolve({ outcome: 'inactive' });
+  t.equal((await c).result.outcome, 'inactive');
+
+  for (const [name, h] of [
+    ['no header', new Map()],
+    ['no headers at all', undefined],
+    ['two header lines', headers('a', 'b')],
+    ['a joined list', headers('a,b')],
+    ['empty', headers('  ')],
+    ['control characters', headers('a\u0001b')],
+    ['too long', headers('x'.repeat(257))],
+  ] as const) {
+    const answer = await introspector.introspect(endpoint, 'tok', signal(), h);
+    t.equal(answer.result.outcome, 'error', `${name}: error`);
+    t.equal(answer.cache, 'none', `${name}: no lookup`);
+    t.match('detail' in answer.result ? answer.result.detail : '', /x-client-id/, `${name}: the detail names the header`);
+  }
+  t.equal(endpoint.calls.length, 3, 'none of those reached the endpoint');
+});
+
+t.test('evict drops inactive answers too, and keeps calls under way out of the cache', async (t) => {
+  const { introspector, endpoint, cache } = setupNegative();
+  const bad = introspector.introspect(endpoint, 'bad', signal());
+  endpoint.call(0).answer.resolve({ outcome: 'inactive' });
+  await bad;
+  t.equal(introspector.evict(['as'], 'bad'), 1, 'the inactive answer is dropped');
+  t.equal(cache.negativeSize, 0);
+
+  // A call under way when the token is evicted (revoked meanwhile): its answer is not cached.
+  const pending = introspector.introspect(endpoint, 'tok', signal());
+  t.equal(introspector.evict(['as'], 'tok'), 0, 'nothing cached yet');
+  const afterEviction = introspector.introspect(endpoint, 'tok', signal());
+  t.equal(endpoint.calls.length, 3, 'a Check after the eviction does not join the older call');
+  endpoint.call(1).answer.resolve(active('alice'));
+  t.equal((await pending).result.outcome, 'active', 'the older call still answers its callers');
+  t.equal(cache.size, 0, 'but is not cached');
+  endpoint.call(2).answer.resolve({ outcome: 'inactive' });
+  t.equal((await afterEviction).result.outcome, 'inactive', 'the newer call says what the endpoint says now');
+  t.equal(cache.negativeSize, 1, 'and is cached');
+
+  const other = introspector.introspect(endpoint, 'other', signal());
+  const cleared = introspector.clear();
+  t.equal(cleared, 1, 'clear counts what it dropped');
+  endpoint.call(3).answer.resolve(active('bob'));
+  await other;
+  t.equal(cache.size + cache.negativeSize, 0, 'a call under way during clear is not cached either');
 });
 
 t.test('no unhandled rejection in the whole file', async (t) => {

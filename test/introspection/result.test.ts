@@ -84,7 +84,13 @@ t.test('exp and nbf against the clock, with skew on both sides', async (t) => {
     ['valid window', { nbf: NOW_S - 10, exp: NOW_S + 10 }, 0, 'active'],
     ['window not yet open', { nbf: NOW_S + 10, exp: NOW_S + 20 }, 0, 'inactive'],
     ['window closed', { nbf: NOW_S - 20, exp: NOW_S - 10 }, 0, 'inactive'],
-    ['iat in the future is not checked', { iat: NOW_S + 3600 }, 0, 'active'],
+    // iat: a token issued by a clock ahead of ours is not active yet, as with nbf
+    ['iat in the past', { iat: NOW_S - 60 }, 0, 'active'],
+    ['iat exactly now', { iat: NOW_S }, 0, 'active'],
+    ['iat one second ahead', { iat: NOW_S + 1 }, 0, 'inactive'],
+    ['iat an hour ahead', { iat: NOW_S + 3600 }, 0, 'inactive'],
+    ['iat ahead, within skew', { iat: NOW_S + 29 }, 30, 'active'],
+    ['iat ahead, beyond skew', { iat: NOW_S + 31 }, 30, 'inactive'],
   ];
   for (const [name, claims, skew, want] of cases) {
     const body = JSON.stringify({ active: true, ...claims });
@@ -177,4 +183,57 @@ t.test('claims are frozen all the way down, however deep the nesting', async (t)
   }
   t.equal(depth, 19999);
   t.ok(Object.isFrozen(level), 'the innermost array is frozen');
+});
+
+t.test('not active yet (nbf or iat ahead): validFrom says when that ends', async (t) => {
+  const body = (claims: object) => JSON.stringify({ active: true, ...claims });
+  t.same(readIntrospectionResponse(200, body({ nbf: NOW_S + 5 }), at()), { outcome: 'inactive', validFrom: NOW + 5000 });
+  t.same(readIntrospectionResponse(200, body({ iat: NOW_S + 40 }), at(NOW, 30)), { outcome: 'inactive', validFrom: NOW + 10_000 }, 'less the skew');
+  t.same(
+    readIntrospectionResponse(200, body({ nbf: NOW_S + 5, iat: NOW_S + 9 }), at()),
+    { outcome: 'inactive', validFrom: NOW + 9000 },
+    'the later of the two',
+  );
+  t.equal(readIntrospectionResponse(200, body({ exp: NOW_S - 1, nbf: NOW_S + 5 }), at()), INACTIVE, 'expired: for good, no validFrom');
+});
+
+t.test('issuer: exact match of iss, else inactive', async (t) => {
+  const options = { ...at(), issuer: 'https://idp.example.com' };
+  const read = (claims: object) => readIntrospectionResponse(200, JSON.stringify({ active: true, ...claims }), options);
+  t.equal(read({ iss: 'https://idp.example.com' }).outcome, 'active');
+  t.equal(read({ iss: 'https://idp.example.com/' }), INACTIVE, 'a trailing slash is another issuer');
+  t.equal(read({ iss: 'https://IDP.example.com' }), INACTIVE, 'case matters');
+  t.equal(read({}), INACTIVE, 'no iss');
+  t.equal(read({ iss: ['https://idp.example.com'] }), INACTIVE, 'not a string');
+  t.equal(readIntrospectionResponse(200, '{"active":true}', { ...at(), issuer: null }).outcome, 'active', 'null: not checked');
+});
+
+t.test('audience: aud (string or array) must hold one of the configured ones', async (t) => {
+  const options = { ...at(), audience: ['orders', 'billing'] };
+  const read = (claims: object) => readIntrospectionResponse(200, JSON.stringify({ active: true, ...claims }), options);
+  t.equal(read({ aud: 'orders' }).outcome, 'active', 'string');
+  t.equal(read({ aud: ['x', 'billing'] }).outcome, 'active', 'array holding one');
+  t.equal(read({ aud: 'other' }), INACTIVE, 'another audience');
+  t.equal(read({ aud: ['x', 'y'] }), INACTIVE, 'array without one');
+  t.equal(read({ aud: [] }), INACTIVE, 'empty array');
+  t.equal(read({}), INACTIVE, 'no aud');
+  t.equal(read({ aud: { orders: true } }), INACTIVE, 'an object');
+  t.equal(read({ aud: [['orders']] }), INACTIVE, 'nested');
+  t.equal(readIntrospectionResponse(200, '{"active":true}', { ...at(), audience: [] }).outcome, 'active', '[]: not checked');
+});
+
+t.test('multiValuedScope turns the scope string into an array', async (t) => {
+  const read = (scope: unknown, multiValuedScope: boolean) => {
+    const result = readIntrospectionResponse(200, JSON.stringify({ active: true, scope }), { ...at(), multiValuedScope });
+    if (result.outcome !== 'active') throw new Error(`expected active, got ${result.outcome}`);
+    return result.claims.scope;
+  };
+  t.same(read('read write', true), ['read', 'write']);
+  t.same(read(' read  write ', true), ['read', 'write'], 'extra spaces make no empty scopes');
+  t.same(read('', true), [], 'an empty scope is no scopes');
+  t.ok(Object.isFrozen(read('a b', true)), 'frozen like every claim');
+  t.same(read(['a', 'b'], true), ['a', 'b'], 'an array stays as it is');
+  t.equal(read('read write', false), 'read write', 'off: the RFC 7662 string');
+  const noScope = readIntrospectionResponse(200, '{"active":true}', { ...at(), multiValuedScope: true });
+  t.equal(noScope.outcome === 'active' && 'scope' in noScope.claims, false, 'no scope, none added');
 });

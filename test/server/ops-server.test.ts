@@ -81,8 +81,8 @@ t.test('/metrics counts a known sequence of Checks exactly', async (t) => {
   t.equal((await check(h)).httpStatus, 401, 'no token');
   t.equal((await check(h, INACTIVE)).httpStatus, 401, 'inactive token');
   t.equal((await check(h, BROKEN)).httpStatus, 500, 'the endpoint answers 500: bad response');
-  t.equal((await check(h, RESET)).httpStatus, 401, 'the connection is reset: introspection error');
-  t.equal(h.fake.requests.length, 5, 'five calls reached the endpoint');
+  t.equal((await check(h, RESET)).httpStatus, 401, 'the connection is reset, and again on the retry: introspection error');
+  t.equal(h.fake.requests.length, 6, 'five introspections reached the endpoint, the reset one twice');
 
   const scrape = await get(`${h.ops}/metrics`);
   t.equal(scrape.status, 200);
@@ -114,6 +114,7 @@ t.test('/metrics counts a known sequence of Checks exactly', async (t) => {
     new Map([...m].filter(([name]) => name.startsWith('authz_cache_lookups_total{'))),
     new Map([
       ['authz_cache_lookups_total{result="hit"}', 1],
+      ['authz_cache_lookups_total{result="negative_hit"}', 0],
       ['authz_cache_lookups_total{result="miss"}', 5],
       ['authz_cache_lookups_total{result="coalesced"}', 4],
     ]),
@@ -125,6 +126,10 @@ t.test('/metrics counts a known sequence of Checks exactly', async (t) => {
   t.equal(m.get('authz_introspection_in_flight{endpoint="idp"}'), 0, 'nothing in flight');
   t.equal(m.get('authz_cache_entries'), 2, 'A and B are cached');
   t.equal(m.get('authz_cache_evictions_total'), 0);
+  t.equal(m.get('authz_introspection_retries_total{endpoint="idp"}'), 1, 'the reset call was retried once');
+  t.equal(m.get('authz_introspection_circuit_state{endpoint="idp"}'), 0, 'the circuit is closed');
+  t.equal(m.get('authz_cache_negative_entries'), 1, 'the inactive token is held in the negative cache');
+  t.equal(m.get('authz_cache_admin_evictions_total{scope="token"}'), 0);
   t.equal(m.get('authz_config_reloads_total{result="success"}'), 0);
   t.equal(m.get('authz_config_reloads_total{result="failure"}'), 0);
   t.ok([...m.keys()].some((k) => /^authz_build_info\{version="\d+\.\d+\.\d+",node="v\d+/.test(k)), 'build_info with version');

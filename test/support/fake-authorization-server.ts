@@ -10,7 +10,9 @@
  */
 import { createServer } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 /** One request as the fake server received it. */
 export interface FakeRequest {
@@ -23,6 +25,13 @@ export interface FakeRequest {
   rawBody: string;
   /** The body parsed as application/x-www-form-urlencoded. */
   body: URLSearchParams;
+  /** Over TLS with `requestCert`: the subject CN of the verified client certificate, else null. */
+  clientCertificate: string | null;
+}
+
+export interface FakeServerOptions {
+  /** Serve HTTPS with this certificate; `ca` and `requestCert` ask for (and verify) a client certificate. */
+  tls?: { cert: string; key: string; ca?: string; requestCert?: boolean };
 }
 
 /**
@@ -103,7 +112,10 @@ export function answerByToken(tokens: Record<string, Record<string, unknown>> | 
 
 const DEFAULT_HANDLER: FakeHandler = () => ({ json: { active: false } });
 
-export async function startFakeAuthorizationServer(handler: FakeHandler = DEFAULT_HANDLER): Promise<FakeAuthorizationServer> {
+export async function startFakeAuthorizationServer(
+  handler: FakeHandler = DEFAULT_HANDLER,
+  options: FakeServerOptions = {},
+): Promise<FakeAuthorizationServer> {
   let current = handler;
   let closed = false;
   let connections = 0;
@@ -121,7 +133,19 @@ export async function startFakeAuthorizationServer(handler: FakeHandler = DEFAUL
       timers.add(timer);
     });
 
-  const server: Server = createServer({ keepAliveTimeout: 5_000 });
+  const tls = options.tls;
+  const server: Server = tls
+    ? createHttpsServer({
+        keepAliveTimeout: 5_000,
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+        requestCert: tls.requestCert ?? false,
+        rejectUnauthorized: tls.requestCert ?? false,
+      })
+    : createServer({ keepAliveTimeout: 5_000 });
+  // A client refusing our certificate (or sending none) is what some tests are about.
+  server.on('tlsClientError', () => {});
   server.on('connection', (socket: Socket) => {
     connections += 1;
     sockets.add(socket);
@@ -147,12 +171,14 @@ export async function startFakeAuthorizationServer(handler: FakeHandler = DEFAUL
         return;
       }
       const rawBody = Buffer.concat(chunks).toString('utf8');
+      const peer = tls?.requestCert ? (req.socket as TLSSocket).getPeerCertificate() : null;
       const request: FakeRequest = {
         method: req.method ?? '',
         path: req.url ?? '',
         headers: req.headers,
         rawBody,
         body: new URLSearchParams(rawBody),
+        clientCertificate: typeof peer?.subject?.CN === 'string' ? peer.subject.CN : null,
       };
       requests.push(request);
       for (const wake of arrivalWaiters) wake();
@@ -229,7 +255,7 @@ export async function startFakeAuthorizationServer(handler: FakeHandler = DEFAUL
     });
   });
   const { port } = server.address() as AddressInfo;
-  const origin = `http://127.0.0.1:${port}`;
+  const origin = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
   return {
     url: `${origin}${INTROSPECTION_PATH}`,
