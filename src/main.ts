@@ -100,6 +100,16 @@ function digest(path: string): string | null {
 }
 
 async function serve(path: string | undefined): Promise<void> {
+  // SIGHUP's default action ends the process, so it is taken before anything
+  // else; one that arrives before the service is up is acted on once it is.
+  let hangupPending = false;
+  let reload: (trigger: string) => void = () => {
+    hangupPending = true;
+  };
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  // Taken before the file is read: a change made while loading or starting up
+  // then differs from it, and is reloaded once the file is watched.
+  const initialDigest = path ? digest(path) : null;
   const config = load(path);
   const configPath = path!;
   const logger = createLogger(config.log.level);
@@ -139,9 +149,6 @@ async function serve(path: string | undefined): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  let reload: (trigger: string) => void = () => {};
-  // Installed before start-up: SIGHUP's default action would end the process.
-  process.on('SIGHUP', () => reload('SIGHUP'));
 
   try {
     app = await startApp(config, logger);
@@ -166,7 +173,7 @@ async function serve(path: string | undefined): Promise<void> {
   }
 
   const running = app;
-  let loaded = digest(configPath);
+  let loaded = initialDigest;
   reload = (trigger: string) => {
     if (signalled) return;
     const current = digest(configPath);
@@ -175,6 +182,8 @@ async function serve(path: string | undefined): Promise<void> {
     loaded = current;
   };
   unwatch = watchConfigFile(configPath, () => reload('file'));
+  // Nothing watched the file until now: catch up on a SIGHUP or a change since it was read.
+  reload(hangupPending ? 'SIGHUP' : 'file');
 }
 
 /** Validate the file in full, then swap; an invalid file changes nothing. */
