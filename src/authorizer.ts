@@ -11,6 +11,8 @@ import type { CircuitState } from './introspection/circuit-breaker.js';
 import { EndpointClient, type Clock } from './introspection/endpoint-client.js';
 import { Introspector, type Answer, type Endpoint } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
+import { RedisSharedCache } from './introspection/redis-cache.js';
+import { createHash } from 'node:crypto';
 import { compilePolicies, routeTable } from './policy/compile.js';
 
 export interface AuthorizerOptions {
@@ -32,6 +34,9 @@ export class Authorizer {
   readonly #needsHeaders: boolean;
   readonly introspector: Introspector;
   readonly cache: IntrospectionCache;
+  /** The shared cache tier, when configured; passed on to the next authorizer with the introspector. */
+  readonly shared: RedisSharedCache | null;
+  #handedOver = false;
 
   constructor(config: Config, options: AuthorizerOptions = {}) {
     const clock = options.clock ?? Date;
@@ -48,11 +53,13 @@ export class Authorizer {
       this.#clients.map((client) => [client.name, metrics ? instrumented(client, metrics) : client]),
     );
 
-    this.#cacheSettings = JSON.stringify(config.cache);
+    this.#cacheSettings = JSON.stringify({ cache: config.cache, redis: redisSettings(config) });
     const previous = options.previous;
     if (previous && previous.#cacheSettings === this.#cacheSettings) {
       this.cache = previous.cache;
       this.introspector = previous.introspector;
+      this.shared = previous.shared;
+      previous.#handedOver = true;
       this.cache.retainEndpoints(new Set(this.#clients.map((client) => client.cacheId)));
     } else {
       this.cache = new IntrospectionCache({
@@ -63,7 +70,10 @@ export class Authorizer {
         clock,
         onEviction: metrics ? () => metrics.cacheEvictions.inc() : undefined,
       });
-      this.introspector = new Introspector(this.cache);
+      this.shared = config.redis ? sharedCache(config.redis, clock, metrics) : null;
+      this.introspector = new Introspector(this.cache, { shared: this.shared ?? undefined, clock });
+      const introspector = this.introspector;
+      this.shared?.listen({ evict: (keys) => introspector.dropKeys(keys), clear: () => introspector.clearLocal() });
     }
 
     const policies = compilePolicies(config.policies, byName);
@@ -111,12 +121,45 @@ export class Authorizer {
   /** Close at once, cutting calls under way (shutdown, after the drain). */
   async close(): Promise<void> {
     await Promise.all(this.#clients.map((client) => client.destroy()));
+    if (!this.#handedOver) await this.shared?.close();
   }
 
   /** Close once the calls under way have finished (a reload replaced this authorizer). */
   async retire(): Promise<void> {
     await Promise.all(this.#clients.map((client) => client.close()));
+    if (!this.#handedOver) await this.shared?.close();
   }
+}
+
+/** What identifies a shared tier, secrets as fingerprints: a reload that changes any of it starts a new one. */
+function redisSettings(config: Config): object | null {
+  const redis = config.redis;
+  if (redis === null) return null;
+  const secrets = createHash('sha256')
+    .update(redis.keySecret.reveal())
+    .update('\0')
+    .update(redis.password?.reveal() ?? '')
+    .digest('hex');
+  return { url: redis.url, username: redis.username, keyPrefix: redis.keyPrefix, timeout: redis.timeout, secrets };
+}
+
+function sharedCache(redis: NonNullable<Config['redis']>, clock: Clock, metrics: Metrics | undefined): RedisSharedCache {
+  return new RedisSharedCache({
+    url: redis.url,
+    username: redis.username,
+    password: redis.password?.reveal() ?? null,
+    keySecret: redis.keySecret.reveal(),
+    keyPrefix: redis.keyPrefix,
+    timeout: redis.timeout,
+    clock,
+    onLookup: metrics
+      ? (result, seconds) => {
+          metrics.sharedCacheLookups.inc({ result });
+          if (result !== 'skipped') metrics.sharedCacheDuration.observe(seconds);
+        }
+      : undefined,
+    onError: metrics ? (operation) => metrics.sharedCacheErrors.inc({ operation }) : undefined,
+  });
 }
 
 /** An endpoint whose calls are counted and timed. */

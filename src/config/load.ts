@@ -38,10 +38,21 @@ export interface Config {
   cache: { maxCacheEntries: number; validatedTokenTTL: number; negativeTTL: number; maxNegativeEntries: number };
   /** The admin route's credential; null: no admin route. */
   admin: { token: Secret | null };
+  /** The shared cache tier; null: none. */
+  redis: RedisConfig | null;
   policySelector: string;
   defaultPolicy: string;
   endpoints: EndpointConfig[];
   policies: PolicyConfig[];
+}
+
+export interface RedisConfig {
+  url: string;
+  username: string | null;
+  password: Secret | null;
+  keySecret: Secret;
+  keyPrefix: string;
+  timeout: number;
 }
 
 export interface LoadOptions {
@@ -150,6 +161,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     log: props.log as Config['log'],
     cache: props.cache,
     admin: resolveAdmin(props.admin, env, source),
+    redis: resolveRedis(props.redis, env, source),
     policySelector: props.policySelector,
     defaultPolicy,
     endpoints,
@@ -234,6 +246,39 @@ function resolveAdmin(raw: { token: string | null; tokenFile: string | null; tok
     fail('token', `must be at least ${MIN_ADMIN_TOKEN} printable characters without spaces`);
   }
   return { token };
+}
+
+/** Shortest key secret accepted: the HMAC key of every Redis key. */
+const MIN_KEY_SECRET = 32;
+
+function resolveRedis(
+  raw: {
+    url: string | null;
+    username: string | null;
+    password: string | null;
+    passwordFile: string | null;
+    keySecret: string | null;
+    keySecretFile: string | null;
+    keyPrefix: string;
+    timeout: number;
+  },
+  env: NodeJS.ProcessEnv,
+  source: string,
+): RedisConfig | null {
+  const fail = (key: string, problem: string): never => {
+    throw new ConfigError(`${source}: redis.${key}: ${problem}`);
+  };
+  if (raw.url === null) {
+    for (const key of ['username', 'password', 'passwordFile', 'keySecret', 'keySecretFile'] as const) {
+      if (raw[key] !== null) fail(key, 'has no effect without redis.url');
+    }
+    return null;
+  }
+  const password = readSecret(raw.password, raw.passwordFile, null, 'password', env, fail);
+  const keySecret = readSecret(raw.keySecret, raw.keySecretFile, null, 'keySecret', env, fail);
+  if (keySecret === null) return fail('keySecret', 'required with redis.url (or keySecretFile)');
+  if (Buffer.byteLength(keySecret.reveal()) < MIN_KEY_SECRET) fail('keySecret', `must be at least ${MIN_KEY_SECRET} bytes`);
+  return { url: raw.url, username: raw.username, password, keySecret, keyPrefix: raw.keyPrefix, timeout: raw.timeout };
 }
 
 function unique(items: Array<{ name: string }>, where: string): void {

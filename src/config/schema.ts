@@ -40,6 +40,19 @@ function httpUrl(value: unknown): void {
   if (url.hash) throw new Error('must not have a fragment');
 }
 
+function redisUrl(value: unknown): void {
+  if (value === null) return;
+  let url: URL;
+  try {
+    url = new URL(String(value));
+  } catch {
+    throw new Error('must be a redis:// or rediss:// URL');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error('must use redis or rediss (TLS)');
+  if (url.username || url.password) throw new Error('must not carry credentials: use username and passwordFile');
+  if (url.search || url.hash) throw new Error('must not have a query or a fragment');
+}
+
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 function objectName(value: unknown): void {
   if (typeof value !== 'string' || !NAME.test(value)) {
@@ -616,6 +629,56 @@ export const schema = {
       doc: 'Name of an environment variable holding the admin token.',
       format: optionalString,
       default: null as string | null,
+    },
+  },
+  redis: {
+    url: {
+      doc:
+        'Shared second cache tier and cluster-wide eviction in Redis: redis://host:port[/db], or rediss:// for TLS. ' +
+        'Unset (the default): no shared tier, each replica caches on its own.',
+      format: redisUrl,
+      default: null as string | null,
+    },
+    username: {
+      doc: 'Redis ACL user name (Redis 6+); unset: the default user.',
+      format: optionalString,
+      default: null as string | null,
+    },
+    password: {
+      doc: 'Redis password, inline. Prefer passwordFile.',
+      format: optionalString,
+      sensitive: true,
+      default: null as string | null,
+    },
+    passwordFile: {
+      doc: 'File holding the Redis password (surrounding white space ignored).',
+      format: optionalString,
+      default: null as string | null,
+    },
+    keySecret: {
+      doc:
+        'Deployment secret (at least 32 bytes) under which Redis keys are HMACs of the token; the same at every ' +
+        'replica. Required with url. Prefer keySecretFile.',
+      format: optionalString,
+      sensitive: true,
+      default: null as string | null,
+    },
+    keySecretFile: {
+      doc: 'File holding the key secret (surrounding white space ignored).',
+      format: optionalString,
+      default: null as string | null,
+    },
+    keyPrefix: {
+      doc: 'Prefix of every Redis key and of the eviction channel, so several deployments can share one Redis.',
+      format: (value: unknown) => {
+        if (typeof value !== 'string' || !/^[\x21-\x7e]{0,64}$/.test(value)) throw new Error('must be at most 64 printable characters without spaces');
+      },
+      default: 'authz:',
+    },
+    timeout: {
+      doc: 'Milliseconds a Redis lookup may take before it counts as a miss and the endpoint is asked.',
+      format: wholeNumber(1, 1000),
+      default: 20,
     },
   },
   policySelector: {

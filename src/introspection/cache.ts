@@ -98,15 +98,34 @@ export class IntrospectionCache {
    * Remember an active answer until the earlier of the configured TTL and the
    * token's own expiry.
    */
-  set(key: string, claims: Claims, tokenExpiresAt: number | null, endpoint = '', clientId: string | null = null): void {
+  set(
+    key: string,
+    claims: Claims,
+    tokenExpiresAt: number | null,
+    endpoint = '',
+    clientId: string | null = null,
+    notAfter = Infinity,
+  ): void {
     if (!this.#lru) return;
     const now = this.#clock.now();
-    const expiresAt = tokenExpiresAt === null ? now + this.#ttlMs : Math.min(now + this.#ttlMs, tokenExpiresAt);
+    const expiresAt = Math.min(this.activeExpiry(tokenExpiresAt) ?? now, notAfter);
     if (expiresAt <= now) return;
     // No quick-lru maxAge: it reads Date.now(), and expiry must follow the injected clock (checked in get).
     this.#lru.set(key, { claims, expiresAt, tokenExpiresAt, endpoint, clientId });
     // An active answer supersedes an older inactive one (e.g. a token whose nbf has come).
     this.#negative?.delete(key);
+  }
+
+  /** Until when an active answer would be kept (the earlier of the TTL and exp); null when active answers are not cached. */
+  activeExpiry(tokenExpiresAt: number | null): number | null {
+    if (!this.#lru) return null;
+    return Math.min(this.#clock.now() + this.#ttlMs, tokenExpiresAt ?? Infinity);
+  }
+
+  /** Until when an inactive answer would be kept; null when inactive answers are not cached. */
+  inactiveExpiry(validFrom?: number): number | null {
+    if (!this.#negative) return null;
+    return Math.min(this.#clock.now() + this.#negativeTtlMs, validFrom ?? Infinity);
   }
 
   /** Whether an unexpired inactive answer is held for the key and client id. */
@@ -128,7 +147,7 @@ export class IntrospectionCache {
   setInactive(key: string, endpoint = '', clientId: string | null = null, validFrom?: number): void {
     if (!this.#negative) return;
     const now = this.#clock.now();
-    const expiresAt = Math.min(now + this.#negativeTtlMs, validFrom ?? Infinity);
+    const expiresAt = this.inactiveExpiry(validFrom) ?? now;
     if (expiresAt <= now) return;
     this.#negative.set(key, { expiresAt, endpoint, clientId });
   }

@@ -6,6 +6,29 @@
 import type { CacheResult } from '../decision.js';
 import { cacheKey, type IntrospectionCache } from './cache.js';
 import { INACTIVE, type IntrospectionResult } from './result.js';
+import type { SharedEntry } from './sealed-entry.js';
+
+/**
+ * A second cache tier shared by replicas (Redis), asked on a miss of the
+ * in-process cache before the endpoint. Best effort: a failure reads as a
+ * miss and never as an answer.
+ */
+export interface SharedCache {
+  /** The key of a token at an endpoint; with a shared tier, the in-process cache uses it too. */
+  key(cacheId: string, token: string): string;
+  get(key: string, cacheId: string, token: string): Promise<SharedEntry | undefined>;
+  /** Store an answer; returns at once. */
+  set(key: string, cacheId: string, token: string, entry: SharedEntry): void;
+  /** Drop the keys in the shared tier and tell every replica to drop them; returns at once. */
+  evict(keys: readonly string[]): void;
+  /** Tell every replica to drop every answer; returns at once. */
+  evictAll(): void;
+}
+
+export interface IntrospectorOptions {
+  shared?: SharedCache;
+  clock?: { now(): number };
+}
 
 /** The part of EndpointClient the introspector needs. */
 export interface Endpoint {
@@ -52,9 +75,17 @@ const CLIENT_ID = /^[\x20-\x7e]{1,256}$/;
 export class Introspector {
   readonly #cache: IntrospectionCache;
   readonly #flights = new Map<string, Flight>();
+  readonly #shared: SharedCache | undefined;
+  readonly #clock: { now(): number };
 
-  constructor(cache: IntrospectionCache) {
+  constructor(cache: IntrospectionCache, options: IntrospectorOptions = {}) {
     this.#cache = cache;
+    this.#shared = options.shared;
+    this.#clock = options.clock ?? Date;
+  }
+
+  #key(cacheId: string, token: string): string {
+    return this.#shared ? this.#shared.key(cacheId, token) : cacheKey(cacheId, token);
   }
 
   /**
@@ -73,7 +104,7 @@ export class Introspector {
         };
       }
     }
-    const key = cacheKey(endpoint.cacheId ?? endpoint.name, token);
+    const key = this.#key(endpoint.cacheId ?? endpoint.name, token);
     const cached = this.#cache.get(key, clientId);
     if (cached) {
       return { result: { outcome: 'active', claims: cached.claims, expiresAt: cached.tokenExpiresAt }, cache: 'hit' };
@@ -113,17 +144,29 @@ export class Introspector {
    * cached. Returns how many endpoints held an answer.
    */
   evict(endpoints: readonly string[], token: string): number {
+    const keys = endpoints.map((name) => this.#key(name, token));
+    this.#shared?.evict(keys);
+    return this.dropKeys(keys);
+  }
+
+  /** Forget every answer (at every replica, with a shared tier); calls under way will not be cached. Returns how many entries went. */
+  clear(): number {
+    this.#shared?.evictAll();
+    return this.clearLocal();
+  }
+
+  /** Forget the answers under these keys here only (another replica's eviction); how many were held. */
+  dropKeys(keys: readonly string[]): number {
     let dropped = 0;
-    for (const name of endpoints) {
-      const key = cacheKey(name, token);
+    for (const key of keys) {
       if (this.#cache.delete(key)) dropped += 1;
       this.#detach((flight) => flight.cacheKey === key);
     }
     return dropped;
   }
 
-  /** Forget every answer; calls under way will not be cached. Returns how many entries went. */
-  clear(): number {
+  /** Forget every answer here only (another replica's eviction, or evictions possibly missed). */
+  clearLocal(): number {
     this.#detach(() => true);
     return this.#cache.clear();
   }
@@ -140,18 +183,25 @@ export class Introspector {
   #start(flightKey: string, key: string, endpoint: Endpoint, token: string, clientId: string | null): Flight {
     const controller = new AbortController();
     const cacheId = endpoint.cacheId ?? endpoint.name;
-    let call: Promise<IntrospectionResult>;
-    try {
-      call = endpoint.introspect(token, controller.signal, clientId);
-    } catch (error) {
-      call = Promise.reject(error);
-    }
+    // The shared tier holds answers that depend on the token alone: not those asked with a client id.
+    const shared = clientId === null ? this.#shared : undefined;
+    const ask = (): Promise<IntrospectionResult> => {
+      try {
+        return endpoint.introspect(token, controller.signal, clientId);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    };
+    const call: Promise<Fetched> = shared
+      ? this.#askShared(shared, key, cacheId, token, ask)
+      : ask().then((result) => ({ result }));
     const promise = call.then(
-      (result) => {
+      ({ result, notAfter }) => {
         if (!flight.cacheable) return result;
         // Only answers are kept; errors, timeouts and bad responses never are.
-        if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt, cacheId, clientId);
-        else if (result.outcome === 'inactive') this.#cache.setInactive(key, cacheId, clientId, result.validFrom);
+        if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt, cacheId, clientId, notAfter);
+        else if (result.outcome === 'inactive') this.#cache.setInactive(key, cacheId, clientId, notAfter ?? result.validFrom);
+        if (shared && notAfter === undefined) this.#fillShared(shared, key, cacheId, token, result);
         return result;
       },
       (): IntrospectionResult => ({ outcome: 'error', detail: 'introspection failed unexpectedly' }),
@@ -164,6 +214,43 @@ export class Introspector {
     });
     return flight;
   }
+
+  /** The shared tier's answer if it has one, else the endpoint's. */
+  async #askShared(
+    shared: SharedCache,
+    key: string,
+    cacheId: string,
+    token: string,
+    ask: () => Promise<IntrospectionResult>,
+  ): Promise<Fetched> {
+    const entry = await shared.get(key, cacheId, token).catch(() => undefined);
+    if (entry === undefined || entry.expiresAt <= this.#clock.now()) return { result: await ask() };
+    const result: IntrospectionResult = entry.active
+      ? { outcome: 'active', claims: entry.claims, expiresAt: entry.tokenExpiresAt }
+      : INACTIVE;
+    return { result, notAfter: entry.expiresAt };
+  }
+
+  #fillShared(shared: SharedCache, key: string, cacheId: string, token: string, result: IntrospectionResult): void {
+    const expiresAt =
+      result.outcome === 'active'
+        ? this.#cache.activeExpiry(result.expiresAt)
+        : result.outcome === 'inactive'
+          ? this.#cache.inactiveExpiry(result.validFrom)
+          : null;
+    if (expiresAt === null || expiresAt <= this.#clock.now()) return;
+    if (result.outcome === 'active') {
+      shared.set(key, cacheId, token, { active: true, claims: result.claims, tokenExpiresAt: result.expiresAt, expiresAt });
+    } else {
+      shared.set(key, cacheId, token, { active: false, expiresAt });
+    }
+  }
+}
+
+/** A result, and when it came from the shared tier, the end of its lifetime there (no tier may keep it longer). */
+interface Fetched {
+  readonly result: IntrospectionResult;
+  readonly notAfter?: number;
 }
 
 /** The one value of the header, if it is a plausible client id; null otherwise (absent, repeated, odd). */

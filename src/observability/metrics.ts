@@ -88,6 +88,27 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sharedCacheLookups = new Counter({
+    name: 'authz_shared_cache_lookups_total',
+    help: 'Lookups in the shared (Redis) cache tier after an in-process miss, by result (hit, miss, error, skipped: circuit open).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly sharedCacheDuration = new Histogram({
+    name: 'authz_shared_cache_lookup_duration_seconds',
+    help: 'Duration of shared (Redis) cache lookups, failed ones included.',
+    buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1],
+    registers: [this.registry],
+  });
+
+  readonly sharedCacheErrors = new Counter({
+    name: 'authz_shared_cache_errors_total',
+    help: 'Failed shared (Redis) cache commands, by operation (get, set, evict, subscribe).',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
   readonly configReloads = new Counter({
     name: 'authz_config_reloads_total',
     help: 'Configuration reloads by result (success, failure).',

@@ -1,0 +1,162 @@
+// The Redis tier on its own, against a real redis-server: sealed values under
+// HMAC keys, a miss for anything that does not open, the eviction channel,
+// and failures (down, slow) that read as misses within the timeout.
+import t, { type Test } from 'tap';
+import { createServer, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
+import { RedisSharedCache, type SharedLookup } from '../../src/introspection/redis-cache.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+
+const SECRET = 'redis-cache-test-secret-0123456789abcdef';
+const TOKEN = 'tokenAliceAAAAAAAAAAAAAAAAAAAAAA';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function eventually(condition: () => boolean | Promise<boolean>, ms = 2000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await condition()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(10);
+  }
+}
+
+function cache(t: Test, url: string, extra: Partial<ConstructorParameters<typeof RedisSharedCache>[0]> = {}) {
+  const lookups: SharedLookup[] = [];
+  const errors: string[] = [];
+  const shared = new RedisSharedCache({
+    url,
+    keySecret: SECRET,
+    keyPrefix: 'p:',
+    timeout: 50,
+    onLookup: (result) => lookups.push(result),
+    onError: (operation) => errors.push(operation),
+    ...extra,
+  });
+  t.teardown(() => shared.close());
+  return { shared, lookups, errors };
+}
+
+async function server(t: Test): Promise<{ redis: RedisServer; plain: Redis }> {
+  const redis = await startRedisServer();
+  t.teardown(() => redis.stop());
+  const plain = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  plain.on('error', () => {});
+  t.teardown(() => plain.disconnect());
+  return { redis, plain };
+}
+
+const entry = () => ({ active: true as const, claims: { sub: 'alice' }, tokenExpiresAt: null, expiresAt: Date.now() + 60_000 });
+
+t.test('sealed values under HMAC keys; anything that does not open is a miss', async (t) => {
+  const { plain, redis } = await server(t);
+  const { shared, lookups } = cache(t, redis.url);
+  t.ok(await eventually(() => shared.connected));
+  const key = shared.key('one', TOKEN);
+  t.equal(await shared.get(key, 'one', TOKEN), undefined);
+  shared.set(key, 'one', TOKEN, entry());
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1));
+  const pttl = await plain.pttl(`p:${key}`);
+  t.ok(pttl > 55_000 && pttl <= 60_000, 'expires with the entry');
+  t.same((await shared.get(key, 'one', TOKEN))?.active, true);
+  t.equal(await shared.get(key, 'one', `${TOKEN}x`), undefined, 'wrong token');
+
+  const value = (await plain.getBuffer(`p:${key}`))!;
+  value[value.length - 1]! ^= 1;
+  await plain.set(`p:${key}`, value);
+  t.equal(await shared.get(key, 'one', TOKEN), undefined, 'tampered');
+  t.same(lookups, ['miss', 'hit', 'miss', 'miss']);
+
+  shared.set(key, 'one', TOKEN, { active: false, expiresAt: Date.now() - 1 });
+  await sleep(20);
+  t.equal(await plain.exists(`p:${key}`), 1, 'an already expired entry is not written');
+});
+
+t.test('the eviction channel: keys, all, and noise', async (t) => {
+  const { plain, redis } = await server(t);
+  const a = cache(t, redis.url);
+  const b = cache(t, redis.url);
+  const seen: string[] = [];
+  b.shared.listen({ evict: (keys) => seen.push(...keys), clear: () => seen.push('*') });
+  t.ok(await eventually(() => a.shared.connected && b.shared.connected));
+  const key = a.shared.key('one', TOKEN);
+  a.shared.set(key, 'one', TOKEN, entry());
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1));
+  a.shared.evict([key]);
+  a.shared.evict([]);
+  t.ok(await eventually(() => seen.length === 1));
+  t.same(seen, [key]);
+  t.equal(await plain.exists(`p:${key}`), 0, 'deleted from Redis');
+
+  await plain.set('p:other', 'kept: not ours');
+  await plain.set(`p:${'0'.repeat(64)}`, 'ours');
+  a.shared.evictAll();
+  t.ok(await eventually(() => seen.length === 2));
+  t.equal(seen[1], '*');
+  t.equal(await plain.exists(`p:${'0'.repeat(64)}`), 0, 'every entry under the prefix went');
+  t.equal(await plain.exists('p:other'), 1, 'keys not shaped like entries stay');
+
+  await plain.publish('p:evictions', 'not-a-key,also not');
+  await plain.publish('p:evictions', `${'a'.repeat(64)},junk`);
+  t.ok(await eventually(() => seen.length === 3));
+  t.same(seen[2], 'a'.repeat(64), 'only well-formed keys pass');
+});
+
+t.test('Redis down: misses at once, the circuit opens, lookups are skipped; back: used again', async (t) => {
+  const { redis } = await server(t);
+  const { shared, lookups, errors } = cache(t, redis.url, { breakerFailures: 2, breakerResetTimeout: 100 });
+  const cleared: number[] = [];
+  shared.listen({ evict: () => {}, clear: () => cleared.push(1) });
+  t.ok(await eventually(() => shared.connected));
+  await redis.kill();
+  const key = shared.key('one', TOKEN);
+  for (let i = 0; i < 4; i++) {
+    const began = performance.now();
+    t.equal(await shared.get(key, 'one', TOKEN), undefined);
+    t.ok(performance.now() - began < 100, 'within the timeout');
+  }
+  t.same(lookups, ['error', 'error', 'skipped', 'skipped']);
+  t.equal(shared.circuitState, 'open');
+  shared.set(key, 'one', TOKEN, entry());
+  shared.evict([key]);
+  shared.evictAll();
+  t.ok(await eventually(() => errors.includes('evict')));
+
+  await redis.restart();
+  t.ok(await eventually(() => shared.connected, 3000), 'reconnected');
+  t.ok(await eventually(() => cleared.length === 1), 'a reconnected subscription clears the in-process tier');
+  await sleep(120);
+  t.equal(await shared.get(key, 'one', TOKEN), undefined);
+  t.equal(lookups.at(-1), 'miss', 'the probe went through');
+  t.equal(shared.circuitState, 'closed');
+});
+
+t.test('a Redis that does not answer costs at most the timeout', async (t) => {
+  // Answers the connection handshake, then never answers a GET.
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('data', (data) => {
+      // One reply per command in the chunk (a chunk may hold several).
+      for (const command of data.toString().split(/(?=\*\d+\r\n\$)/)) {
+        if (/^\*2\r\n\$3\r\nget\r\n/i.test(command)) continue;
+        if (/subscribe/i.test(command)) socket.write('*3\r\n$9\r\nsubscribe\r\n$11\r\np:evictions\r\n:1\r\n');
+        else socket.write('$0\r\n\r\n');
+      }
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const { port } = silent.address() as { port: number };
+  const { shared, lookups, errors } = cache(t, `redis://127.0.0.1:${port}`, { timeout: 30 });
+  t.ok(await eventually(() => shared.connected));
+  const began = performance.now();
+  t.equal(await shared.get(shared.key('one', TOKEN), 'one', TOKEN), undefined);
+  const took = performance.now() - began;
+  t.ok(took >= 25 && took < 200, `gave up after ${Math.round(took)} ms`);
+  t.same(lookups, ['error']);
+  t.same(errors, ['get']);
+});
