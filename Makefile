@@ -5,7 +5,7 @@ NODE ?= node
 NPM ?= npm
 TAP_FLAGS ?=
 
-.PHONY: all install build demo test test-only typecheck clean
+.PHONY: all install build demo test test-only soak clean
 
 all: build
 
@@ -29,6 +29,11 @@ test: build test-only
 test-only:
 	$(NODE) node_modules/tap/dist/esm/run.mjs $(TAP_FLAGS)
 	$(NODE) test/tools/coverage-gate.mjs
+
+# Minutes of sustained load against the service process (SOAK_SECONDS, default 120);
+# prints memory over time and fails on an RPC error, a wrong allow or a count mismatch.
+soak: build
+	$(NODE) dist/test/soak/soak.js
 
 clean:
 	rm -rf dist .tap coverage
