@@ -9,7 +9,7 @@ import type { Decision } from './decision.js';
 import { IntrospectionCache } from './introspection/cache.js';
 import type { CircuitState } from './introspection/circuit-breaker.js';
 import { EndpointClient, type Clock } from './introspection/endpoint-client.js';
-import { Introspector, type Answer, type Endpoint } from './introspection/introspector.js';
+import { Introspector, type Answer, type CallerSignal, type Endpoint } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
 import { RedisSharedCache } from './introspection/redis-cache.js';
 import { createHash } from 'node:crypto';
@@ -84,13 +84,13 @@ export class Authorizer {
       policySelector: config.policySelector,
       routes: routeTable(config.policies),
       maxTokenLength: config.server.maxTokenLength,
-      introspect(endpoint: Endpoint, token: string, signal: AbortSignal): Promise<Answer> {
+      introspect(endpoint: Endpoint, token: string, signal: CallerSignal): Promise<Answer> {
         return introspector.introspect(endpoint, token, signal);
       },
     };
   }
 
-  check(request: AuthRequest, signal: AbortSignal, note?: DecisionNote): Promise<Decision> {
+  check(request: AuthRequest, signal: CallerSignal, note?: DecisionNote): Promise<Decision> {
     if (!this.#needsHeaders) return decide(request, this.#context, signal, note);
     const introspector = this.introspector;
     const context: DecideContext = {

@@ -7,7 +7,7 @@ import { headerValues, type AuthRequest } from './auth-request.js';
 import type { PolicyConfig } from './config/load.js';
 import { extractBearer } from './credentials/bearer.js';
 import type { Allow, BearerError, CacheResult, Decision, Deny } from './decision.js';
-import type { Answer, Endpoint } from './introspection/introspector.js';
+import type { Answer, CallerSignal, Endpoint } from './introspection/introspector.js';
 import type { CompiledPolicy } from './policy/compile.js';
 import { evaluatePolicy } from './policy/evaluate.js';
 import { matchRoute, type RouteTable } from './policy/routes.js';
@@ -23,7 +23,7 @@ export interface DecideContext {
   /** Host and path rules of every policy (empty when none has `match`). */
   readonly routes: RouteTable;
   readonly maxTokenLength: number;
-  introspect(endpoint: Endpoint, token: string, signal: AbortSignal): Promise<Answer>;
+  introspect(endpoint: Endpoint, token: string, signal: CallerSignal): Promise<Answer>;
 }
 
 /** Extra detail for the log line of a decision; never shown to the client. */
@@ -34,7 +34,7 @@ export interface DecisionNote {
 export async function decide(
   request: AuthRequest,
   context: DecideContext,
-  signal: AbortSignal,
+  signal: CallerSignal,
   note: DecisionNote = {},
 ): Promise<Decision> {
   const selected = selectPolicy(request, context);

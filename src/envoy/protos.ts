@@ -1,13 +1,16 @@
 /**
- * Loads our wire-compatible protos (proto/) once, and the shapes of the decoded
- * messages as this service sees them (proto-loader with keepCase, so field
- * names are Envoy's own snake_case).
+ * The gRPC service definitions. Authorization/Check is described by hand: its
+ * request is read and its response written by our own codec (request.ts,
+ * response.ts), which reads only what the pipeline needs. Health is loaded
+ * from our protos with proto-loader.
  */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type { AuthRequest } from '../auth-request.js';
+import { decodeCheckRequest } from './request.js';
 
 /** The project's proto/ folder, found from this file whether it runs from src/ or dist/src/. */
 export function protoRoot(): string {
@@ -20,7 +23,7 @@ export function protoRoot(): string {
   throw new Error('cannot find the proto/ folder next to the program');
 }
 
-export const LOADER_OPTIONS: protoLoader.Options = {
+const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
   longs: String,
   enums: Number,
@@ -31,89 +34,56 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: false,
 };
 
+/** Stands for bytes that are not a CheckRequest (a value grpc-js takes for a message: it treats null as none). */
+export const UNDECODABLE: unique symbol = Symbol('undecodable CheckRequest');
+
+/** What the Check handler receives. */
+export type CheckInput = AuthRequest | typeof UNDECODABLE;
+
 export interface ServiceDefinitions {
+  /** Check's handler gets a CheckInput and answers with encoded CheckResponse bytes. */
   authorization: grpc.ServiceDefinition;
   health: grpc.ServiceDefinition;
 }
 
-let loaded: ServiceDefinitions | undefined;
-
-export function serviceDefinitions(): ServiceDefinitions {
-  if (loaded) return loaded;
-  const root = protoRoot();
-  const definition = protoLoader.loadSync(
-    ['envoy/service/auth/v3/external_auth.proto', 'grpc/health/v1/health.proto'],
-    { ...LOADER_OPTIONS, includeDirs: [root] },
-  );
-  const pkg = grpc.loadPackageDefinition(definition) as unknown as {
-    envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
-    grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
-  };
-  loaded = {
-    authorization: pkg.envoy.service.auth.v3.Authorization.service,
-    health: pkg.grpc.health.v1.Health.service,
-  };
-  return loaded;
-}
-
-// Decoded shapes: only the fields this service reads or writes.
-
-export interface HeaderValue {
-  key?: string;
-  value?: string;
-  raw_value?: Buffer;
-}
-
-export interface CheckRequest {
-  attributes?: {
-    request?: {
-      http?: {
-        id?: string;
-        method?: string;
-        headers?: Record<string, string>;
-        path?: string;
-        host?: string;
-        scheme?: string;
-        protocol?: string;
-        header_map?: { headers?: HeaderValue[] };
-      };
-    };
-    context_extensions?: Record<string, string>;
-  };
-}
-
-export interface HeaderValueOption {
-  header: { key: string; value: string };
-  append: { value: boolean };
-  append_action: number;
-}
+const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
 /**
- * google.protobuf.Struct and Value. protobufjs describes these well-known types
- * with camelCase field names, whatever keepCase says.
+ * Undecodable bytes become UNDECODABLE rather than an exception, which grpc-js would
+ * turn into a failed RPC, and Envoy with failure_mode_allow into an allow.
  */
-export interface StructValue {
-  fields: Record<string, ProtoValue>;
+function deserializeCheck(bytes: Buffer): CheckInput {
+  try {
+    return decodeCheckRequest(bytes);
+  } catch {
+    return UNDECODABLE;
+  }
 }
 
-export type ProtoValue =
-  | { nullValue: 0 }
-  | { numberValue: number }
-  | { stringValue: string }
-  | { boolValue: boolean }
-  | { structValue: StructValue }
-  | { listValue: { values: ProtoValue[] } };
+const authorization: grpc.ServiceDefinition = {
+  Check: {
+    path: CHECK_PATH,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: () => {
+      throw new Error('the service never sends a CheckRequest');
+    },
+    requestDeserialize: deserializeCheck,
+    responseSerialize: (bytes: Buffer) => bytes,
+    responseDeserialize: (bytes: Buffer) => bytes,
+    originalName: 'check',
+  },
+};
 
-export interface CheckResponse {
-  status: { code: number; message?: string };
-  ok_response?: {
-    headers: HeaderValueOption[];
-    headers_to_remove: string[];
-  };
-  denied_response?: {
-    status: { code: number };
-    headers: HeaderValueOption[];
-    body: string;
-  };
-  dynamic_metadata?: StructValue;
+let health: grpc.ServiceDefinition | undefined;
+
+export function serviceDefinitions(): ServiceDefinitions {
+  if (health === undefined) {
+    const definition = protoLoader.loadSync('grpc/health/v1/health.proto', { ...LOADER_OPTIONS, includeDirs: [protoRoot()] });
+    const pkg = grpc.loadPackageDefinition(definition) as unknown as {
+      grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
+    };
+    health = pkg.grpc.health.v1.Health.service;
+  }
+  return { authorization, health };
 }

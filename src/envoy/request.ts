@@ -1,40 +1,246 @@
 /**
- * CheckRequest -> AuthRequest. Envoy sends headers either merged in
- * `headers` (repeated lines joined with ",") or, with encode_raw_headers,
- * unmerged in `header_map` with raw byte values; both are read here.
+ * CheckRequest bytes -> AuthRequest, read straight from the wire: only the
+ * fields the pipeline uses (HTTP method, host, path, headers, and the route's
+ * context_extensions); everything else (peers, TLS session, metadata, body)
+ * is skipped without being decoded. This is the hot path's deserializer,
+ * registered with grpc-js in place of a decoder that builds the whole message.
+ *
+ * Envoy sends headers either merged in `headers` (repeated lines joined with
+ * ",") or, with encode_raw_headers, unmerged in `header_map` with raw byte
+ * values; when `header_map` has entries it is the one read.
+ *
+ * Field numbers are those of proto/ (envoy.service.auth.v3 and
+ * envoy.config.core.v3). Protobuf rules kept: unknown fields are skipped, a
+ * message that appears twice is merged, the last of a repeated scalar wins.
  */
+import protobuf from 'protobufjs/minimal.js';
 import type { AuthRequest } from '../auth-request.js';
-import type { CheckRequest } from './protos.js';
+
+const { Reader } = protobuf;
+type Reader = protobuf.Reader;
+
+const LENGTH_DELIMITED = 2;
+
+// CheckRequest
+const CHECK_ATTRIBUTES = 1;
+// AttributeContext
+const ATTRIBUTES_REQUEST = 4;
+const ATTRIBUTES_CONTEXT_EXTENSIONS = 10;
+// AttributeContext.Request
+const REQUEST_HTTP = 2;
+// AttributeContext.HttpRequest
+const HTTP_METHOD = 2;
+const HTTP_HEADERS = 3;
+const HTTP_PATH = 4;
+const HTTP_HOST = 5;
+const HTTP_HEADER_MAP = 13;
+// HeaderMap
+const HEADER_MAP_HEADERS = 1;
+// HeaderValue
+const HEADER_KEY = 1;
+const HEADER_VALUE = 2;
+const HEADER_RAW_VALUE = 3;
+// map<string, string> entries
+const ENTRY_KEY = 1;
+const ENTRY_VALUE = 2;
 
 const EMPTY_EXTENSIONS: ReadonlyMap<string, string> = new Map();
 
-export function toAuthRequest(check: CheckRequest): AuthRequest {
-  const attributes = check.attributes;
-  const http = attributes?.request?.http;
-  const headers = new Map<string, string[]>();
+/** The reader over the message's bytes, and the bytes as Latin-1 text. */
+interface Wire {
+  readonly reader: Reader;
+  readonly buffer: Buffer;
+  readonly text: string;
+}
 
-  const raw = http?.header_map?.headers;
-  if (raw && raw.length > 0) {
-    for (const entry of raw) {
-      if (!entry.key) continue;
-      const value = entry.raw_value && entry.raw_value.length > 0 ? entry.raw_value.toString('utf8') : (entry.value ?? '');
-      add(headers, entry.key.toLowerCase(), value);
-    }
-  } else if (http?.headers) {
-    for (const key of Object.keys(http.headers)) add(headers, key.toLowerCase(), http.headers[key]!);
+/** What the decoder collects while walking the message; turned into an AuthRequest at the end. */
+interface Fields {
+  method: string;
+  host: string;
+  path: string;
+  /** From `headers` (merged), by the exact name sent. */
+  merged: Map<string, string> | null;
+  /** From `header_map` (raw). */
+  raw: Map<string, string[]> | null;
+  extensions: Map<string, string> | null;
+}
+
+/**
+ * Reads a CheckRequest. Throws on bytes that are not a well-formed protobuf
+ * message (truncated, bad wire type); never on content.
+ */
+export function decodeCheckRequest(bytes: Uint8Array): AuthRequest {
+  const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  const reader = Reader.create(buffer);
+  const wire: Wire = { reader, buffer, text: buffer.toString('latin1') };
+  const fields: Fields = { method: '', host: '', path: '', merged: null, raw: null, extensions: null };
+  const end = reader.len;
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if (tag >>> 3 === CHECK_ATTRIBUTES && (tag & 7) === LENGTH_DELIMITED) readAttributes(wire, fields);
+    else reader.skipType(tag & 7);
   }
 
-  const extensions = attributes?.context_extensions;
-  const contextExtensions = extensions && Object.keys(extensions).length > 0 ? new Map(Object.entries(extensions)) : EMPTY_EXTENSIONS;
-
+  const headers = fields.raw ?? lowerCased(fields.merged);
   return {
     headers,
-    contextExtensions,
-    method: http?.method || first(headers, ':method') || '',
-    host: http?.host || first(headers, ':authority') || first(headers, 'host') || '',
-    path: http?.path || first(headers, ':path') || '',
+    contextExtensions: fields.extensions ?? EMPTY_EXTENSIONS,
+    method: fields.method || first(headers, ':method') || '',
+    host: fields.host || first(headers, ':authority') || first(headers, 'host') || '',
+    path: fields.path || first(headers, ':path') || '',
     requestId: first(headers, 'x-request-id') ?? null,
   };
+}
+
+function readAttributes(wire: Wire, fields: Fields): void {
+  const { reader } = wire;
+  const end = messageEnd(wire);
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if ((tag & 7) === LENGTH_DELIMITED) {
+      switch (tag >>> 3) {
+        case ATTRIBUTES_REQUEST:
+          readRequest(wire, fields);
+          continue;
+        case ATTRIBUTES_CONTEXT_EXTENSIONS: {
+          const [key, value] = readStringEntry(wire);
+          (fields.extensions ??= new Map()).set(key, value);
+          continue;
+        }
+      }
+    }
+    reader.skipType(tag & 7);
+  }
+}
+
+function readRequest(wire: Wire, fields: Fields): void {
+  const { reader } = wire;
+  const end = messageEnd(wire);
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if (tag >>> 3 === REQUEST_HTTP && (tag & 7) === LENGTH_DELIMITED) readHttp(wire, fields);
+    else reader.skipType(tag & 7);
+  }
+}
+
+function readHttp(wire: Wire, fields: Fields): void {
+  const { reader } = wire;
+  const end = messageEnd(wire);
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if ((tag & 7) === LENGTH_DELIMITED) {
+      switch (tag >>> 3) {
+        case HTTP_METHOD:
+          fields.method = readString(wire);
+          continue;
+        case HTTP_PATH:
+          fields.path = readString(wire);
+          continue;
+        case HTTP_HOST:
+          fields.host = readString(wire);
+          continue;
+        case HTTP_HEADERS: {
+          const [key, value] = readStringEntry(wire);
+          // A map keeps the last entry of a key.
+          if (key !== '') (fields.merged ??= new Map()).set(key, value);
+          continue;
+        }
+        case HTTP_HEADER_MAP:
+          readHeaderMap(wire, fields);
+          continue;
+      }
+    }
+    reader.skipType(tag & 7);
+  }
+}
+
+function readHeaderMap(wire: Wire, fields: Fields): void {
+  const { reader } = wire;
+  const end = messageEnd(wire);
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if (tag >>> 3 === HEADER_MAP_HEADERS && (tag & 7) === LENGTH_DELIMITED) {
+      const [key, value] = readHeaderValue(wire);
+      // An entry, even a nameless one, makes header_map the list read.
+      const raw = (fields.raw ??= new Map());
+      if (key !== '') add(raw, key.toLowerCase(), value);
+    } else {
+      reader.skipType(tag & 7);
+    }
+  }
+}
+
+/** HeaderValue: the raw bytes as UTF-8 when there are any, else `value`. */
+function readHeaderValue(wire: Wire): [string, string] {
+  const { reader } = wire;
+  const end = messageEnd(wire);
+  let key = '';
+  let value = '';
+  let raw = '';
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if ((tag & 7) === LENGTH_DELIMITED) {
+      switch (tag >>> 3) {
+        case HEADER_KEY:
+          key = readString(wire);
+          continue;
+        case HEADER_VALUE:
+          value = readString(wire);
+          continue;
+        case HEADER_RAW_VALUE:
+          // Protobuf strings and bytes share one wire shape; the raw bytes are read as UTF-8 text.
+          raw = readString(wire);
+          continue;
+      }
+    }
+    reader.skipType(tag & 7);
+  }
+  return [key, raw !== '' ? raw : value];
+}
+
+/** One entry of a map<string, string>. */
+function readStringEntry(wire: Wire): [string, string] {
+  const { reader } = wire;
+  const end = messageEnd(wire);
+  let key = '';
+  let value = '';
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if ((tag & 7) === LENGTH_DELIMITED && tag >>> 3 === ENTRY_KEY) key = readString(wire);
+    else if ((tag & 7) === LENGTH_DELIMITED && tag >>> 3 === ENTRY_VALUE) value = readString(wire);
+    else reader.skipType(tag & 7);
+  }
+  return [key, value];
+}
+
+/**
+ * A string field, as UTF-8. Most are ASCII, and then a substring of the
+ * message read as Latin-1 once is the same text for much less than a decode
+ * of its own (which would be most of what reading a request costs).
+ */
+function readString({ reader, buffer, text }: Wire): string {
+  const length = reader.uint32();
+  const start = reader.pos;
+  const end = start + length;
+  if (end > reader.len) throw new RangeError('truncated CheckRequest');
+  reader.pos = end;
+  for (let i = start; i < end; i += 1) if (buffer[i]! > 0x7f) return buffer.toString('utf8', start, end);
+  return text.substring(start, end);
+}
+
+/** Reads a length prefix: where the embedded message ends. */
+function messageEnd({ reader }: Wire): number {
+  const length = reader.uint32();
+  const end = reader.pos + length;
+  if (end > reader.len) throw new RangeError('truncated CheckRequest');
+  return end;
+}
+
+/** Names that differ only in case are one header with several values. */
+function lowerCased(merged: Map<string, string> | null): Map<string, string[]> {
+  const headers = new Map<string, string[]>();
+  if (merged !== null) for (const [key, value] of merged) add(headers, key.toLowerCase(), value);
+  return headers;
 }
 
 function add(headers: Map<string, string[]>, key: string, value: string): void {

@@ -6,7 +6,7 @@
  * random or revoked tokens fills only the small negative one, and can never
  * push a valid token's answer out.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import QuickLRU from 'quick-lru';
 import type { Claims } from './result.js';
 import type { Clock } from './endpoint-client.js';
@@ -48,7 +48,8 @@ export interface CacheOptions {
  * held as a key and one endpoint's answer never serves another endpoint.
  */
 export function cacheKey(endpoint: string, token: string): string {
-  return createHash('sha256').update(endpoint).update('\0').update(token).digest('binary');
+  // One-shot hash: no Hash object per Check.
+  return hash('sha256', `${endpoint}\0${token}`, 'binary');
 }
 
 /** quick-lru keeps between maxSize and 2 x maxSize items: halve it so the configured number is a true upper bound. */

@@ -52,6 +52,17 @@ export interface Endpoint {
 /** The request headers, as the pipeline holds them (lower-case names, one value a line). */
 export type RequestHeaders = ReadonlyMap<string, readonly string[]>;
 
+/**
+ * What the introspector needs of a caller's deadline: the reading half of an
+ * AbortSignal (which is one), so a caller may make the real signal only when
+ * something waits on it.
+ */
+export interface CallerSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface Answer {
   readonly result: IntrospectionResult;
   readonly cache: CacheResult;
@@ -93,7 +104,7 @@ export class Introspector {
    *   timeout result at once, and the shared call is aborted if nobody else waits.
    * @param headers the request's headers; read only for an endpoint with a clientIdHeader
    */
-  async introspect(endpoint: Endpoint, token: string, signal: AbortSignal, headers?: RequestHeaders): Promise<Answer> {
+  async introspect(endpoint: Endpoint, token: string, signal: CallerSignal, headers?: RequestHeaders): Promise<Answer> {
     let clientId: string | null = null;
     if (endpoint.clientIdHeader) {
       clientId = clientIdFrom(headers, endpoint.clientIdHeader);

@@ -44,8 +44,13 @@ export interface Refused {
 
 export type Evaluation = Granted | Refused;
 
-/** Deepest nesting of an attribute value carried upstream. */
-export const MAX_ATTRIBUTE_DEPTH = 32;
+/**
+ * Deepest nesting of an attribute value carried upstream. In dynamic_metadata
+ * each JSON level is three protobuf messages deep, under six of the answer's
+ * own; 30 keeps the deepest value within the nesting Envoy's protobuf parser
+ * accepts (100; see envoy/response.ts).
+ */
+export const MAX_ATTRIBUTE_DEPTH = 30;
 
 /** Most bytes (as JSON) of the attributes in dynamic_metadata. */
 export const MAX_METADATA_BYTES = 32 * 1024;

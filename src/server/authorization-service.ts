@@ -7,21 +7,13 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { DecisionNote } from '../decide.js';
 import type { Decision } from '../decision.js';
-import { toAuthRequest } from '../envoy/request.js';
-import { renderCheckResponse } from '../envoy/response.js';
-import type { CheckRequest, CheckResponse } from '../envoy/protos.js';
+import { encodeCheckResponse } from '../envoy/response.js';
+import { CheckDeadline } from './check-deadline.js';
+import { UNDECODABLE, type CheckInput } from '../envoy/protos.js';
 import type { Logger } from '../observability/logger.js';
 import type { Authorizer } from '../authorizer.js';
 import type { Config } from '../config/load.js';
 import type { Metrics } from '../observability/metrics.js';
-
-/**
- * Time kept back from Envoy's deadline to encode and send the answer, and to
- * absorb transit and event-loop lag: an answer that arrives after Envoy's own
- * timer is an error to Envoy (fail open with failure_mode_allow). A fifth of
- * the time left, at most DEADLINE_MARGIN_MS, so short deadlines keep most of theirs.
- */
-const DEADLINE_MARGIN_MS = 50;
 
 const INTERNAL_ERROR: Decision = Object.freeze({
   allow: false,
@@ -34,6 +26,8 @@ const INTERNAL_ERROR: Decision = Object.freeze({
   endpoint: null,
   cache: 'none',
 });
+
+const INTERNAL_ERROR_RESPONSE = encodeCheckResponse(INTERNAL_ERROR);
 
 /** What a Check needs from the configuration in force; swapped whole by a reload. */
 export interface Runtime {
@@ -51,47 +45,48 @@ export interface AuthorizationServiceOptions {
 export function authorizationHandlers(options: AuthorizationServiceOptions): grpc.UntypedServiceImplementation {
   const { logger, metrics } = options;
 
-  const check: grpc.handleUnaryCall<CheckRequest, CheckResponse> = (call, callback) => {
+  const check: grpc.handleUnaryCall<CheckInput, Buffer> = (call, callback) => {
     const started = performance.now();
-    const controller = new AbortController();
-    const deadline = call.getDeadline();
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
-    let timer: NodeJS.Timeout | undefined;
-    if (Number.isFinite(deadlineMs)) {
-      const remaining = deadlineMs - Date.now();
-      const budget = Math.max(0, remaining - Math.min(DEADLINE_MARGIN_MS, remaining / 5));
-      timer = setTimeout(() => controller.abort(), budget);
-    }
-    const onCancel = () => controller.abort();
-    call.on('cancelled', onCancel);
-
+    const deadline = new CheckDeadline(call);
     const note: DecisionNote = {};
     let requestId: string | null = null;
     let pending: Promise<Decision>;
     const runtime = options.runtime();
-    try {
-      const request = toAuthRequest(call.request);
+    const request = call.request;
+    if (request === UNDECODABLE) {
+      pending = Promise.reject(new Error('the CheckRequest could not be decoded'));
+    } else {
       requestId = request.requestId;
-      pending = runtime.authorizer.check(request, controller.signal, note);
-    } catch (error) {
-      pending = Promise.reject(error);
+      try {
+        pending = runtime.authorizer.check(request, deadline, note);
+      } catch (error) {
+        pending = Promise.reject(error);
+      }
     }
-    pending
-      .catch((error: unknown) => {
-        logger.error({ err: describe(error), requestId }, 'check failed; denying');
-        return INTERNAL_ERROR;
-      })
-      .then((decision) => {
-        if (timer) clearTimeout(timer);
-        call.removeListener('cancelled', onCancel);
-        callback(null, renderCheckResponse(decision));
+    const answer = (decided: Decision) => {
+      deadline.dispose();
+      let decision = decided;
+      let bytes: Buffer;
+      try {
+        bytes = encodeCheckResponse(decision);
+      } catch (error) {
+        logger.error({ err: describe(error), requestId }, 'could not encode the decision; denying');
+        decision = INTERNAL_ERROR;
+        bytes = INTERNAL_ERROR_RESPONSE;
+      }
+      try {
+        callback(null, bytes);
         const ms = performance.now() - started;
         metrics?.recordDecision(decision, ms / 1000);
         logDecision(logger, runtime.log, decision, requestId, note, ms);
-      })
-      .catch((error: unknown) => {
+      } catch (error) {
         logger.error({ err: describe(error), requestId }, 'could not send the check response');
-      });
+      }
+    };
+    pending.then(answer, (error: unknown) => {
+      logger.error({ err: describe(error), requestId }, 'check failed; denying');
+      answer(INTERNAL_ERROR);
+    });
   };
 
   return { Check: check };

@@ -4,7 +4,6 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { serviceDefinitions } from '../envoy/protos.js';
-import { renderCheckResponse } from '../envoy/response.js';
 import { authorizationHandlers, type AuthorizationServiceOptions } from './authorization-service.js';
 import { healthHandlers, HealthState, ServingStatus } from './health-service.js';
 
@@ -25,7 +24,6 @@ export async function startGrpcServer(
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
   });
-  warmUp(definitions.authorization);
   const health = new HealthState(ServingStatus.NOT_SERVING);
   server.addService(definitions.authorization, authorizationHandlers(options));
   server.addService(definitions.health, healthHandlers(health));
@@ -57,23 +55,4 @@ export async function startGrpcServer(
       return closing;
     },
   };
-}
-
-/**
- * protobufjs builds its codecs on first use; doing that here, not inside the
- * first Checks, keeps their latency off Envoy's deadline.
- */
-function warmUp(service: grpc.ServiceDefinition): void {
-  const check = service.Check as grpc.MethodDefinition<unknown, unknown> | undefined;
-  if (!check) return;
-  check.requestDeserialize(Buffer.alloc(0));
-  for (const allow of [true, false]) {
-    check.responseSerialize(
-      renderCheckResponse(
-        allow
-          ? { allow, reason: 'ok', policy: 'warm-up', identity: 'x', headers: [{ name: 'x', value: 'x' }], removeHeaders: ['x'], metadata: { identity: 'x' }, endpoint: null, cache: 'none' }
-          : { allow, reason: 'missing_token', policy: null, status: 401, challenge: 'x', bearerError: null, description: 'x', endpoint: null, cache: 'none' },
-      ),
-    );
-  }
 }

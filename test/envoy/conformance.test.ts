@@ -15,6 +15,7 @@ import {
   type EnvoyClient,
   structToJson,
   type UpstreamCheckResponse,
+  upstreamDefinitions,
 } from '../support/envoy.js';
 import { answerByToken, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-authorization-server.js';
 
@@ -53,7 +54,7 @@ async function startService(t: Test, overrides: Record<string, unknown> = {}): P
   return { app, envoy };
 }
 
-const { envoy } = await startService(t);
+const { app, envoy } = await startService(t);
 
 type HeaderOption = NonNullable<UpstreamCheckResponse['ok_response']>['headers'][number];
 
@@ -259,6 +260,50 @@ t.test('a CheckRequest without attributes is a deny, never an error or an allow'
       );
       if (res) assertDeny(t, res, MISSING);
     });
+  }
+});
+
+t.test('bytes that are not a CheckRequest: a deny in an OK RPC, never a failed RPC', async (t) => {
+  // A failed RPC is what Envoy's failure_mode_allow turns into an allow.
+  const upstreamCheck = (
+    grpc.loadPackageDefinition(upstreamDefinitions()) as unknown as {
+      envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
+    }
+  ).envoy.service.auth.v3.Authorization.service.Check!;
+  const identity = (bytes: Buffer) => bytes;
+  const Raw = grpc.makeGenericClientConstructor(
+    {
+      Check: {
+        path: upstreamCheck.path,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: identity,
+        requestDeserialize: identity,
+        responseSerialize: identity,
+        responseDeserialize: identity,
+      },
+    },
+    'Authorization',
+  );
+  const client = new Raw(`127.0.0.1:${app.grpc.port}`, grpc.credentials.createInsecure());
+  t.teardown(() => client.close());
+  const send = (bytes: Buffer) =>
+    new Promise<Buffer>((resolve, reject) =>
+      (client as unknown as Record<string, Function>).Check!(bytes, { deadline: Date.now() + 2000 }, (error: Error | null, answer: Buffer) =>
+        error ? reject(error) : resolve(answer),
+      ),
+    );
+  const cases: Array<[string, Buffer]> = [
+    ['a truncated length prefix', Buffer.from([0x0a, 0x80])],
+    ['a length past the end', Buffer.from([0x0a, 0x10, 0x22, 0x02])],
+    ['an invalid wire type', Buffer.from([0x0f, 0x01])],
+    ['a nested length past its parent', Buffer.from([0x0a, 0x03, 0x22, 0x7f, 0x00])],
+  ];
+  for (const [name, bytes] of cases) {
+    const answer = upstreamCheck.responseDeserialize(await send(bytes)) as UpstreamCheckResponse;
+    t.equal(answer.status?.code, 13, `${name}: status INTERNAL`);
+    t.equal(answer.denied_response?.status?.code, 'InternalServerError', `${name}: HTTP 500`);
+    t.notOk(answer.ok_response, `${name}: no ok_response`);
   }
 });
 

@@ -1,7 +1,6 @@
 import t from 'tap';
 import type { AuthRequest } from '../../src/auth-request.js';
-import type { CheckRequest, HeaderValue } from '../../src/envoy/protos.js';
-import { toAuthRequest } from '../../src/envoy/request.js';
+import { authRequestOf, type CheckRequest, type HeaderValue } from '../support/wire.js';
 
 function headersOf(request: AuthRequest): Record<string, readonly string[]> {
   return Object.fromEntries(request.headers);
@@ -12,7 +11,7 @@ function withHeaderMap(headers: HeaderValue[], extra: NonNullable<NonNullable<Ch
 }
 
 t.test('merged headers map', async (t) => {
-  const request = toAuthRequest({
+  const request = authRequestOf({
     attributes: {
       request: {
         http: {
@@ -45,14 +44,14 @@ t.test('merged headers map', async (t) => {
 });
 
 t.test('keys that differ only in case become one header with two values', async (t) => {
-  const request = toAuthRequest({
+  const request = authRequestOf({
     attributes: { request: { http: { headers: { Authorization: 'Bearer a', authorization: 'Bearer b' } } } },
   });
   t.same(headersOf(request), { authorization: ['Bearer a', 'Bearer b'] });
 });
 
 t.test('header_map with raw_value bytes', async (t) => {
-  const request = toAuthRequest(
+  const request = authRequestOf(
     withHeaderMap([
       { key: 'authorization', raw_value: Buffer.from('Bearer abc') },
       { key: 'X-Name', raw_value: Buffer.from('Zoë', 'utf8') },
@@ -73,7 +72,7 @@ t.test('header_map with raw_value bytes', async (t) => {
 });
 
 t.test('repeated header_map entries stay separate values', async (t) => {
-  const request = toAuthRequest(
+  const request = authRequestOf(
     withHeaderMap([
       { key: 'authorization', raw_value: Buffer.from('Bearer a') },
       { key: 'x-other', raw_value: Buffer.from('1') },
@@ -86,12 +85,12 @@ t.test('repeated header_map entries stay separate values', async (t) => {
 });
 
 t.test('entries without a key are skipped', async (t) => {
-  const request = toAuthRequest(withHeaderMap([{ key: '', value: 'x' }, { value: 'y' }, { key: 'a', value: 'b' }]));
+  const request = authRequestOf(withHeaderMap([{ key: '', value: 'x' }, { value: 'y' }, { key: 'a', value: 'b' }]));
   t.same(headersOf(request), { a: ['b'] });
 });
 
 t.test('header_map is preferred over headers', async (t) => {
-  const request = toAuthRequest({
+  const request = authRequestOf({
     attributes: {
       request: {
         http: {
@@ -103,18 +102,18 @@ t.test('header_map is preferred over headers', async (t) => {
   });
   t.same(headersOf(request), { authorization: ['Bearer raw'] });
 
-  const empty = toAuthRequest({
+  const empty = authRequestOf({
     attributes: { request: { http: { headers: { authorization: 'Bearer merged' }, header_map: { headers: [] } } } },
   });
   t.same(headersOf(empty), { authorization: ['Bearer merged'] }, 'an empty header_map falls back to headers');
-  const absent = toAuthRequest({
+  const absent = authRequestOf({
     attributes: { request: { http: { headers: { authorization: 'Bearer merged' }, header_map: {} } } },
   });
   t.same(headersOf(absent), { authorization: ['Bearer merged'] }, 'a header_map without headers falls back too');
 });
 
 t.test('context_extensions become a Map', async (t) => {
-  const request = toAuthRequest({
+  const request = authRequestOf({
     attributes: {
       request: { http: { headers: {} } },
       context_extensions: { policy: 'partner', 'other-key': 'v' },
@@ -128,12 +127,12 @@ t.test('context_extensions become a Map', async (t) => {
   t.equal(request.contextExtensions.get('policy'), 'partner');
   t.equal(request.contextExtensions.get('constructor'), undefined, 'nothing inherited');
 
-  const none = toAuthRequest({ attributes: { context_extensions: {} } });
+  const none = authRequestOf({ attributes: { context_extensions: {} } });
   t.equal(none.contextExtensions.size, 0);
 });
 
 t.test('method, host and path from pseudo-headers when the http fields are empty', async (t) => {
-  const request = toAuthRequest(
+  const request = authRequestOf(
     withHeaderMap([
       { key: ':method', raw_value: Buffer.from('DELETE') },
       { key: ':authority', raw_value: Buffer.from('h2.example.com') },
@@ -147,10 +146,10 @@ t.test('method, host and path from pseudo-headers when the http fields are empty
   t.equal(request.path, '/items/7');
   t.equal(request.requestId, 'rid-1');
 
-  const http1 = toAuthRequest(withHeaderMap([{ key: 'Host', value: 'h1.example.com' }]));
+  const http1 = authRequestOf(withHeaderMap([{ key: 'Host', value: 'h1.example.com' }]));
   t.equal(http1.host, 'h1.example.com', 'host header when there is no :authority');
 
-  const fields = toAuthRequest(
+  const fields = authRequestOf(
     withHeaderMap([{ key: ':method', value: 'GET' }, { key: ':authority', value: 'a' }, { key: ':path', value: '/a' }], {
       method: 'PUT',
       host: 'b',
@@ -161,7 +160,7 @@ t.test('method, host and path from pseudo-headers when the http fields are empty
 });
 
 t.test('the first x-request-id is the request id', async (t) => {
-  const request = toAuthRequest(withHeaderMap([{ key: 'x-request-id', value: 'one' }, { key: 'X-Request-ID', value: 'two' }]));
+  const request = authRequestOf(withHeaderMap([{ key: 'x-request-id', value: 'one' }, { key: 'X-Request-ID', value: 'two' }]));
   t.equal(request.requestId, 'one');
 });
 
@@ -175,7 +174,7 @@ t.test('empty or missing attributes do not throw', async (t) => {
     { attributes: { request: { http: { header_map: {} } } } },
   ];
   for (const check of empty) {
-    const request = toAuthRequest(check);
+    const request = authRequestOf(check);
     const name = JSON.stringify(check);
     t.equal(request.headers.size, 0, `${name}: no headers`);
     t.equal(request.contextExtensions.size, 0, `${name}: no extensions`);

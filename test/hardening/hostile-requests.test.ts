@@ -9,16 +9,14 @@
 //   - every answer is an OK RPC with a well-formed CheckResponse, in time;
 //   - the endpoint never sees a token longer than maxTokenLength (or outside b64token);
 //   - no token ever appears in a deny.
-// Many cases run through the pure pipeline (toAuthRequest -> decide ->
-// renderCheckResponse), fewer through gRPC against one running service.
+// Many cases run through the pure pipeline (authRequestOf -> decide ->
+// checkResponseOf), fewer through gRPC against one running service.
 import t from 'tap';
 import fc from 'fast-check';
 import { startApp } from '../../src/app.js';
 import { buildConfig, type Config } from '../../src/config/load.js';
 import { decide, type DecideContext } from '../../src/decide.js';
-import { toAuthRequest } from '../../src/envoy/request.js';
-import { renderCheckResponse } from '../../src/envoy/response.js';
-import type { CheckRequest, CheckResponse } from '../../src/envoy/protos.js';
+import { authRequestOf, checkResponseOf, type CheckRequest, type CheckResponse } from '../support/wire.js';
 import type { Answer, Endpoint } from '../../src/introspection/introspector.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { compilePolicies, routeTable } from '../../src/policy/compile.js';
@@ -165,7 +163,7 @@ function text(value: string | Buffer): string {
   return typeof value === 'string' ? value : value.toString('utf8');
 }
 
-/** The Authorization values the service will see, as toAuthRequest reads them (the merged map keeps one value per key). */
+/** The Authorization values the service will see, as authRequestOf reads them (the merged map keeps one value per key). */
 function authorizationValues(c: Case): string[] {
   if (c.mode === 'headers') {
     const map = headersObject(c);
@@ -310,9 +308,9 @@ t.test(`pure pipeline: ${PURE_RUNS} hostile requests`, async (t) => {
   let allows = 0;
   await fc.assert(
     fc.asyncProperty(hostileCase, async (c) => {
-      const request = toAuthRequest(checkRequest(c) as CheckRequest);
+      const request = authRequestOf(checkRequest(c) as CheckRequest);
       const decision = await decide(request, context, new AbortController().signal);
-      const response = renderCheckResponse(decision);
+      const response = checkResponseOf(decision);
       // What goes on the wire must survive protobuf encoding (Struct with null prototypes included).
       checkInvariants(c, fromOurs(response), 'pure');
       if (decision.allow) allows += 1;

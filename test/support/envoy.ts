@@ -106,6 +106,11 @@ function definitions(): protoLoader.PackageDefinition {
   return packageDefinition;
 }
 
+/** The upstream Envoy protos as loaded here, for code that encodes or serves Checks itself (bench/). */
+export function upstreamDefinitions(): protoLoader.PackageDefinition {
+  return definitions();
+}
+
 /** The health protocol is tiny and not in Envoy's tree: described inline, from the gRPC health spec. */
 const HEALTH_PROTO = `syntax = "proto3";
 package grpc.health.v1;

@@ -1,0 +1,83 @@
+import t from 'tap';
+import { EventEmitter } from 'node:events';
+import { CheckDeadline, DEADLINE_MARGIN_MS } from '../../src/server/check-deadline.js';
+
+/** The part of a grpc-js call the deadline reads, with a deadline `ms` from now (Infinity: none). */
+function fakeCall(ms: number) {
+  const events = new EventEmitter();
+  const call = {
+    cancelled: false,
+    getDeadline: () => (ms === Infinity ? Infinity : new Date(Date.now() + ms)),
+    on: (event: 'cancelled', listener: () => void) => events.on(event, listener),
+    removeListener: (event: 'cancelled', listener: () => void) => events.removeListener(event, listener),
+    cancel() {
+      call.cancelled = true;
+      events.emit('cancelled');
+    },
+    listeners: () => events.listenerCount('cancelled'),
+  };
+  return call;
+}
+
+t.test('nothing is made until something waits on it', async (t) => {
+  const call = fakeCall(1_000);
+  const deadline = new CheckDeadline(call);
+  t.equal(call.listeners(), 0, 'no cancelled listener yet');
+  deadline.dispose();
+  t.equal(call.listeners(), 0);
+});
+
+t.test('fires a margin before the deadline: a fifth of the time left, at most DEADLINE_MARGIN_MS', async (t) => {
+  for (const [ms, expected] of [
+    [100, 80],
+    [500, 500 - DEADLINE_MARGIN_MS],
+  ] as const) {
+    const call = fakeCall(ms);
+    const deadline = new CheckDeadline(call);
+    const started = Date.now();
+    await new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve(), { once: true }));
+    const took = Date.now() - started;
+    t.ok(took >= expected - 5 && took < expected + 100, `deadline ${ms} ms: fired after ${took} ms (expected ~${expected})`);
+    t.equal(deadline.aborted, true);
+    deadline.dispose();
+    t.equal(call.listeners(), 0, 'listener removed');
+  }
+});
+
+t.test('a cancelled call aborts, before or after the signal is made', async (t) => {
+  const early = fakeCall(5_000);
+  early.cancel();
+  const first = new CheckDeadline(early);
+  t.equal(first.aborted, true, 'cancelled before anything waited');
+  first.dispose();
+
+  const late = fakeCall(5_000);
+  const second = new CheckDeadline(late);
+  let fired = 0;
+  const listener = () => (fired += 1);
+  second.addEventListener('abort', listener, { once: true });
+  t.equal(second.aborted, false);
+  late.cancel();
+  t.equal(fired, 1, 'the waiter learns of the cancel');
+  t.equal(second.aborted, true);
+  second.removeEventListener('abort', listener);
+  second.dispose();
+  t.equal(late.listeners(), 0);
+});
+
+t.test('a deadline already past: aborted at once', async (t) => {
+  const call = fakeCall(-10);
+  const deadline = new CheckDeadline(call);
+  t.equal(deadline.aborted, true);
+  deadline.dispose();
+});
+
+t.test('no deadline: only a cancel aborts', async (t) => {
+  const call = fakeCall(Infinity);
+  const deadline = new CheckDeadline(call);
+  t.equal(deadline.aborted, false);
+  deadline.removeEventListener('abort', () => {});
+  call.cancel();
+  t.equal(deadline.aborted, true);
+  deadline.dispose();
+});
