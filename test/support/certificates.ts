@@ -1,9 +1,10 @@
 /**
  * A throwaway private PKI for TLS tests: a CA, a server certificate for
- * 127.0.0.1 / localhost, and a client certificate, all signed by that CA; plus
- * a second, unrelated CA. node:crypto cannot sign X.509 certificates, so this
- * uses the openssl command line (Debian package openssl, a dependency of
- * ca-certificates). EC P-256 keys: generated in milliseconds.
+ * 127.0.0.1 / localhost, a server certificate for another name, and a client
+ * certificate, all signed by that CA; plus a second, unrelated CA.
+ * node:crypto cannot sign X.509 certificates, so this uses the openssl command
+ * line (Debian package openssl, a dependency of ca-certificates). EC P-256
+ * keys: generated in milliseconds.
  *
  * No test-framework imports here.
  */
@@ -25,6 +26,11 @@ export interface TestPki {
   ca: string;
   /** For 127.0.0.1 and localhost, extendedKeyUsage serverAuth. */
   server: KeyPair;
+  /**
+   * Signed by the CA but for idp.example.com only (no IP address, not
+   * localhost): served on loopback, a host name mismatch.
+   */
+  misnamed: KeyPair;
   /** CN=authz-client, extendedKeyUsage clientAuth. */
   client: KeyPair;
   /** Another CA, which signed nothing here. */
@@ -69,6 +75,8 @@ export function createTestPki(): TestPki {
     return {
       ca: read('test-ca.crt'),
       server: makeLeaf('server', 'test-ca', 'localhost', serverExtensions),
+      misnamed: makeLeaf('misnamed', 'test-ca', 'idp.example.com',
+        ['basicConstraints=CA:FALSE', 'subjectAltName=DNS:idp.example.com', 'extendedKeyUsage=serverAuth']),
       client: makeLeaf('client', 'test-ca', 'authz-client', ['basicConstraints=CA:FALSE', 'extendedKeyUsage=clientAuth']),
       otherCa: read('other-ca.crt'),
       otherServer: makeLeaf('other-server', 'other-ca', 'localhost', serverExtensions),

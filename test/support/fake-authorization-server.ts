@@ -5,6 +5,9 @@
  * (slow headers, a slowly dripped body, a connection reset mid-body, a black
  * hole that never answers, a redirect).
  *
+ * It can also go down and come back (`setAvailability`: connections reset or
+ * refused), and it counts the requests it is answering at once (`concurrency`).
+ *
  * Listens on 127.0.0.1 on an ephemeral port. No test-framework imports here:
  * this module is also compiled by tsc and used from plain Node scripts.
  */
@@ -70,6 +73,16 @@ export interface FakeResponse {
 
 export type FakeHandler = (request: FakeRequest) => FakeResponse | Promise<FakeResponse>;
 
+/**
+ * Whether the server takes connections. 'up': as usual. 'reset': every new
+ * connection is accepted and at once reset (TCP RST), as by a crashing server
+ * or a load balancer without healthy backends. 'refuse': the server stops
+ * listening, so connections are refused (ECONNREFUSED), as while it restarts.
+ * Going 'reset' or 'refuse' also resets every open connection, answers under
+ * way included.
+ */
+export type Availability = 'up' | 'reset' | 'refuse';
+
 export interface FakeAuthorizationServer {
   /** The introspection endpoint URL, e.g. http://127.0.0.1:PORT/oauth2/introspect */
   url: string;
@@ -84,6 +97,14 @@ export interface FakeAuthorizationServer {
   waitForRequests(count: number, timeoutMs?: number): Promise<void>;
   /** Number of TCP connections accepted so far. */
   connectionCount(): number;
+  /** Go down or come back (see Availability); resolves once in effect. */
+  setAvailability(mode: Availability): Promise<void>;
+  /**
+   * Requests being answered now (arrived, answer not yet finished or cut off),
+   * and the most at once since the start or the last `resetPeak()`.
+   */
+  concurrency(): { current: number; peak: number };
+  resetPeak(): void;
   /** Stop listening, destroy every open socket at once, cancel pending answers. */
   close(): Promise<void>;
 }
@@ -119,6 +140,9 @@ export async function startFakeAuthorizationServer(
   let current = handler;
   let closed = false;
   let connections = 0;
+  let availability: Availability = 'up';
+  let answering = 0;
+  let peak = 0;
   const requests: FakeRequest[] = [];
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
@@ -148,6 +172,11 @@ export async function startFakeAuthorizationServer(
   server.on('tlsClientError', () => {});
   server.on('connection', (socket: Socket) => {
     connections += 1;
+    if (availability === 'reset') {
+      socket.on('error', () => {});
+      socket.resetAndDestroy();
+      return;
+    }
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     // A client going away mid-answer is expected here, not an error.
@@ -156,6 +185,9 @@ export async function startFakeAuthorizationServer(
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     res.on('error', () => {});
+    answering += 1;
+    peak = Math.max(peak, answering);
+    res.once('close', () => (answering -= 1));
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
@@ -282,6 +314,30 @@ export async function startFakeAuthorizationServer(
       });
     },
     connectionCount: () => connections,
+    async setAvailability(mode: Availability): Promise<void> {
+      if (closed || mode === availability) return;
+      const wasListening = availability !== 'refuse';
+      availability = mode;
+      if (mode !== 'up') {
+        for (const socket of sockets) socket.resetAndDestroy();
+      }
+      if (mode === 'refuse' && wasListening) {
+        // Stop listening now; the callback (after the last connection) is not waited for.
+        server.close(() => {});
+      } else if (mode !== 'refuse' && !wasListening) {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(port, '127.0.0.1', () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      }
+    },
+    concurrency: () => ({ current: answering, peak }),
+    resetPeak(): void {
+      peak = answering;
+    },
     close(): Promise<void> {
       closed = true;
       for (const timer of timers) clearTimeout(timer);
