@@ -1,7 +1,8 @@
 /**
  * The running service built from a configuration: authorizer, gRPC server,
  * ops server and metrics; how a new configuration replaces the old one; and
- * the order in which everything stops.
+ * the order in which everything stops. A cluster's worker runs the Check
+ * service alone; its primary serves the ops port (src/cluster/).
  */
 import { Authorizer, type AuthorizerOptions } from './authorizer.js';
 import type { Config } from './config/load.js';
@@ -11,29 +12,36 @@ import type { Runtime } from './server/authorization-service.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { startOpsServer, type OpsServer } from './server/ops-server.js';
 
-export interface App {
+/** What answers Checks: authorizer, gRPC server and metrics. A cluster's worker runs this alone. */
+export interface CheckService {
   /** The configuration in force. */
   readonly config: Config;
   readonly grpc: GrpcServer;
-  readonly ops: OpsServer;
   readonly metrics: Metrics;
   readonly authorizer: Authorizer;
+  /** True from the start of stop(). */
+  readonly draining: boolean;
   /**
    * Put a new, already validated configuration in force. Checks under way
-   * finish on the old one; the next Check uses the new one. Addresses and
-   * ports need a restart: returns the keys where `config` differs from what
-   * the servers were started with (shutdownTimeout takes effect at once).
+   * finish on the old one; the next Check uses the new one. Addresses, ports
+   * and workers need a restart: returns the keys where `config` differs from
+   * what the service was started with (shutdownTimeout takes effect at once).
    */
   reload(config: Config): string[];
   /** Graceful stop: NOT_SERVING, drain within server.shutdownTimeout, close connections. */
   stop(): Promise<void>;
 }
 
+/** The whole service in one process: the Check service and its ops server. */
+export interface App extends CheckService {
+  readonly ops: OpsServer;
+}
+
 export interface AppOptions {
   clock?: AuthorizerOptions['clock'];
 }
 
-export async function startApp(initial: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
+export async function startCheckService(initial: Config, logger: Logger, options: AppOptions = {}): Promise<CheckService> {
   let config = initial;
   let authorizer: Authorizer;
   const metrics = new Metrics({
@@ -45,34 +53,18 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
   let runtime: Runtime = { authorizer, log: config.log };
   let draining = false;
 
-  let grpc: GrpcServer | undefined;
-  let ops: OpsServer | undefined;
-  let binding = 'server.grpc';
+  let grpc: GrpcServer;
   try {
     grpc = await startGrpcServer(config.server.grpc.host, config.server.grpc.port, {
       runtime: () => runtime,
       logger,
       metrics,
     });
-    binding = 'server.ops';
-    ops = await startOpsServer(config.server.ops.host, config.server.ops.port, {
-      metrics,
-      notReady: () => (draining ? 'draining' : null),
-      // Read per request: a reload may set, change or remove the admin token.
-      cacheAdmin: () => {
-        const token = config.admin.token;
-        if (token === null) return null;
-        return { token, evictToken: (value) => authorizer.evictToken(value), evictAll: () => authorizer.evictAll() };
-      },
-      logger,
-    });
   } catch (error) {
-    await grpc?.shutdown(0);
     await authorizer.close();
-    throw new ListenError(binding, config.server[binding === 'server.grpc' ? 'grpc' : 'ops'], error);
+    throw new ListenError('server.grpc', config.server.grpc, error);
   }
   const grpcServer = grpc;
-  const opsServer = ops;
 
   let stopping: Promise<void> | undefined;
   return {
@@ -80,10 +72,12 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
       return config;
     },
     grpc: grpcServer,
-    ops: opsServer,
     metrics,
     get authorizer() {
       return authorizer;
+    },
+    get draining() {
+      return draining;
     },
     reload(next: Config): string[] {
       const previous = authorizer;
@@ -103,8 +97,51 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
         draining = true;
         await grpcServer.shutdown(config.server.shutdownTimeout);
         await authorizer.close();
-        await opsServer.close();
       })();
+      return stopping;
+    },
+  };
+}
+
+export async function startApp(initial: Config, logger: Logger, options: AppOptions = {}): Promise<App> {
+  const service = await startCheckService(initial, logger, options);
+  const { metrics } = service;
+  let ops: OpsServer;
+  try {
+    ops = await startOpsServer(initial.server.ops.host, initial.server.ops.port, {
+      metrics,
+      notReady: () => (service.draining ? 'draining' : null),
+      // Read per request: a reload may set, change or remove the admin token.
+      cacheAdmin: () => {
+        const token = service.config.admin.token;
+        if (token === null) return null;
+        return { token, evictToken: (value) => service.authorizer.evictToken(value), evictAll: () => service.authorizer.evictAll() };
+      },
+      logger,
+    });
+  } catch (error) {
+    await service.stop();
+    throw new ListenError('server.ops', initial.server.ops, error);
+  }
+  const opsServer = ops;
+
+  let stopping: Promise<void> | undefined;
+  return {
+    get config() {
+      return service.config;
+    },
+    grpc: service.grpc,
+    ops: opsServer,
+    metrics,
+    get authorizer() {
+      return service.authorizer;
+    },
+    get draining() {
+      return service.draining;
+    },
+    reload: (next: Config) => service.reload(next),
+    stop(): Promise<void> {
+      stopping ??= service.stop().then(() => opsServer.close());
       return stopping;
     },
   };
@@ -129,7 +166,8 @@ export class ListenError extends Error {
   }
 }
 
-function changedServerKeys(before: Config, after: Config): string[] {
+/** The server.* keys that differ, of those that take effect only after a restart. */
+export function changedServerKeys(before: Config, after: Config): string[] {
   const keys: string[] = [];
   const a = before.server;
   const b = after.server;
@@ -137,5 +175,6 @@ function changedServerKeys(before: Config, after: Config): string[] {
   if (a.grpc.port !== b.grpc.port) keys.push('server.grpc.port');
   if (a.ops.host !== b.ops.host) keys.push('server.ops.host');
   if (a.ops.port !== b.ops.port) keys.push('server.ops.port');
+  if (a.workers !== b.workers) keys.push('server.workers');
   return keys;
 }

@@ -2,14 +2,17 @@
 /**
  * Process wiring: command line, configuration, servers, signals, reloads.
  */
+import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
-import { ListenError, startApp, type App } from './app.js';
-import { ConfigError, loadConfigFile, type Config } from './config/load.js';
+import { ListenError, startApp } from './app.js';
+import { startCluster } from './cluster/primary.js';
+import { StartError } from './cluster/supervisor.js';
+import { runWorker } from './cluster/worker.js';
+import { ConfigError, parseConfig, readConfigFile, type Config } from './config/load.js';
 import { watchConfigFile } from './config/watch.js';
-import { createLogger, type Logger } from './observability/logger.js';
+import { createLogger, routeGrpcLogs, type Logger } from './observability/logger.js';
 import { VERSION } from './version.js';
 
 const USAGE = `Usage:
@@ -23,7 +26,8 @@ Options:
   -v, --version       print the version and exit
   -h, --help          print this help and exit
 
-The configuration is reloaded on SIGHUP and when the file changes.
+The configuration is reloaded on SIGHUP and when the file changes. With
+server.workers (WORKERS) above 1, this process supervises that many workers.
 Exit codes: 0 stopped by SIGTERM/SIGINT (or check-config passed), 1 runtime failure,
 2 configuration error (including a port that is already in use).`;
 
@@ -31,6 +35,11 @@ const EXIT_RUNTIME = 1;
 const EXIT_CONFIG = 2;
 
 async function main(argv: string[]): Promise<void> {
+  // A cluster worker gets its configuration from the primary, not from the command line.
+  if (cluster.isWorker) {
+    runWorker();
+    return;
+  }
   let args;
   try {
     args = parseArgs({
@@ -69,10 +78,12 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-function load(path: string | undefined): Config {
+/** The file's text and the configuration it gives. */
+function load(path: string | undefined): { config: Config; text: string } {
   if (!path) fail('no configuration file: give --config FILE or set CONFIG_FILE', EXIT_CONFIG);
   try {
-    return loadConfigFile(path);
+    const text = readConfigFile(path);
+    return { config: parseConfig(text, path), text };
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message, EXIT_CONFIG);
     throw error;
@@ -81,7 +92,7 @@ function load(path: string | undefined): Config {
 
 /** Print the configuration as the service sees it: defaults filled in, secrets masked. */
 function checkConfig(path: string | undefined): void {
-  const config = load(path);
+  const { config } = load(path);
   process.stdout.write(`${JSON.stringify(config, printable, 2)}\n`);
 }
 
@@ -99,6 +110,28 @@ function digest(path: string): string | null {
   }
 }
 
+/**
+ * What serve() runs: the whole service in this process (App), or the primary
+ * of a cluster of workers (Cluster). Both reload and stop the same way.
+ */
+interface Running {
+  readonly config: Config;
+  readonly grpc: { readonly port: number };
+  readonly ops: { readonly port: number };
+  readonly metrics: { readonly configReloads: { inc(labels: { result: string }): void } };
+  /** Set when the service cannot go on (workers keep dying). */
+  readonly gaveUp?: Promise<Error>;
+  /** Put a validated configuration in force; a ConfigError when it cannot be (nothing changed then). */
+  reload(config: Config, text: string): string[] | Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+function start(config: Config, text: string, path: string, logger: Logger): Promise<Running> {
+  if (config.server.workers > 1) return startCluster(config, text, path, logger);
+  routeGrpcLogs(logger);
+  return startApp(config, logger);
+}
+
 async function serve(path: string | undefined): Promise<void> {
   // SIGHUP's default action ends the process, so it is taken before anything
   // else; one that arrives before the service is up is acted on once it is.
@@ -110,18 +143,12 @@ async function serve(path: string | undefined): Promise<void> {
   // Taken before the file is read: a change made while loading or starting up
   // then differs from it, and is reloaded once the file is watched.
   const initialDigest = path ? digest(path) : null;
-  const config = load(path);
+  const { config, text } = load(path);
   const configPath = path!;
   const logger = createLogger(config.log.level);
-  // grpc-js writes its own diagnostics to stderr; route them into our JSON log.
-  grpc.setLogger({
-    error: (...args: unknown[]) => logger.warn({ component: 'grpc-js' }, args.map(String).join(' ')),
-    info: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, args.map(String).join(' ')),
-    debug: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, args.map(String).join(' ')),
-  });
 
   // Signals are taken from here on: one arriving during start-up stops the service once it is up.
-  let app: App | undefined;
+  let app: Running | undefined;
   let signalled = false;
   let unwatch = () => {};
   const stop = (signal: NodeJS.Signals) => {
@@ -133,14 +160,14 @@ async function serve(path: string | undefined): Promise<void> {
     signalled = true;
     if (app) drain(app, signal);
   };
-  const drain = (running: App, signal: NodeJS.Signals) => {
+  const drain = (running: Running, signal: NodeJS.Signals | 'workers', code = 0) => {
     unwatch();
     logger.info({ signal, timeoutMs: running.config.server.shutdownTimeout }, 'draining');
     running
       .stop()
       .then(() => {
         logger.info('stopped');
-        logger.flush(() => process.exit(0));
+        logger.flush(() => process.exit(code));
       })
       .catch((error: unknown) => {
         logger.error({ err: (error as Error).message }, 'shutdown failed');
@@ -151,11 +178,12 @@ async function serve(path: string | undefined): Promise<void> {
   process.on('SIGINT', stop);
 
   try {
-    app = await startApp(config, logger);
+    app = await start(config, text, configPath, logger);
   } catch (error) {
     const listen = error instanceof ListenError;
-    process.stderr.write(`error: ${listen ? error.message : `cannot start: ${(error as Error).message}`}\n`);
-    logger.flush(() => process.exit(listen && error.inUse ? EXIT_CONFIG : EXIT_RUNTIME));
+    const worker = error instanceof StartError;
+    process.stderr.write(`error: ${listen || worker ? error.message : `cannot start: ${(error as Error).message}`}\n`);
+    logger.flush(() => process.exit(worker ? error.exitCode : listen && error.inUse ? EXIT_CONFIG : EXIT_RUNTIME));
     return;
   }
   logger.info(
@@ -163,6 +191,7 @@ async function serve(path: string | undefined): Promise<void> {
       version: VERSION,
       grpcPort: app.grpc.port,
       opsPort: app.ops.port,
+      ...(config.server.workers > 1 ? { workers: config.server.workers } : {}),
       policies: config.policies.map((p) => p.name),
     },
     'serving',
@@ -173,13 +202,22 @@ async function serve(path: string | undefined): Promise<void> {
   }
 
   const running = app;
-  let loaded = initialDigest;
-  reload = (trigger: string) => {
+  running.gaveUp?.then(() => {
     if (signalled) return;
-    const current = digest(configPath);
-    if (trigger === 'file' && current === loaded) return;
-    reloadFrom(running, configPath, trigger, logger);
-    loaded = current;
+    signalled = true;
+    drain(running, 'workers', EXIT_RUNTIME);
+  });
+  let loaded = initialDigest;
+  // One reload at a time: a cluster's takes a round trip to every worker.
+  let reloading = Promise.resolve();
+  reload = (trigger: string) => {
+    reloading = reloading.then(async () => {
+      if (signalled) return;
+      const current = digest(configPath);
+      if (trigger === 'file' && current === loaded) return;
+      loaded = current;
+      await reloadFrom(running, configPath, trigger, logger);
+    });
   };
   unwatch = watchConfigFile(configPath, () => reload('file'));
   // Nothing watched the file until now: catch up on a SIGHUP or a change since it was read.
@@ -187,17 +225,19 @@ async function serve(path: string | undefined): Promise<void> {
 }
 
 /** Validate the file in full, then swap; an invalid file changes nothing. */
-function reloadFrom(app: App, path: string, trigger: string, logger: Logger): void {
+async function reloadFrom(app: Running, path: string, trigger: string, logger: Logger): Promise<void> {
+  let restartNeeded: string[];
   let next: Config;
   try {
-    next = loadConfigFile(path);
+    const text = readConfigFile(path);
+    next = parseConfig(text, path);
+    restartNeeded = await app.reload(next, text);
   } catch (error) {
     app.metrics.configReloads.inc({ result: 'failure' });
     const message = error instanceof ConfigError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
     logger.error({ trigger, err: message }, 'configuration rejected; the previous one stays in force');
     return;
   }
-  const restartNeeded = app.reload(next);
   app.metrics.configReloads.inc({ result: 'success' });
   logger.info({ trigger, policies: next.policies.map((p) => p.name) }, 'configuration reloaded');
   if (restartNeeded.length > 0) {

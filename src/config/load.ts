@@ -33,6 +33,8 @@ export interface Config {
     ops: { host: string; port: number };
     shutdownTimeout: number;
     maxTokenLength: number;
+    /** Worker processes; 1: no cluster at all. */
+    workers: number;
   };
   log: { level: string; decisions: 'all' | 'deny' | 'none'; allowSampleRate: number; identity: boolean };
   cache: { maxCacheEntries: number; validatedTokenTTL: number; negativeTTL: number; maxNegativeEntries: number };
@@ -62,13 +64,16 @@ export interface LoadOptions {
 
 /** Read and validate a configuration file. */
 export function loadConfigFile(path: string, options: LoadOptions = {}): Config {
-  let text: string;
+  return parseConfig(readConfigFile(path), path, options);
+}
+
+/** The text of a configuration file, for parseConfig (a cluster's primary hands the same text to its workers). */
+export function readConfigFile(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
     throw new ConfigError(`cannot read configuration file ${path}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
   }
-  return parseConfig(text, path, options);
 }
 
 /** Validate configuration given as YAML (or JSON) text; `source` names it in errors. */

@@ -557,6 +557,14 @@ export const schema = {
       format: wholeNumber(16, 1024 * 1024),
       default: 8192,
     },
+    workers: {
+      doc:
+        'Worker processes sharing the gRPC port, each with its own cache; 1 runs everything in one process. ' +
+        'With more, a primary process supervises them and serves the ops port for all.',
+      format: wholeNumber(1, 64),
+      default: 1,
+      env: 'WORKERS',
+    },
   },
   log: {
     level: {

@@ -16,14 +16,56 @@ const INTROSPECTION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 
 const CIRCUIT_STATE_VALUES: Readonly<Record<CircuitState, number>> = { closed: 0, half_open: 1, open: 2 };
 
+/**
+ * Counters of the service as a whole. With workers, the primary counts these
+ * (it validates reloads and takes admin requests) and the workers' stay at 0,
+ * so the sum over processes is the service's count either way.
+ */
+export const SERVICE_COUNTERS = {
+  adminEvictions: {
+    name: 'authz_cache_admin_evictions_total',
+    help: 'Cache evictions ordered through the admin route DELETE /cache, by scope (token, all).',
+    labelNames: ['scope'] as const,
+  },
+  configReloads: {
+    name: 'authz_config_reloads_total',
+    help: 'Configuration reloads by result (success, failure).',
+    labelNames: ['result'] as const,
+  },
+};
+
+/**
+ * Increments of one label set, counted here and handed to prom-client when
+ * the counter is read: prom-client hashes and checks the label set on every
+ * inc, which would be much of what a cached Check costs.
+ */
+interface Tally {
+  readonly labels: Record<string, string>;
+  pending: number;
+}
+
+function flush(counter: Counter, tallies: Iterable<Tally>): void {
+  for (const tally of tallies) {
+    if (tally.pending === 0) continue;
+    counter.inc(tally.labels, tally.pending);
+    tally.pending = 0;
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
+  /** Check decisions by reason, then policy. */
+  readonly #decisionTallies = new Map<string, Map<string, Tally>>();
+  readonly #cacheTallies = new Map<CacheResult, Tally>();
 
   readonly decisions = new Counter({
     name: 'authz_check_decisions_total',
     help: 'Check decisions by decision (allow, deny), reason and policy.',
     labelNames: ['decision', 'reason', 'policy'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const byPolicy of this.#decisionTallies.values()) flush(this.decisions, byPolicy.values());
+    },
   });
 
   readonly checkDuration = new Histogram({
@@ -52,7 +94,7 @@ export class Metrics {
 
   readonly introspectionsInFlight = new Gauge({
     name: 'authz_introspection_in_flight',
-    help: 'Calls to introspection endpoints under way, by endpoint.',
+    help: 'Calls to introspection endpoints under way, by endpoint, counting those still queued for one of the endpoint\'s maxInFlight slots.',
     labelNames: ['endpoint'] as const,
     registers: [this.registry],
   });
@@ -64,6 +106,7 @@ export class Metrics {
       '(this Check called the endpoint) or coalesced (it shared another Check\'s call).',
     labelNames: ['result'] as const,
     registers: [this.registry],
+    collect: (): void => flush(this.cacheLookups, this.#cacheTallies.values()),
   });
 
   readonly introspectionRetries = new Counter({
@@ -73,12 +116,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly adminEvictions = new Counter({
-    name: 'authz_cache_admin_evictions_total',
-    help: 'Cache evictions ordered through the admin route DELETE /cache, by scope (token, all).',
-    labelNames: ['scope'] as const,
-    registers: [this.registry],
-  });
+  readonly adminEvictions = new Counter({ ...SERVICE_COUNTERS.adminEvictions, registers: [this.registry] });
 
   readonly cacheEvictions = new Counter({
     name: 'authz_cache_evictions_total',
@@ -107,17 +145,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly configReloads = new Counter({
-    name: 'authz_config_reloads_total',
-    help: 'Configuration reloads by result (success, failure).',
-    labelNames: ['result'] as const,
-    registers: [this.registry],
-  });
+  readonly configReloads = new Counter({ ...SERVICE_COUNTERS.configReloads, registers: [this.registry] });
 
   readonly configLoadedAt = new Gauge({
     name: 'authz_config_last_success_timestamp_seconds',
     help: 'When the configuration in use was loaded (Unix time).',
     registers: [this.registry],
+    // Summed over workers it would mean nothing; the earliest is when the last reload reached them all.
+    aggregator: 'min',
   });
 
   constructor(options: {
@@ -130,6 +165,7 @@ export class Metrics {
       help: 'Always 1; the labels tell the version and the Node.js runtime.',
       labelNames: ['version', 'node'] as const,
       registers: [this.registry],
+      aggregator: 'max',
     }).set({ version: VERSION, node: process.version }, 1);
     new Gauge({
       name: 'authz_cache_entries',
@@ -153,6 +189,8 @@ export class Metrics {
       help: 'Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open.',
       labelNames: ['endpoint'] as const,
       registers: [this.registry],
+      // Each worker has its own breaker: show the worst.
+      aggregator: 'max',
       collect() {
         // Read at scrape time: an open circuit turns half-open by the clock alone, and reloads change the endpoints.
         this.reset();
@@ -167,9 +205,21 @@ export class Metrics {
 
   /** Count one answered Check. */
   recordDecision(decision: Decision, seconds: number): void {
-    this.decisions.inc({ decision: decision.allow ? 'allow' : 'deny', reason: decision.reason, policy: decision.policy ?? '' });
+    const policy = decision.policy ?? '';
+    let byPolicy = this.#decisionTallies.get(decision.reason);
+    if (byPolicy === undefined) this.#decisionTallies.set(decision.reason, (byPolicy = new Map()));
+    let tally = byPolicy.get(policy);
+    if (tally === undefined) {
+      tally = { labels: { decision: decision.allow ? 'allow' : 'deny', reason: decision.reason, policy }, pending: 0 };
+      byPolicy.set(policy, tally);
+    }
+    tally.pending += 1;
     this.checkDuration.observe(seconds);
-    if (decision.cache !== 'none') this.cacheLookups.inc({ result: decision.cache });
+    if (decision.cache !== 'none') {
+      let lookups = this.#cacheTallies.get(decision.cache);
+      if (lookups === undefined) this.#cacheTallies.set(decision.cache, (lookups = { labels: { result: decision.cache }, pending: 0 }));
+      lookups.pending += 1;
+    }
   }
 
   /** Count one finished call to an endpoint. */

@@ -10,15 +10,19 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Secret } from '../config/secret.js';
 import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
+import type { OpsMetrics } from './ops-server.js';
 
 export interface CacheAdmin {
   /** The credential callers must present. */
   readonly token: Secret;
-  /** Drop a token's answers at every endpoint; how many endpoints held one. */
-  evictToken(token: string): number;
+  /**
+   * Drop a token's answers at every endpoint; how many endpoints held one
+   * (a cluster: the total over its workers). Rejects when not every cache
+   * could be reached.
+   */
+  evictToken(token: string): number | Promise<number>;
   /** Drop every answer; how many there were. */
-  evictAll(): number;
+  evictAll(): number | Promise<number>;
 }
 
 /** Largest request body read: a token (maxTokenLength is at most 1 MiB) in JSON or form encoding. */
@@ -28,7 +32,7 @@ export async function handleCacheAdmin(
   request: IncomingMessage,
   response: ServerResponse,
   admin: CacheAdmin | null,
-  metrics: Metrics,
+  metrics: Pick<OpsMetrics, 'adminEvictions'>,
   logger: Logger | undefined,
 ): Promise<void> {
   if (admin === null) {
@@ -48,7 +52,8 @@ export async function handleCacheAdmin(
   }
   const query = new URL(request.url ?? '/', 'http://ops').searchParams;
   if (query.get('all') === 'true') {
-    const entries = admin.evictAll();
+    const entries = await evict(response, () => admin.evictAll(), logger);
+    if (entries === null) return;
     metrics.adminEvictions.inc({ scope: 'all' });
     logger?.info({ scope: 'all', entries }, 'cache eviction');
     send(response, 200, { evicted: entries });
@@ -59,10 +64,22 @@ export async function handleCacheAdmin(
     send(response, token.status, { error: token.error });
     return;
   }
-  const endpoints = admin.evictToken(token);
+  const endpoints = await evict(response, () => admin.evictToken(token), logger);
+  if (endpoints === null) return;
   metrics.adminEvictions.inc({ scope: 'token' });
   logger?.info({ scope: 'token', endpoints }, 'cache eviction');
   send(response, 200, { evicted: endpoints });
+}
+
+/** The eviction's count, or null once a 503 has been sent: some cache was not reached, so the caller should retry. */
+async function evict(response: ServerResponse, run: () => number | Promise<number>, logger: Logger | undefined): Promise<number | null> {
+  try {
+    return await run();
+  } catch (error) {
+    logger?.error({ err: (error as Error).message }, 'cache eviction incomplete');
+    send(response, 503, { error: 'unavailable', error_description: 'not every cache could be reached; try again' });
+    return null;
+  }
 }
 
 /** Constant time in the value compared: both sides are hashed to equal lengths first. */

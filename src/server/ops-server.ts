@@ -5,12 +5,19 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Counter } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
 import { handleCacheAdmin, type CacheAdmin } from './cache-admin.js';
 
+/** What the ops server needs of the metrics: the Metrics of one process, or a cluster's aggregate. */
+export interface OpsMetrics {
+  /** Serves /metrics. */
+  readonly registry: { readonly contentType: string; metrics(): Promise<string> };
+  readonly adminEvictions: Pick<Counter<'scope'>, 'inc'>;
+}
+
 export interface OpsServerOptions {
-  metrics: Metrics;
+  metrics: OpsMetrics;
   /** null when ready to take Checks, else why not (for the /readyz body). */
   notReady(): string | null;
   /** The admin route DELETE /cache (see cache-admin.ts); absent or null: not configured, 404. */

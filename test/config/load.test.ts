@@ -43,6 +43,7 @@ t.test('defaults', async (t) => {
     ops: { host: '0.0.0.0', port: 9090 },
     shutdownTimeout: 10_000,
     maxTokenLength: 8192,
+    workers: 1,
   });
   t.same(config.log, { level: 'info', decisions: 'all', allowSampleRate: 1, identity: false });
   t.same(config.cache, { maxCacheEntries: 1000, validatedTokenTTL: 600, negativeTTL: 10, maxNegativeEntries: 1000 });
@@ -381,6 +382,9 @@ t.test('environment overrides', async (t) => {
   t.match(errorOf(() => build({ endpoints: [endpoint()] }, { GRPC_PORT: '9001x' })).message, /server\.grpc\.port \(from GRPC_PORT\): must be a whole number/);
   t.match(errorOf(() => build({ endpoints: [endpoint()] }, { LOG_LEVEL: 'loud' })).message, /log\.level: must be one of/);
   t.equal(build({ endpoints: [endpoint()] }, { SHUTDOWN_TIMEOUT: '2500' }).server.shutdownTimeout, 2500);
+  t.equal(build({ endpoints: [endpoint()], server: { workers: 2 } }, { WORKERS: '4' }).server.workers, 4, 'WORKERS wins over server.workers');
+  t.match(errorOf(() => build({ endpoints: [endpoint()] }, { WORKERS: 'four' })).message, /server\.workers \(from WORKERS\): must be a whole number/);
+  t.match(errorOf(() => build({ endpoints: [endpoint()] }, { WORKERS: '0' })).message, /server\.workers: must be a whole number from 1 to 64/);
 });
 
 t.test('an invalid mappedIdentity names the key', async (t) => {

@@ -281,3 +281,35 @@ t.test('--help mentions check-config; an unknown command or option exits 2', asy
   t.same(option.exit, { code: 2, signal: null }, 'unknown option: exit 2');
   t.match(option.stderr, /^error: .*--frobnicate/, 'names the option');
 });
+
+t.test('server.workers: 1 by default, WORKERS overrides it, 1 to 64 only', async (t) => {
+  const path = (workers: string) =>
+    writeConfig(`server:
+${workers}endpoints:
+  - name: as
+    url: http://127.0.0.1:9/introspect
+    authMethod: none
+`);
+  const plain = path('');
+  const [byDefault, fromFile, fromEnv, zero, tooMany, notNumber, envTooMany] = await Promise.all([
+    finished(run(t, ['check-config', plain])),
+    finished(run(t, ['check-config', path('  workers: 4\n')])),
+    finished(run(t, ['check-config', path('  workers: 4\n')], { WORKERS: '8' })),
+    finished(run(t, ['check-config', path('  workers: 0\n')])),
+    finished(run(t, ['check-config', path('  workers: 65\n')])),
+    finished(run(t, ['check-config', path('  workers: "4"\n')])),
+    finished(run(t, ['check-config', plain], { WORKERS: '99' })),
+  ]);
+  t.equal(JSON.parse(byDefault.stdout).server.workers, 1, 'default 1: one process');
+  t.equal(JSON.parse(fromFile.stdout).server.workers, 4, 'from the file');
+  t.equal(JSON.parse(fromEnv.stdout).server.workers, 8, 'WORKERS wins');
+  for (const [what, result, line] of [
+    ['0', zero, /server\.workers: must be a whole number from 1 to 64/],
+    ['65', tooMany, /server\.workers: must be a whole number from 1 to 64/],
+    ['a string', notNumber, /server\.workers: must be a number/],
+    ['WORKERS=99', envTooMany, /server\.workers: must be a whole number from 1 to 64/],
+  ] as const) {
+    t.same(result.exit, { code: 2, signal: null }, `${what}: exit 2`);
+    t.match(result.stderr, line, `${what}: names server.workers`);
+  }
+});
