@@ -6,7 +6,7 @@
 import { headerValues, type AuthRequest } from './auth-request.js';
 import type { PolicyConfig } from './config/load.js';
 import { extractBearer } from './credentials/bearer.js';
-import type { Allow, BearerError, CacheResult, Decision, Deny } from './decision.js';
+import type { Allow, BearerError, CacheResult, Decision, Deny, HeaderToSet } from './decision.js';
 import type { Answer, CallerSignal, Endpoint } from './introspection/introspector.js';
 import type { CompiledPolicy } from './policy/compile.js';
 import { evaluatePolicy } from './policy/evaluate.js';
@@ -103,7 +103,7 @@ export async function decide(
     policy: config.name,
     identity: evaluation.identity,
     headers: evaluation.headers,
-    removeHeaders: removals(request, policy, evaluation.setByUs),
+    removeHeaders: removals(request, policy, evaluation.headers),
     metadata: evaluation.metadata,
     endpoint,
     cache,
@@ -129,7 +129,7 @@ function anonymous(
     policy: policy.config.name,
     identity: null,
     headers: policy.anonymous.headers,
-    removeHeaders: removals(request, policy, policy.anonymous.setByUs),
+    removeHeaders: removals(request, policy, policy.anonymous.headers),
     metadata: policy.anonymous.metadata,
     endpoint,
     cache,
@@ -137,7 +137,7 @@ function anonymous(
 }
 
 /** Client copies of our headers, and the credential itself under hideCredentials (Kong: hide_credentials). */
-function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: ReadonlySet<string>): string[] {
+function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: readonly HeaderToSet[]): string[] {
   const remove = spoofedHeaders(request.headers.keys(), policy.prefixes, policy.ownHeaders, setByUs);
   if (policy.config.hideCredentials) remove.push('authorization');
   return remove;

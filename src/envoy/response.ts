@@ -76,18 +76,77 @@ export function encodeCheckResponse(decision: Decision): Buffer {
   return decision.allow ? encodeAllow(decision) : encodeDeny(decision);
 }
 
-function encodeAllow(decision: Allow): Buffer {
+/** CheckResponse.status with code OK: the same for every allow. */
+const STATUS_OK_FIELD = (() => {
   const writer = Writer.create();
   writer.uint32(RESPONSE_STATUS).fork().uint32(STATUS_CODE).uint32(RpcCode.OK).ldelim();
-  writer.uint32(RESPONSE_OK).fork();
-  for (const option of headerOptions(decision.headers)) writer.uint32(OK_HEADERS).bytes(option);
-  for (const name of decision.removeHeaders) writer.uint32(OK_HEADERS_TO_REMOVE).string(name);
-  writer.ldelim();
-  writer.uint32(RESPONSE_DYNAMIC_METADATA).bytes(metadataStruct(decision.metadata));
-  return writer.finish() as Buffer;
+  return owned(writer.finish());
+})();
+
+/**
+ * Assembled from parts encoded once (status, the header options, the
+ * metadata) and the one per-request part, the headers to remove.
+ */
+function encodeAllow(decision: Allow): Buffer {
+  const headers = headerBlock(decision.headers);
+  const metadata = metadataField(decision.metadata);
+  let removals: Uint8Array | null = null;
+  if (decision.removeHeaders.length > 0) {
+    const writer = Writer.create();
+    for (const name of decision.removeHeaders) writer.uint32(OK_HEADERS_TO_REMOVE).string(name);
+    removals = writer.finish();
+  }
+  const okLength = headers.length + (removals?.length ?? 0);
+  const out = Buffer.allocUnsafe(STATUS_OK_FIELD.length + 1 + varintLength(okLength) + okLength + metadata.length);
+  let at = STATUS_OK_FIELD.copy(out, 0);
+  out[at++] = RESPONSE_OK;
+  at = writeVarint(out, at, okLength);
+  at += out.write(headers, at, 'latin1');
+  if (removals !== null) {
+    out.set(removals, at);
+    at += removals.length;
+  }
+  out.write(metadata, at, 'latin1');
+  return out;
 }
 
+function varintLength(value: number): number {
+  let length = 1;
+  while (value > 0x7f) {
+    value >>>= 7;
+    length += 1;
+  }
+  return length;
+}
+
+function writeVarint(out: Buffer, at: number, value: number): number {
+  while (value > 0x7f) {
+    out[at++] = (value & 0x7f) | 0x80;
+    value >>>= 7;
+  }
+  out[at++] = value;
+  return at;
+}
+
+/**
+ * Denies come from a small set (fixed sentences, the configured realms), so
+ * each distinct one is encoded once; the memo is bounded all the same.
+ */
+const denies = new Map<string, Buffer>();
+const MAX_REMEMBERED_DENIES = 256;
+
 function encodeDeny(decision: Deny): Buffer {
+  const key = `${decision.status}\0${decision.reason}\0${decision.bearerError}\0${decision.challenge}\0${decision.description}`;
+  let bytes = denies.get(key);
+  if (bytes === undefined) {
+    bytes = owned(writeDeny(decision));
+    if (denies.size >= MAX_REMEMBERED_DENIES) denies.clear();
+    denies.set(key, bytes);
+  }
+  return bytes;
+}
+
+function writeDeny(decision: Deny): Uint8Array {
   const writer = Writer.create();
   writer
     .uint32(RESPONSE_STATUS)
@@ -105,7 +164,18 @@ function encodeDeny(decision: Deny): Buffer {
   const body = JSON.stringify({ error: decision.bearerError ?? decision.reason, error_description: decision.description });
   writer.uint32(DENIED_BODY).string(body);
   writer.ldelim();
-  return writer.finish() as Buffer;
+  return writer.finish();
+}
+
+/**
+ * A copy in memory of its own: a Writer's small results are slices of Node's
+ * shared 8 KiB pool, and one kept for as long as a cache entry would keep the
+ * whole slab alive.
+ */
+function owned(bytes: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  copy.set(bytes);
+  return copy;
 }
 
 /**
@@ -124,20 +194,32 @@ function headerOption({ name, value }: HeaderToSet): Uint8Array {
 const DENY_CONTENT_TYPE = headerOption({ name: 'content-type', value: 'application/json' });
 const DENY_CACHE_CONTROL = headerOption({ name: 'cache-control', value: 'no-store' });
 
-/** Encoded once per headers list: allows made from the same cached answer share it. */
-const encodedOptions = new WeakMap<readonly HeaderToSet[], readonly Uint8Array[]>();
+/**
+ * The `headers` fields of an OkHttpResponse, encoded once per list: allows
+ * made from the same cached answer share it. Kept as bytes in a Latin-1
+ * string: a Buffer would add an object, an ArrayBuffer and a backing store to
+ * every cached answer.
+ */
+const headerBlocks = new WeakMap<readonly HeaderToSet[], string>();
 
-function headerOptions(headers: readonly HeaderToSet[]): readonly Uint8Array[] {
-  let options = encodedOptions.get(headers);
-  if (options === undefined) {
-    options = headers.map(headerOption);
-    encodedOptions.set(headers, options);
+function headerBlock(headers: readonly HeaderToSet[]): string {
+  let block = headerBlocks.get(headers);
+  if (block === undefined) {
+    const writer = Writer.create();
+    for (const header of headers) writer.uint32(OK_HEADERS).bytes(headerOption(header));
+    block = asBytes(writer.finish());
+    headerBlocks.set(headers, block);
   }
-  return options;
+  return block;
 }
 
-/** Encoded once per metadata object, which allows made from the same cached answer share. */
-const structs = new WeakMap<Metadata, Uint8Array>();
+/** Bytes as a string of one Latin-1 character per byte (Buffer.write(…, 'latin1') puts them back). */
+function asBytes(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
+}
+
+/** The dynamic_metadata field, encoded once per metadata object, which allows made from the same cached answer share. */
+const metadataFields = new WeakMap<Metadata, string>();
 
 /**
  * How deep a message may sit in the answer, CheckResponse being level 0.
@@ -147,16 +229,18 @@ const structs = new WeakMap<Metadata, Uint8Array>();
  */
 const MAX_VALUE_LEVEL = 96;
 
-function metadataStruct(metadata: Metadata): Uint8Array {
-  let struct = structs.get(metadata);
-  if (struct === undefined) {
+function metadataField(metadata: Metadata): string {
+  let field = metadataFields.get(metadata);
+  if (field === undefined) {
     const writer = Writer.create();
     // dynamic_metadata is level 1.
+    writer.uint32(RESPONSE_DYNAMIC_METADATA).fork();
     writeStructFields(writer, metadata, 1);
-    struct = writer.finish();
-    structs.set(metadata, struct);
+    writer.ldelim();
+    field = asBytes(writer.finish());
+    metadataFields.set(metadata, field);
   }
-  return struct;
+  return field;
 }
 
 /** Values JSON cannot hold (undefined, functions, non-finite numbers) are left out of a struct. */

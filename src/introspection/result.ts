@@ -68,7 +68,11 @@ export function readIntrospectionResponse(status: number, body: string, options:
   if (options.issuer != null && answer.iss !== options.issuer) return INACTIVE;
   if (options.audience && options.audience.length > 0 && !hasAudience(answer.aud, options.audience)) return INACTIVE;
 
-  const claims: Record<string, unknown> = Object.create(null);
+  // No prototype (a claim may be named "__proto__" or "constructor"). Made from
+  // {} rather than Object.create(null), which V8 keeps in dictionary mode, and
+  // filled before freezing: every answer of the same shape then shares one
+  // hidden class, instead of costing each cache entry its own (~1 KB).
+  const claims: Record<string, unknown> = Object.setPrototypeOf({}, null);
   for (const key of Object.keys(answer)) claims[key] = deepFreeze(answer[key]);
   if (options.multiValuedScope && typeof claims.scope === 'string') {
     claims.scope = Object.freeze(claims.scope.split(' ').filter((scope) => scope !== ''));

@@ -26,7 +26,7 @@ export interface CompiledPolicy {
   /** WWW-Authenticate of an insufficient_scope deny (it names the required scopes). */
   readonly scopeChallenge: string;
   /** What a pass-through allow sets: the status marker only. */
-  readonly anonymous: { readonly headers: readonly HeaderToSet[]; readonly setByUs: ReadonlySet<string>; readonly metadata: Metadata };
+  readonly anonymous: { readonly headers: readonly HeaderToSet[]; readonly metadata: Metadata };
   /**
    * Evaluations by claims object. A cached answer hands every Check the same
    * frozen claims, and an evaluation depends on nothing else, so a cache hit
@@ -76,7 +76,6 @@ export function compilePolicy(
       `scope="${policy.scopes.join(' ')}"`,
     anonymous: Object.freeze({
       headers: Object.freeze([Object.freeze({ name: status, value: 'anonymous' })]),
-      setByUs: new Set([status]),
       metadata: Object.freeze({ policy: policy.name, status: 'anonymous' }),
     }),
     evaluations: new WeakMap(),

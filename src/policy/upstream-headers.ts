@@ -3,6 +3,7 @@
  * names and values that are safe to emit, size caps, and which client-sent
  * copies must go.
  */
+import type { HeaderToSet } from '../decision.js';
 
 /**
  * Envoy refuses (and HTTP forbids) control characters in header values; a claim
@@ -154,15 +155,20 @@ export function spoofedHeaders(
   incoming: Iterable<string>,
   prefixes: readonly string[],
   names: ReadonlySet<string>,
-  setByUs: ReadonlySet<string>,
+  setByUs: readonly HeaderToSet[],
 ): string[] {
   const remove: string[] = [];
   for (const name of incoming) {
-    if (setByUs.has(name)) continue;
     const canonical = name.includes('_') ? name.replaceAll('_', '-') : name;
-    if (names.has(canonical) || startsWithAny(canonical, prefixes)) remove.push(name);
+    if ((names.has(canonical) || startsWithAny(canonical, prefixes)) && !sets(setByUs, name)) remove.push(name);
   }
   return remove;
+}
+
+/** Whether the response sets this very name (a short list, read only for names in our namespace). */
+function sets(headers: readonly HeaderToSet[], name: string): boolean {
+  for (const header of headers) if (header.name === name) return true;
+  return false;
 }
 
 function startsWithAny(name: string, prefixes: readonly string[]): boolean {

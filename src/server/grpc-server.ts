@@ -23,6 +23,9 @@ export async function startGrpcServer(
   const server = new grpc.Server({
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    // Channelz (per-call counters and timestamps for a debugging service we do
+    // not expose) costs about 2% of a cached Check.
+    'grpc.enable_channelz': 0,
   });
   const health = new HealthState(ServingStatus.NOT_SERVING);
   server.addService(definitions.authorization, authorizationHandlers(options));

@@ -257,3 +257,14 @@ t.test('dynamic_metadata: encoded once per metadata object', async (t) => {
   t.same(first.ok_response!.headers_to_remove, ['x_auth_subject', 'x-auth-roles']);
   t.same(second.ok_response!.headers_to_remove, ['x'], 'the rest is per response');
 });
+
+t.test('denies are remembered once encoded, within a bound, and never mixed up', async (t) => {
+  const first = checkResponseOf(denyDecision({ description: 'deny number 0' }));
+  for (let i = 1; i < 300; i += 1) {
+    const response = checkResponseOf(denyDecision({ description: `deny number ${i}` }));
+    t.equal(JSON.parse(response.denied_response!.body).error_description, `deny number ${i}`);
+  }
+  const again = checkResponseOf(denyDecision({ description: 'deny number 0' }));
+  t.same(again, first, 'the same deny, after the memo was cleared');
+  t.not(checkResponseOf(denyDecision({ status: 403, challenge: null })).denied_response!.status.code, 401);
+});

@@ -35,7 +35,7 @@ t.test('isSafeHeaderValue', async (t) => {
 t.test('spoofedHeaders', async (t) => {
   const prefix = 'x-auth-';
   const own = new Set(['x-user']);
-  const setByUs = new Set(['x-auth-subject']);
+  const setByUs = [{ name: 'x-auth-subject', value: 'alice' }];
   const cases: Array<[string, string[], string[]]> = [
     ['prefix match', ['x-auth-roles', 'x-auth-'], ['x-auth-roles', 'x-auth-']],
     ['header we set is kept for overwriting', ['x-auth-subject'], []],
@@ -56,7 +56,7 @@ t.test('spoofedHeaders', async (t) => {
 
 t.test('spoofedHeaders never lists what we set, even outside the prefix', async (t) => {
   const own = new Set(['x-user']);
-  const setByUs = new Set(['x-user']);
+  const setByUs = [{ name: 'x-user', value: 'u' }];
   t.same(spoofedHeaders(['x-user', 'x_user', 'x-auth-a'], ['x-auth-'], own, setByUs), ['x_user', 'x-auth-a']);
 });
 
@@ -65,12 +65,12 @@ t.test('spoofedHeaders reads any iterable', async (t) => {
     ['x-auth-a', ['1']],
     ['host', ['h']],
   ]);
-  t.same(spoofedHeaders(headers.keys(), ['x-auth-'], new Set(), new Set()), ['x-auth-a']);
-  t.same(spoofedHeaders(new Set(['x-auth-b']), ['x-auth-'], new Set(), new Set()), ['x-auth-b']);
+  t.same(spoofedHeaders(headers.keys(), ['x-auth-'], new Set(), []), ['x-auth-a']);
+  t.same(spoofedHeaders(new Set(['x-auth-b']), ['x-auth-'], new Set(), []), ['x-auth-b']);
 });
 
 t.test('spoofedHeaders with the prefixes of several policies', async (t) => {
-  const removed = spoofedHeaders(['x-auth-a', 'x-partner-b', 'x_partner_c', 'x-other'], ['x-auth-', 'x-partner-'], new Set(), new Set());
+  const removed = spoofedHeaders(['x-auth-a', 'x-partner-b', 'x_partner_c', 'x-other'], ['x-auth-', 'x-partner-'], new Set(), []);
   t.same(removed, ['x-auth-a', 'x-partner-b', 'x_partner_c']);
 });
 
