@@ -5,7 +5,7 @@ NODE ?= node
 NPM ?= npm
 TAP_FLAGS ?=
 
-.PHONY: all install build demo test test-only soak clean
+.PHONY: all install build demo test test-only soak bench clean
 
 all: build
 
@@ -34,6 +34,16 @@ test-only:
 # prints memory over time and fails on an RPC error, a wrong allow or a count mismatch.
 soak: build
 	$(NODE) dist/test/soak/soak.js
+
+# Throughput, latency, memory and start-up of the service process, as ratios to two baselines
+# measured in the same run (a grpc-js no-op and the grpc-js transport ceiling), plus a peer
+# (Express Gateway 1.16, installed on demand into bench/.peer/). Installs h2load
+# (nghttp2-client) when missing; everything runs on loopback and stops at the end; about
+# 4 minutes. Prints a table and writes bench/results/latest.json; fails only when something
+# is broken, never for a missed target. Knobs: BENCH_DURATION (s per run, default 8) and
+# the others in README.md, "Benchmark".
+bench: build
+	$(NODE) dist/bench/run.js
 
 clean:
 	rm -rf dist .tap coverage

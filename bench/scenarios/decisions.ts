@@ -1,0 +1,94 @@
+/**
+ * The service's three hot paths under h2load: a cached allow (scopes checked,
+ * eight attributes exposed), a deny without a token, and a deny from the
+ * negative cache (an inactive token). Each is checked twice: one Check
+ * through grpc-js before the run must give the expected decision (and fills
+ * the cache), and after each run the service's own decision counters must
+ * have grown by at least h2load's completed requests, all with the expected
+ * reason, without a single introspection call.
+ */
+import { bearerToken, encodeCheckRequest } from '../check-request.js';
+import type { H2loadResult } from '../h2load.js';
+import type { Settings } from '../settings.js';
+import type { Idp } from '../support/idp.js';
+import { decodeDecision, rawClient, RequestTemplate } from '../support/raw-client.js';
+import { decisionCounts, EXPOSED, type Service } from '../support/service.js';
+import { assertClean, bodyFile, grpcLoad } from './load.js';
+
+export type DecisionKind = 'cached' | 'deny' | 'negative';
+
+export interface DecisionRun {
+  kind: DecisionKind;
+  sat: H2loadResult;
+  /** Open loop at half of (a)'s saturation rate; null when the baselines were not measured. */
+  half: H2loadResult | null;
+  /** Decisions the service counted over both runs (warm-ups included). */
+  counted: number;
+}
+
+interface Expectation {
+  token: string | null;
+  allow: boolean;
+  reason: string;
+  httpStatus: number | null;
+}
+
+function expectation(kind: DecisionKind): Expectation {
+  switch (kind) {
+    case 'cached':
+      return { token: bearerToken('bench-cached'), allow: true, reason: 'ok', httpStatus: null };
+    case 'deny':
+      return { token: null, allow: false, reason: 'missing_token', httpStatus: 401 };
+    case 'negative':
+      return { token: bearerToken('bench-negative', true), allow: false, reason: 'inactive', httpStatus: 401 };
+  }
+}
+
+/** One Check as Envoy sends it; throws unless the decision is the expected one. */
+export async function verifyDecision(address: string, kind: DecisionKind): Promise<void> {
+  const want = expectation(kind);
+  const client = rawClient(address);
+  try {
+    const request = want.token === null ? encodeCheckRequest(null) : new RequestTemplate().withToken(want.token);
+    const got = decodeDecision(await client.check(request));
+    const problems: string[] = [];
+    if (got.allowed !== want.allow) problems.push(`allowed=${got.allowed}`);
+    if (got.httpStatus !== want.httpStatus) problems.push(`status ${got.httpStatus}`);
+    if (want.allow) {
+      if (!got.headers['x-auth-subject']) problems.push('no x-auth-subject');
+      const missing = EXPOSED.map((name) => `x-auth-${name.replaceAll('_', '-')}`).filter((header) => !(header in got.headers));
+      if (missing.length > 0) problems.push(`missing ${missing.join(', ')}`);
+    }
+    if (problems.length > 0) throw new Error(`${kind}: unexpected decision (${problems.join('; ')})`);
+  } finally {
+    client.close();
+  }
+}
+
+export async function measureDecision(kind: DecisionKind, service: Service, idp: Idp, settings: Settings, halfRate: number | null): Promise<DecisionRun> {
+  const want = expectation(kind);
+  await verifyDecision(service.address, kind);
+  const file = bodyFile(want.token);
+  const introspectionsBefore = await idp.count();
+  let counted = 0;
+
+  const measured = async (totalRps?: number): Promise<H2loadResult> => {
+    const before = decisionCounts(await service.metrics());
+    const result = await grpcLoad(service.grpcPort, file, settings, totalRps);
+    const after = decisionCounts(await service.metrics());
+    assertClean(result, kind);
+    const expected = (after.reasons[want.reason] ?? 0) - (before.reasons[want.reason] ?? 0);
+    const total = after.allow + after.deny - (before.allow + before.deny);
+    if (expected !== total) throw new Error(`${kind}: ${total - expected} decisions with another reason than ${want.reason}`);
+    // h2load does not count its warm-up; the service does. Every request h2load saw succeed must be a decision.
+    if (expected < result.succeeded) throw new Error(`${kind}: h2load completed ${result.succeeded} requests, the service decided ${expected}`);
+    counted += total;
+    return result;
+  };
+
+  const sat = await measured();
+  const half = halfRate === null ? null : await measured(halfRate);
+  const calls = (await idp.count()) - introspectionsBefore;
+  if (calls !== 0) throw new Error(`${kind}: ${calls} introspection calls during the runs (the answer should be cached)`);
+  return { kind, sat, half, counted };
+}

@@ -1,0 +1,47 @@
+/** The bench's knobs, all from the environment, each bounded so that a run always ends. */
+
+function number(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new TypeError(`${name} must be a number from ${min} to ${max}`);
+  return value;
+}
+
+export interface Settings {
+  /** Seconds of each h2load measurement (-D) and of each Node client loop. */
+  durationS: number;
+  /** Seconds of h2load warm-up before each measurement. */
+  warmUpS: number;
+  clients: number;
+  streams: number;
+  coldConcurrency: number;
+  coalesce: number;
+  coalesceDelayMs: number;
+  coalesceRounds: number;
+  memoryEntries: number;
+  starts: number;
+  peer: boolean;
+  /** Scenario names to run (all when empty). */
+  only: Set<string>;
+}
+
+export function readSettings(): Settings {
+  return {
+    durationS: number('BENCH_DURATION', 8, 1, 120),
+    warmUpS: number('BENCH_WARMUP', 2, 0, 30),
+    clients: number('BENCH_CLIENTS', 8, 1, 64),
+    streams: number('BENCH_STREAMS', 16, 1, 256),
+    coldConcurrency: number('BENCH_COLD_CONCURRENCY', 32, 1, 256),
+    coalesce: number('BENCH_COALESCE', 200, 2, 1000),
+    coalesceDelayMs: number('BENCH_COALESCE_DELAY_MS', 50, 0, 1000),
+    coalesceRounds: number('BENCH_COALESCE_ROUNDS', 3, 1, 20),
+    memoryEntries: number('BENCH_MEMORY_ENTRIES', 100_000, 1000, 1_000_000),
+    starts: number('BENCH_STARTS', 5, 1, 20),
+    peer: process.env.BENCH_PEER !== '0',
+    only: new Set((process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean)),
+  };
+}
+
+export const SCENARIOS = ['baselines', 'cached', 'deny', 'negative', 'workers', 'cold', 'coalescing', 'memory', 'startup', 'peer'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
