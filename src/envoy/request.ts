@@ -215,8 +215,10 @@ function readStringEntry(wire: Wire): [string, string] {
 
 /**
  * A string field, as UTF-8. Most are ASCII, and then a substring of the
- * message read as Latin-1 once is the same text for much less than a decode
- * of its own (which would be most of what reading a request costs).
+ * message read as Latin-1 once is the same text, cheaper than a decode of its
+ * own. V8 may keep such a substring as a slice of the whole message: code
+ * that keeps a request's string beyond the Check copies it (see the
+ * introspector's client id).
  */
 function readString({ reader, buffer, text }: Wire): string {
   const length = reader.uint32();

@@ -271,5 +271,6 @@ function clientIdFrom(headers: RequestHeaders | undefined, name: string): string
   const value = values[0]!.trim();
   // Envoy joins repeated headers with ",": a comma means several values, or one we cannot tell apart.
   if (!CLIENT_ID.test(value) || value.includes(',')) return null;
-  return value;
+  // A copy of its own: the cache keeps it, and the request's strings may be slices of the whole CheckRequest.
+  return Buffer.from(value, 'latin1').toString('latin1');
 }
