@@ -39,7 +39,7 @@ soak: build
 # measured in the same run (a grpc-js no-op and the grpc-js transport ceiling), plus a peer
 # (Express Gateway 1.16, installed on demand into bench/.peer/). Installs h2load
 # (nghttp2-client) when missing; everything runs on loopback and stops at the end; about
-# 4 minutes. Prints a table and writes bench/results/latest.json; fails only when something
+# 6 minutes. Prints a table and writes bench/results/latest.json; fails only when something
 # is broken, never for a missed target. Knobs: BENCH_DURATION (s per run, default 8) and
 # the others in README.md, "Benchmark".
 bench: build

@@ -63,16 +63,22 @@ function latency(result: H2loadResult | null | undefined): string {
   return `p50 ${ms(result.latency.p50)} / p99 ${ms(result.latency.p99)} ms`;
 }
 
+/** The req/s of every round, when there were several: the spread behind a median. */
+function spread(rounds: readonly number[] | undefined): string {
+  if (!rounds || rounds.length < 2) return '';
+  return ` (median of ${rounds.map((value) => int(value)).join(' / ')})`;
+}
+
 /** One row per scenario: name, absolute figures, ratios. */
 function rows(r: Results): string[][] {
   const out: string[][] = [];
   const b = r.baselines;
   const half = b ? ` @ ${int(b.halfRate)} req/s offered: ` : '';
   if (b) {
-    out.push(['(b) ceiling: grpc-js, no decode', `${int(b.ceiling.reqPerSec)} req/s, ${latency(b.ceiling)}`, '1.00x (b)']);
+    out.push(['(b) ceiling: grpc-js, no decode', `${int(b.ceiling.reqPerSec)} req/s${spread(b.rounds?.ceiling)}, ${latency(b.ceiling)}`, '1.00x (b)']);
     out.push([
       '(a) no-op: proto-loader decode',
-      `${int(b.noop.reqPerSec)} req/s, ${latency(b.noop)};${half}${latency(b.noopHalf)}`,
+      `${int(b.noop.reqPerSec)} req/s${spread(b.rounds?.noop)}, ${latency(b.noop)};${half}${latency(b.noopHalf)}`,
       `${x(ratio(b.noop.reqPerSec, b.ceiling.reqPerSec))} (b)`,
     ]);
   }
@@ -80,7 +86,7 @@ function rows(r: Results): string[][] {
     if (!run) return;
     out.push([
       label,
-      `${int(run.sat.reqPerSec)} req/s, ${latency(run.sat)}${run.half ? `;${half}${latency(run.half)}` : ''}`,
+      `${int(run.sat.reqPerSec)} req/s${spread(run.rounds)}, ${latency(run.sat)}${run.half ? `;${half}${latency(run.half)}` : ''}`,
       [
         `${x(ratio(run.sat.reqPerSec, b?.noop.reqPerSec))} (a)`,
         `${x(ratio(run.sat.reqPerSec, b?.ceiling.reqPerSec))} (b)`,
@@ -187,7 +193,8 @@ export function render(r: Results): string {
     `make bench: ${r.date}`,
     `machine: ${r.machine.cpu} x ${r.machine.cpus}, ${r.machine.os}, Node ${r.machine.node}, ${r.machine.h2load}`,
     `load: h2load -c ${s.clients} -m ${s.streams} (gRPC over h2c), ${s.warmUpS} s warm-up + ${s.durationS} s per run; ` +
-      `50% runs: open loop (--rps) at half of (a)'s saturation rate`,
+      `saturation runs of (a), (b), cached, deny and negative interleaved in ${s.rounds ?? 1} rounds, median reported; ` +
+      `50% runs: open loop (--rps) at half of (a)'s median saturation rate`,
     `service: node dist/src/main.js, ${r.logging}; baselines and service each in their own process; every figure below is from this one run`,
     '',
     table(['scenario', 'absolute', 'ratios'], rows(r)),

@@ -9,15 +9,14 @@
  */
 import { rmSync } from 'node:fs';
 import { cpus, release, type } from 'node:os';
-import { bearerToken } from './check-request.js';
 import { ensureH2load } from './h2load.js';
 import { measurePeer } from './peer/express-gateway.js';
 import { render, save, targets, type Results } from './report.js';
-import { measureBaselines } from './scenarios/baselines.js';
 import { measureCoalescing } from './scenarios/coalescing.js';
 import { measureColdPath } from './scenarios/cold-path.js';
-import { measureDecision, type DecisionKind } from './scenarios/decisions.js';
-import { bodyDir, bodyFile } from './scenarios/load.js';
+import type { DecisionKind } from './scenarios/decisions.js';
+import { measureThroughput } from './scenarios/throughput.js';
+import { bodyDir } from './scenarios/load.js';
 import { measureMemory } from './scenarios/memory.js';
 import { measureStartup } from './scenarios/startup.js';
 import { measureWorkers } from './scenarios/workers.js';
@@ -67,23 +66,12 @@ async function main(): Promise<number> {
 
   const idp = await startIdp();
   try {
-    if (wanted('baselines')) {
-      // The baselines get the request of the cached-allow scenario.
-      results.baselines = await attempt('baselines', () => measureBaselines(settings, bodyFile(bearerToken('bench-cached'))));
-    }
-    const halfRate = results.baselines?.halfRate ?? null;
-
     const kinds = (['cached', 'deny', 'negative'] as const).filter(wanted);
-    if (kinds.length > 0) {
-      const service = await attempt('service', () => startService({ idpUrl: idp.url }));
-      if (service) {
-        try {
-          for (const kind of kinds) {
-            results[kind as DecisionKind] = await attempt(kind, () => measureDecision(kind, service, idp, settings, halfRate));
-          }
-        } finally {
-          await service.stop();
-        }
+    if (wanted('baselines') || kinds.length > 0) {
+      const throughput = await attempt('throughput', () => measureThroughput(settings, idp, kinds, wanted('baselines'), log));
+      if (throughput) {
+        results.baselines = throughput.baselines;
+        for (const kind of kinds) results[kind as DecisionKind] = throughput.runs[kind];
       }
     }
     if (wanted('workers')) results.workers = await attempt('workers', () => measureWorkers(idp, settings));

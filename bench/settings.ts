@@ -11,6 +11,8 @@ function number(name: string, fallback: number, min: number, max: number): numbe
 export interface Settings {
   /** Seconds of each h2load measurement (-D) and of each Node client loop. */
   durationS: number;
+  /** Interleaved rounds of the saturation runs (baselines, cached, deny, negative); medians are reported. */
+  rounds: number;
   /** Seconds of h2load warm-up before each measurement. */
   warmUpS: number;
   clients: number;
@@ -29,6 +31,7 @@ export interface Settings {
 export function readSettings(): Settings {
   return {
     durationS: number('BENCH_DURATION', 8, 1, 120),
+    rounds: number('BENCH_ROUNDS', 3, 1, 9),
     warmUpS: number('BENCH_WARMUP', 2, 0, 30),
     clients: number('BENCH_CLIENTS', 8, 1, 64),
     streams: number('BENCH_STREAMS', 16, 1, 256),

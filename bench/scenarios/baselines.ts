@@ -21,12 +21,21 @@ export interface Baselines {
   noopHalf: H2loadResult;
   /** The total offered rate of the half-load runs, requests/s. */
   halfRate: number;
+  /** Saturation req/s of every round, in order; the results above are the median rounds. */
+  rounds: { ceiling: number[]; noop: number[] };
 }
 
-async function startBaseline(kind: 'noop' | 'ceiling'): Promise<{ proc: Proc; port: number }> {
+export interface BaselineServer {
+  proc: Proc;
+  port: number;
+}
+
+/** A baseline server, started and checked with one Check. */
+export async function startBaseline(kind: 'noop' | 'ceiling'): Promise<BaselineServer> {
   const proc = startNode(benchScript(`baselines/${kind}-server.js`));
   try {
     const { grpcPort } = await serving(proc, 15_000);
+    await verify(grpcPort, kind === 'noop' ? 'the no-op baseline' : 'the ceiling baseline');
     return { proc, port: grpcPort };
   } catch (error) {
     await stopProc(proc);
@@ -45,27 +54,9 @@ async function verify(port: number, what: string): Promise<void> {
   }
 }
 
-export async function measureBaselines(settings: Settings, dataFile: string): Promise<Baselines> {
-  const ceilingServer = await startBaseline('ceiling');
-  let ceiling: H2loadResult;
-  try {
-    await verify(ceilingServer.port, 'the ceiling baseline');
-    ceiling = await grpcLoad(ceilingServer.port, dataFile, settings);
-    assertClean(ceiling, 'ceiling baseline');
-  } finally {
-    await stopProc(ceilingServer.proc);
-  }
-  const noopServer = await startBaseline('noop');
-  try {
-    await verify(noopServer.port, 'the no-op baseline');
-    const noop = await grpcLoad(noopServer.port, dataFile, settings);
-    assertClean(noop, 'no-op baseline');
-    // h2load's --rps is a whole number per client: the offered total is what that adds up to.
-    const halfRate = Math.max(1, Math.round(noop.reqPerSec / 2 / settings.clients)) * settings.clients;
-    const noopHalf = await grpcLoad(noopServer.port, dataFile, settings, halfRate);
-    assertClean(noopHalf, 'no-op baseline at half load');
-    return { ceiling, noop, noopHalf, halfRate };
-  } finally {
-    await stopProc(noopServer.proc);
-  }
+/** One h2load run against a baseline; saturation unless `totalRps` is given. */
+export async function baselineRun(server: BaselineServer, what: string, dataFile: string, settings: Settings, totalRps?: number): Promise<H2loadResult> {
+  const result = await grpcLoad(server.port, dataFile, settings, totalRps);
+  assertClean(result, what);
+  return result;
 }

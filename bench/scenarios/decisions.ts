@@ -19,7 +19,10 @@ export type DecisionKind = 'cached' | 'deny' | 'negative';
 
 export interface DecisionRun {
   kind: DecisionKind;
+  /** The median of the saturation rounds. */
   sat: H2loadResult;
+  /** Saturation req/s of every round, in order. */
+  rounds: number[];
   /** Open loop at half of (a)'s saturation rate; null when the baselines were not measured. */
   half: H2loadResult | null;
   /** Decisions the service counted over both runs (warm-ups included). */
@@ -65,30 +68,44 @@ export async function verifyDecision(address: string, kind: DecisionKind): Promi
   }
 }
 
-export async function measureDecision(kind: DecisionKind, service: Service, idp: Idp, settings: Settings, halfRate: number | null): Promise<DecisionRun> {
+/**
+ * Checked h2load runs of one kind against the running service: every run must
+ * be clean and be accounted for in the service's decision counters with the
+ * expected reason; `finish` then checks no introspection was made.
+ */
+export interface DecisionRunner {
+  run(totalRps?: number): Promise<H2loadResult>;
+  /** Throws if the endpoint was asked during the runs; the decisions the service counted. */
+  finish(): Promise<number>;
+}
+
+export async function decisionRunner(kind: DecisionKind, service: Service, idp: Idp, settings: Settings): Promise<DecisionRunner> {
   const want = expectation(kind);
   await verifyDecision(service.address, kind);
   const file = bodyFile(want.token);
-  const introspectionsBefore = await idp.count();
+  // Counted from the first run, not from here: other kinds' first Checks may come in between.
+  let introspectionsBefore: number | undefined;
   let counted = 0;
-
-  const measured = async (totalRps?: number): Promise<H2loadResult> => {
-    const before = decisionCounts(await service.metrics());
-    const result = await grpcLoad(service.grpcPort, file, settings, totalRps);
-    const after = decisionCounts(await service.metrics());
-    assertClean(result, kind);
-    const expected = (after.reasons[want.reason] ?? 0) - (before.reasons[want.reason] ?? 0);
-    const total = after.allow + after.deny - (before.allow + before.deny);
-    if (expected !== total) throw new Error(`${kind}: ${total - expected} decisions with another reason than ${want.reason}`);
-    // h2load does not count its warm-up; the service does. Every request h2load saw succeed must be a decision.
-    if (expected < result.succeeded) throw new Error(`${kind}: h2load completed ${result.succeeded} requests, the service decided ${expected}`);
-    counted += total;
-    return result;
+  return {
+    async run(totalRps?: number): Promise<H2loadResult> {
+      introspectionsBefore ??= await idp.count();
+      const before = decisionCounts(await service.metrics());
+      const result = await grpcLoad(service.grpcPort, file, settings, totalRps);
+      const after = decisionCounts(await service.metrics());
+      assertClean(result, kind);
+      const expected = (after.reasons[want.reason] ?? 0) - (before.reasons[want.reason] ?? 0);
+      const total = after.allow + after.deny - (before.allow + before.deny);
+      if (expected !== total) throw new Error(`${kind}: ${total - expected} decisions with another reason than ${want.reason}`);
+      // h2load does not count its warm-up; the service does. Every request h2load saw succeed must be a decision.
+      if (expected < result.succeeded) throw new Error(`${kind}: h2load completed ${result.succeeded} requests, the service decided ${expected}`);
+      counted += total;
+      return result;
+    },
+    async finish(): Promise<number> {
+      if (introspectionsBefore === undefined) return counted;
+      const calls = (await idp.count()) - introspectionsBefore;
+      if (calls !== 0) throw new Error(`${kind}: ${calls} introspection calls during the runs (the answer should be cached)`);
+      return counted;
+    },
   };
-
-  const sat = await measured();
-  const half = halfRate === null ? null : await measured(halfRate);
-  const calls = (await idp.count()) - introspectionsBefore;
-  if (calls !== 0) throw new Error(`${kind}: ${calls} introspection calls during the runs (the answer should be cached)`);
-  return { kind, sat, half, counted };
 }
