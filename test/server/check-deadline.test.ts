@@ -37,10 +37,28 @@ t.test('fires a margin before the deadline: a fifth of the time left, at most DE
     const started = Date.now();
     await new Promise<void>((resolve) => deadline.addEventListener('abort', () => resolve(), { once: true }));
     const took = Date.now() - started;
-    t.ok(took >= expected - 5 && took < expected + 100, `deadline ${ms} ms: fired after ${took} ms (expected ~${expected})`);
+    // Never early; late only by the machine's timer lag (the margin itself is checked without timers below).
+    t.ok(took >= expected - 5 && took < expected + 1_000, `deadline ${ms} ms: fired after ${took} ms (expected ~${expected})`);
     t.equal(deadline.aborted, true);
     deadline.dispose();
     t.equal(call.listeners(), 0, 'listener removed');
+  }
+});
+
+t.test('the margin, without timers: a call that arrived earlier is read inside its margin', async (t) => {
+  // Each call arrived `ago` ms before now with a deadline `left` ms from now: its margin is
+  // min(DEADLINE_MARGIN_MS, (ago + left) / 5), so it is already aborted when left < margin.
+  const cases: Array<[ago: number, left: number, aborted: boolean]> = [
+    [970, 30, true], // 1000 ms budget: margin 50 > 30 left
+    [940, 60, false], // margin 50 < 60 left
+    [95, 5, true], // 100 ms budget: margin 20 > 5 left
+    [70, 30, false], // margin 20 < 30 left
+  ];
+  for (const [ago, left, aborted] of cases) {
+    const call = fakeCall(left);
+    const deadline = new CheckDeadline(call, Date.now() - ago);
+    t.equal(deadline.aborted, aborted, `arrived ${ago} ms ago, ${left} ms left: ${aborted ? 'aborted' : 'not yet'}`);
+    deadline.dispose();
   }
 });
 
