@@ -20,7 +20,8 @@ import type { SharedCache } from './introspector.js';
 import { EvictionJournal } from './eviction-journal.js';
 import { open, seal, sharedKey, sharedKeys, type SharedEntry, type SharedKeys } from './sealed-entry.js';
 
-export type SharedLookup = 'hit' | 'miss' | 'error' | 'skipped';
+/** `refused`: a value was there but is not used: it does not open (forged, altered, another secret or version) or predates an eviction. */
+export type SharedLookup = 'hit' | 'miss' | 'refused' | 'error' | 'skipped';
 export type SharedOperation = 'get' | 'set' | 'evict' | 'subscribe';
 
 export interface RedisCacheOptions {
@@ -157,7 +158,8 @@ export class RedisSharedCache implements SharedCache {
     const entry = value === null ? undefined : open(value, this.#keys, cacheId, token, name);
     const usable = entry !== undefined && this.#journal.admits(key, entry.writtenAt) ? this.#bounded(entry) : undefined;
     const live = usable !== undefined && usable.expiresAt > this.#clock.now() ? usable : undefined;
-    this.#onLookup?.(live ? 'hit' : 'miss', (performance.now() - started) / 1000);
+    const result = live ? 'hit' : value !== null && usable === undefined ? 'refused' : 'miss';
+    this.#onLookup?.(result, (performance.now() - started) / 1000);
     return live;
   }
 

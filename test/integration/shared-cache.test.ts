@@ -296,6 +296,7 @@ t.test('a Redis writer cannot forge an active answer from a token and the public
     }
   }
   t.equal(h.introspections(), 1 + checks, 'every Check met by a forged entry went to the authorization server');
+  t.match(await metric(h.b, 'authz_shared_cache_lookups_total'), /result="refused"} 1/, 'and counted it as refused');
 });
 
 // Inactive answers are not cached here: a denial must come from reading Redis, not from a negative entry in memory.

@@ -71,7 +71,7 @@ t.test('sealed values under HMAC keys; anything that does not open is a miss', a
   value[value.length - 1]! ^= 1;
   await plain.set(`p:${key}`, value);
   t.equal(await shared.get(key, 'one', TOKEN), undefined, 'tampered');
-  t.same(lookups, ['miss', 'hit', 'miss', 'miss']);
+  t.same(lookups, ['miss', 'hit', 'refused', 'refused'], 'a value that does not open is refused, not missing');
 
   shared.set(key, 'one', TOKEN, { active: false, expiresAt: Date.now() - 1, writtenAt: Date.now() - 2 });
   await sleep(20);
@@ -189,6 +189,7 @@ t.test('entries written before an eviction, here or heard of, are refused; later
   await plain.set(name, captured, 'PX', 60_000);
   t.equal(await a.shared.get(key, 'one', TOKEN), undefined, 'replayed: refused where evicted');
   t.equal(await b.shared.get(key, 'one', TOKEN), undefined, 'replayed: refused where heard of');
+  t.same([a.lookups.at(-1), b.lookups.at(-1)], ['refused', 'refused'], 'counted as refused');
 
   // Written within the clock skew allowed after the eviction: still refused (its writer's clock may be ahead).
   a.shared.set(key, 'one', TOKEN, entry(now + 1000));
