@@ -153,7 +153,7 @@ export class RedisSharedCache implements SharedCache {
       return undefined;
     }
     this.#breaker.succeeded(permit);
-    // A value that does not open (another token's, altered, another version's, forged) is a miss;
+    // A value that does not open (another token's, altered, another version's, forged) is refused;
     // so is one written before an eviction (replayed, or filled by a call that began before it).
     const entry = value === null ? undefined : open(value, this.#keys, cacheId, token, name);
     const usable = entry !== undefined && this.#journal.admits(key, entry.writtenAt) ? this.#bounded(entry) : undefined;
