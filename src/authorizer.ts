@@ -12,6 +12,7 @@ import { EndpointClient, type Clock } from './introspection/endpoint-client.js';
 import { Introspector, type Answer, type CallerSignal, type Endpoint } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
 import { RedisSharedCache } from './introspection/redis-cache.js';
+import { sharedKeys } from './introspection/sealed-entry.js';
 import { createHash } from 'node:crypto';
 import { compilePolicies, routeTable } from './policy/compile.js';
 
@@ -41,10 +42,13 @@ export class Authorizer {
   constructor(config: Config, options: AuthorizerOptions = {}) {
     const clock = options.clock ?? Date;
     const metrics = options.metrics;
+    // Replicas sharing a tier must agree on cache ids; its secret keeps them from being guessed at.
+    const fingerprintKey = config.redis ? sharedKeys(config.redis.keySecret.reveal()).fingerprint : undefined;
     this.#clients = config.endpoints.map(
       (endpoint) =>
         new EndpointClient(endpoint, {
           clock,
+          fingerprintKey,
           onRetry: metrics ? () => metrics.introspectionRetries.inc({ endpoint: endpoint.name }) : undefined,
         }),
     );
@@ -70,7 +74,9 @@ export class Authorizer {
         clock,
         onEviction: metrics ? () => metrics.cacheEvictions.inc() : undefined,
       });
-      this.shared = config.redis ? sharedCache(config.redis, clock, metrics) : null;
+      // Evictions matter as long as the longest-lived answer written before them.
+      const retention = Math.max(config.cache.validatedTokenTTL, config.cache.negativeTTL) * 1000;
+      this.shared = config.redis ? sharedCache(config.redis, retention, clock, metrics) : null;
       this.introspector = new Introspector(this.cache, { shared: this.shared ?? undefined, clock });
       const introspector = this.introspector;
       this.shared?.listen({ evict: (keys) => introspector.dropKeys(keys), clear: () => introspector.clearLocal() });
@@ -143,8 +149,14 @@ function redisSettings(config: Config): object | null {
   return { url: redis.url, username: redis.username, keyPrefix: redis.keyPrefix, timeout: redis.timeout, secrets };
 }
 
-function sharedCache(redis: NonNullable<Config['redis']>, clock: Clock, metrics: Metrics | undefined): RedisSharedCache {
+function sharedCache(
+  redis: NonNullable<Config['redis']>,
+  retention: number,
+  clock: Clock,
+  metrics: Metrics | undefined,
+): RedisSharedCache {
   return new RedisSharedCache({
+    retention,
     url: redis.url,
     username: redis.username,
     password: redis.password?.reveal() ?? null,

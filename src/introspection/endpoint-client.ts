@@ -5,7 +5,7 @@
  * flight, retries of transient failures, one overall timeout, and a
  * size-limited read of the answer.
  */
-import { createHash } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { Dispatcher } from 'undici';
 import type { EndpointConfig } from '../config/load.js';
 import { CircuitBreaker, type CircuitState, type Permit } from './circuit-breaker.js';
@@ -25,7 +25,16 @@ export interface EndpointClientOptions {
   onRetry?: () => void;
   /** Random number in [0, 1) for retry jitter. */
   random?: () => number;
+  /**
+   * Key of the settings fingerprint in cacheId. Replicas sharing a cache tier
+   * must pass the same one (derived from redis.keySecret); alone, a process
+   * uses its own random key, since its cache ids never leave it.
+   */
+  fingerprintKey?: Buffer;
 }
+
+/** The fingerprint key of a process without a shared tier. */
+const PROCESS_FINGERPRINT_KEY = randomBytes(32);
 
 /** HTTP statuses that say "try again" about an idempotent request: retried. */
 const RETRY_STATUSES = new Set([502, 503, 504]);
@@ -86,7 +95,7 @@ export class EndpointClient {
 
   constructor(config: EndpointConfig, options: EndpointClientOptions = {}) {
     this.name = config.name;
-    this.cacheId = `${config.name}\0${fingerprint(config)}`;
+    this.cacheId = `${config.name}\0${fingerprint(config, options.fingerprintKey ?? PROCESS_FINGERPRINT_KEY)}`;
     this.clientIdHeader = config.clientIdHeader;
     this.#config = config;
     this.#clock = options.clock ?? Date;
@@ -243,13 +252,15 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
 }
 
 /**
- * A digest of every setting that shapes an endpoint's answers (where it is, who
- * asks and how, how the answer is read), secrets included, so a changed secret
- * or URL means a different cache identity. Transport settings (TLS, proxy,
- * timeouts, limits) do not change what an answer says and are left out. Only
- * the digest is kept.
+ * A MAC of every setting that shapes an endpoint's answers (where it is, who
+ * asks and how, the client certificate included, how the answer is read),
+ * secrets included, so a changed secret or URL means a different cache
+ * identity. Other transport settings (trusted CAs, proxy, timeouts, limits) do
+ * not change what an answer says and are left out. Keyed, so that nobody
+ * without the key can test guesses of the secrets against it; only the MAC is
+ * kept.
  */
-function fingerprint(config: EndpointConfig): string {
+function fingerprint(config: EndpointConfig, key: Buffer): string {
   const shape = JSON.stringify([
     config.url,
     config.method,
@@ -265,8 +276,9 @@ function fingerprint(config: EndpointConfig): string {
     config.issuer,
     config.audience,
     config.multiValuedScope,
+    config.tls.cert,
   ]);
-  return createHash('sha256').update(shape).digest('base64url');
+  return createHmac('sha256', key).update(shape).digest('base64url');
 }
 
 type Body = AsyncIterable<Buffer> & {

@@ -194,6 +194,9 @@ export class Introspector {
   #start(flightKey: string, key: string, endpoint: Endpoint, token: string, clientId: string | null): Flight {
     const controller = new AbortController();
     const cacheId = endpoint.cacheId ?? endpoint.name;
+    // Taken before asking anyone: an answer is never newer than the call that got it, so an
+    // eviction after this moment must refuse it (see eviction-journal.ts).
+    const startedAt = this.#clock.now();
     // The shared tier holds answers that depend on the token alone: not those asked with a client id.
     const shared = clientId === null ? this.#shared : undefined;
     const ask = (): Promise<IntrospectionResult> => {
@@ -212,7 +215,7 @@ export class Introspector {
         // Only answers are kept; errors, timeouts and bad responses never are.
         if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt, cacheId, clientId, notAfter);
         else if (result.outcome === 'inactive') this.#cache.setInactive(key, cacheId, clientId, notAfter ?? result.validFrom);
-        if (shared && notAfter === undefined) this.#fillShared(shared, key, cacheId, token, result);
+        if (shared && notAfter === undefined) this.#fillShared(shared, key, cacheId, token, result, startedAt);
         return result;
       },
       (): IntrospectionResult => ({ outcome: 'error', detail: 'introspection failed unexpectedly' }),
@@ -242,7 +245,7 @@ export class Introspector {
     return { result, notAfter: entry.expiresAt };
   }
 
-  #fillShared(shared: SharedCache, key: string, cacheId: string, token: string, result: IntrospectionResult): void {
+  #fillShared(shared: SharedCache, key: string, cacheId: string, token: string, result: IntrospectionResult, writtenAt: number): void {
     const expiresAt =
       result.outcome === 'active'
         ? this.#cache.activeExpiry(result.expiresAt)
@@ -251,9 +254,9 @@ export class Introspector {
           : null;
     if (expiresAt === null || expiresAt <= this.#clock.now()) return;
     if (result.outcome === 'active') {
-      shared.set(key, cacheId, token, { active: true, claims: result.claims, tokenExpiresAt: result.expiresAt, expiresAt });
+      shared.set(key, cacheId, token, { active: true, claims: result.claims, tokenExpiresAt: result.expiresAt, expiresAt, writtenAt });
     } else {
-      shared.set(key, cacheId, token, { active: false, expiresAt });
+      shared.set(key, cacheId, token, { active: false, expiresAt, writtenAt });
     }
   }
 }

@@ -6,14 +6,22 @@
  * by a short timeout and guarded by a circuit breaker, and any failure reads as
  * a miss, so the Check goes on to the endpoint exactly as without this tier.
  * Writes and evictions are sent without waiting.
+ *
+ * Entries are sealed (sealed-entry.ts) under keys derived from the deployment
+ * secret, so writing Redis is not enough to make one. An entry written before
+ * an eviction this replica knows of (its own, or one heard on the channel) is
+ * refused (eviction-journal.ts), so writing an old value back does not undo
+ * the eviction.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { Clock } from './endpoint-client.js';
 import type { SharedCache } from './introspector.js';
-import { open, seal, sharedKey, type SharedEntry } from './sealed-entry.js';
+import { EvictionJournal } from './eviction-journal.js';
+import { open, seal, sharedKey, sharedKeys, type SharedEntry, type SharedKeys } from './sealed-entry.js';
 
-export type SharedLookup = 'hit' | 'miss' | 'error' | 'skipped';
+/** `refused`: a value was there but is not used: it does not open (forged, altered, another secret or version) or predates an eviction. */
+export type SharedLookup = 'hit' | 'miss' | 'refused' | 'error' | 'skipped';
 export type SharedOperation = 'get' | 'set' | 'evict' | 'subscribe';
 
 export interface RedisCacheOptions {
@@ -21,8 +29,16 @@ export interface RedisCacheOptions {
   url: string;
   username?: string | null;
   password?: string | null;
-  /** Deployment secret keying the HMAC of store keys (>= 32 bytes). */
+  /** Deployment secret the keys of store names, entries and endpoint fingerprints derive from (>= 32 bytes). */
   keySecret: string;
+  /**
+   * Milliseconds an entry may live after it was written (the longest
+   * in-process lifetime: max of validatedTokenTTL and negativeTTL): entries
+   * are cut to it, and evictions are remembered that long.
+   */
+  retention: number;
+  /** Most evicted keys remembered one by one (default 100 000); beyond, older evictions widen into an evict-all. */
+  journalKeys?: number;
   /** Prefix of every key and of the eviction channel. */
   keyPrefix: string;
   /** Milliseconds a lookup may take before it counts as a miss. */
@@ -47,12 +63,21 @@ export interface EvictionListener {
 }
 
 const ALL = '*';
+/**
+ * Milliseconds the clocks of replicas may differ by: an entry is refused when
+ * written up to this long after an eviction, since its writer's clock may run
+ * ahead. Replicas with clocks further apart (no NTP) may accept an entry
+ * written just before an eviction.
+ */
+export const CLOCK_SKEW_MS = 2000;
 const KEY = /^[0-9a-f]{64}$/;
 
 export class RedisSharedCache implements SharedCache {
   readonly #client: Redis;
   readonly #subscriber: Redis;
-  readonly #secret: Buffer;
+  readonly #keys: SharedKeys;
+  readonly #retention: number;
+  readonly #journal: EvictionJournal;
   readonly #prefix: string;
   readonly #channel: string;
   readonly #timeout: number;
@@ -65,7 +90,9 @@ export class RedisSharedCache implements SharedCache {
   #closed = false;
 
   constructor(options: RedisCacheOptions) {
-    this.#secret = Buffer.from(options.keySecret, 'utf8');
+    this.#keys = sharedKeys(options.keySecret);
+    this.#retention = options.retention;
+    this.#journal = new EvictionJournal({ retention: options.retention, skew: CLOCK_SKEW_MS, maxKeys: options.journalKeys });
     this.#prefix = options.keyPrefix;
     this.#channel = `${options.keyPrefix}evictions`;
     this.#timeout = options.timeout;
@@ -105,7 +132,7 @@ export class RedisSharedCache implements SharedCache {
   }
 
   key(cacheId: string, token: string): string {
-    return sharedKey(this.#secret, cacheId, token);
+    return sharedKey(this.#keys, cacheId, token);
   }
 
   async get(key: string, cacheId: string, token: string): Promise<SharedEntry | undefined> {
@@ -126,22 +153,27 @@ export class RedisSharedCache implements SharedCache {
       return undefined;
     }
     this.#breaker.succeeded(permit);
-    // A value that does not open (another token's, altered, another version's) is a miss.
-    const entry = value === null ? undefined : open(value, cacheId, token, name);
-    const live = entry !== undefined && entry.expiresAt > this.#clock.now() ? entry : undefined;
-    this.#onLookup?.(live ? 'hit' : 'miss', (performance.now() - started) / 1000);
+    // A value that does not open (another token's, altered, another version's, forged) is refused;
+    // so is one written before an eviction (replayed, or filled by a call that began before it).
+    const entry = value === null ? undefined : open(value, this.#keys, cacheId, token, name);
+    const usable = entry !== undefined && this.#journal.admits(key, entry.writtenAt) ? this.#bounded(entry) : undefined;
+    const live = usable !== undefined && usable.expiresAt > this.#clock.now() ? usable : undefined;
+    const result = live ? 'hit' : value !== null && usable === undefined ? 'refused' : 'miss';
+    this.#onLookup?.(result, (performance.now() - started) / 1000);
     return live;
   }
 
-  set(key: string, cacheId: string, token: string, entry: SharedEntry): void {
+  set(key: string, cacheId: string, token: string, written: SharedEntry): void {
+    const entry = this.#bounded(written);
     const ttl = Math.ceil(entry.expiresAt - this.#clock.now());
     if (ttl <= 0 || this.#breaker.state === 'open') return;
     const name = this.#prefix + key;
-    this.#client.set(name, seal(entry, cacheId, token, name), 'PX', ttl).catch((error: Error) => this.#onError?.('set', error));
+    this.#client.set(name, seal(entry, this.#keys, cacheId, token, name), 'PX', ttl).catch((error: Error) => this.#onError?.('set', error));
   }
 
   evict(keys: readonly string[]): void {
     if (keys.length === 0) return;
+    this.#journal.evicted(keys, this.#clock.now());
     // Not behind the breaker: an eviction is worth a try even while lookups are skipped. Deleted
     // before it is published, so no replica refills its in-process tier from the old entry.
     void this.#client
@@ -151,6 +183,7 @@ export class RedisSharedCache implements SharedCache {
   }
 
   evictAll(): void {
+    this.#journal.evictedAll(this.#clock.now());
     void this.#deleteAll()
       .catch((error: Error) => this.#onError?.('evict', error))
       .finally(() => this.#publish(ALL));
@@ -198,18 +231,32 @@ export class RedisSharedCache implements SharedCache {
       return;
     }
     if (this.#closed) return;
-    // Evictions published while the subscription was down were missed: the whole local tier may be stale.
-    if (this.#subscribed) this.#listener?.clear();
+    // Evictions published while the subscription was down were missed: the whole local tier may be
+    // stale, and so may every shared entry written until now.
+    if (this.#subscribed) {
+      this.#journal.evictedAll(this.#clock.now());
+      this.#listener?.clear();
+    }
     this.#subscribed = true;
   }
 
   #message(message: string): void {
+    // Journalled at receipt, by our clock: never earlier than the eviction itself.
     if (message === ALL) {
+      this.#journal.evictedAll(this.#clock.now());
       this.#listener?.clear();
       return;
     }
     const keys = message.split(',').filter((key) => KEY.test(key));
-    if (keys.length > 0) this.#listener?.evict(keys);
+    if (keys.length === 0) return;
+    this.#journal.evicted(keys, this.#clock.now());
+    this.#listener?.evict(keys);
+  }
+
+  /** The entry, living no longer after it was written than the journal remembers evictions. */
+  #bounded(entry: SharedEntry): SharedEntry {
+    const limit = entry.writtenAt + this.#retention;
+    return entry.expiresAt <= limit ? entry : { ...entry, expiresAt: limit };
   }
 }
 

@@ -126,7 +126,7 @@ export class Metrics {
 
   readonly sharedCacheLookups = new Counter({
     name: 'authz_shared_cache_lookups_total',
-    help: 'Lookups in the shared (Redis) cache tier after an in-process miss, by result (hit, miss, error, skipped: circuit open).',
+    help: 'Lookups in the shared (Redis) cache tier after an in-process miss, by result (hit, miss, refused: an entry that does not open or predates an eviction, error, skipped: circuit open).',
     labelNames: ['result'] as const,
     registers: [this.registry],
   });

@@ -1,16 +1,20 @@
 // Two service instances sharing a real redis-server (the Debian package,
 // started here on a free loopback port): one introspection between them, an
 // admin eviction on one denies on both at once, Redis dying never fails a
-// Check, and nothing in Redis is readable.
+// Check, nothing in Redis is readable, and someone who can write Redis can
+// neither forge an answer nor undo an eviction by writing an old one back.
 import t, { type Test } from 'tap';
+import { createCipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { startApp, type App } from '../../src/app.js';
 import { buildConfig } from '../../src/config/load.js';
+import { EndpointClient } from '../../src/introspection/endpoint-client.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { connectEnvoy, summarize, type EnvoyClient } from '../support/envoy.js';
 import { startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-authorization-server.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const ADMIN = 'admin-token-Zx81-please-rotate';
 const KEY_SECRET = 'shared-cache-key-secret-0123456789-abcdef';
@@ -32,8 +36,13 @@ interface Harness {
   b: Instance;
   /** A plain client to look at what Redis holds. */
   inspect: Redis;
+  /** Tokens whose introspection answer is held back until the promise settles (decided on arrival). */
+  gates: Map<string, Promise<void>>;
   introspections(): number;
 }
+
+/** Settings every instance of a harness is started with, beyond the defaults. */
+type Overrides = Record<string, unknown>;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -47,13 +56,19 @@ async function eventually(condition: () => Promise<boolean> | boolean, ms = 2000
   }
 }
 
-async function startInstance(t: Test, fake: FakeAuthorizationServer, redisUrl: string | null): Promise<Instance> {
+/** The configuration of an instance, less the shared tier: all an attacker is assumed to know. */
+const publicSettings = (fake: FakeAuthorizationServer, overrides: Overrides = {}) => ({
+  server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 } },
+  admin: { token: ADMIN },
+  endpoints: [{ name: 'one', url: fake.url, authMethod: 'none' }],
+  ...overrides,
+});
+
+async function startInstance(t: Test, fake: FakeAuthorizationServer, redisUrl: string | null, overrides: Overrides = {}): Promise<Instance> {
   const config = buildConfig(
     {
-      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 } },
-      admin: { token: ADMIN },
+      ...publicSettings(fake, overrides),
       ...(redisUrl ? { redis: { url: redisUrl, keySecret: KEY_SECRET, keyPrefix: 'test:' } } : {}),
-      endpoints: [{ name: 'one', url: fake.url, authMethod: 'none' }],
     },
     'test',
     { env: {} },
@@ -66,25 +81,26 @@ async function startInstance(t: Test, fake: FakeAuthorizationServer, redisUrl: s
   return { app, envoy, ops: `http://127.0.0.1:${app.ops.port}` };
 }
 
-async function start(t: Test, withRedis = true): Promise<Harness> {
+async function start(t: Test, withRedis = true, overrides: Overrides = {}): Promise<Harness> {
   const redis = await startRedisServer();
   t.teardown(() => redis.stop());
   const active = new Set<string>();
-  const fake = await startFakeAuthorizationServer((req) => {
+  const gates = new Map<string, Promise<void>>();
+  const fake = await startFakeAuthorizationServer(async (req) => {
     const token = req.body.get('token') ?? '';
-    return {
-      json: active.has(token)
-        ? { active: true, sub: SUBJECT, scope: SCOPE_VALUE, client_id: CLIENT, exp: Math.floor(Date.now() / 1000) + 3600 }
-        : { active: false },
-    };
+    const json = active.has(token)
+      ? { active: true, sub: SUBJECT, scope: SCOPE_VALUE, client_id: CLIENT, exp: Math.floor(Date.now() / 1000) + 3600 }
+      : { active: false };
+    await gates.get(token);
+    return { json };
   });
   t.teardown(() => fake.close());
-  const a = await startInstance(t, fake, withRedis ? redis.url : null);
-  const b = await startInstance(t, fake, withRedis ? redis.url : null);
+  const a = await startInstance(t, fake, withRedis ? redis.url : null, overrides);
+  const b = await startInstance(t, fake, withRedis ? redis.url : null, overrides);
   const inspect = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => 50 });
   inspect.on('error', () => {});
   t.teardown(() => inspect.disconnect());
-  return { redis, fake, active, a, b, inspect, introspections: () => fake.requests.length };
+  return { redis, fake, active, a, b, inspect, gates, introspections: () => fake.requests.length };
 }
 
 const check = (instance: Instance, token: string) =>
@@ -237,4 +253,126 @@ t.test('measured: introspections with two instances, with and without the shared
   t.comment(`20 tokens, each checked on both of 2 instances: ${without} introspections without Redis, ${withShared} with`);
   t.equal(without, 40);
   t.equal(withShared, 20);
+});
+
+/**
+ * What someone who can write Redis can make of public knowledge (the token, the configuration without
+ * redis.keySecret, this software): every value the former scheme and its obvious successor would open,
+ * a key derived from the token and the cache id, that id computed as the software does without a key
+ * secret of its own.
+ */
+async function forgeries(fake: FakeAuthorizationServer, value: string, name: string): Promise<Buffer[]> {
+  const client = new EndpointClient(buildConfig(publicSettings(fake), 'test', { env: {} }).endpoints[0]!);
+  const cacheId = client.cacheId;
+  await client.close();
+  const now = Date.now();
+  const claims = { sub: 'mallory', scope: 'admin', client_id: CLIENT };
+  const entry = JSON.stringify({ active: true, claims, tokenExpiresAt: null, expiresAt: now + 60_000, writtenAt: now + 30_000 });
+  return [1, 2].map((version) => {
+    const key = Buffer.from(hkdfSync('sha256', value, cacheId, `envoy-introspection-authz l2 entry v${version}`, 32));
+    const nonce = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
+    cipher.setAAD(Buffer.from(name));
+    const body = Buffer.concat([cipher.update(entry, 'utf8'), cipher.final()]);
+    return Buffer.concat([Buffer.from([version]), nonce, body, cipher.getAuthTag()]);
+  });
+}
+
+t.test('a Redis writer cannot forge an active answer from a token and the public settings', async (t) => {
+  const h = await start(t);
+  const mallory = token('mallory');
+  // The service itself writes the entry's name when the attacker presents the token once.
+  t.notOk((await check(h.a, mallory)).allowed, 'the authorization server says inactive');
+  t.ok(await eventually(async () => (await keyCount(h)) === 1));
+  const [name] = await h.inspect.keys('test:*');
+  let checks = 0;
+  for (const [index, forged] of (await forgeries(h.fake, mallory, name!)).entries()) {
+    // A replica that never saw the token, so nothing in its memory answers for Redis.
+    for (const replica of index === 0 ? [h.b, await startInstance(t, h.fake, h.redis.url)] : [await startInstance(t, h.fake, h.redis.url)]) {
+      // Each refusal is followed by a real (inactive) answer written over the forgery: write it again.
+      await h.inspect.set(name!, forged, 'PX', 60_000);
+      t.notOk((await check(replica, mallory)).allowed, `forgery ${index + 1} denied`);
+      checks += 1;
+    }
+  }
+  t.equal(h.introspections(), 1 + checks, 'every Check met by a forged entry went to the authorization server');
+  t.match(await metric(h.b, 'authz_shared_cache_lookups_total'), /result="refused"} 1/, 'and counted it as refused');
+});
+
+// Inactive answers are not cached here: a denial must come from reading Redis, not from a negative entry in memory.
+const NO_NEGATIVE = { cache: { negativeTTL: 0 } };
+
+t.test('writing a captured value back does not undo an eviction', async (t) => {
+  const h = await start(t, true, NO_NEGATIVE);
+  const alice = token('alice');
+  h.active.add(alice);
+  t.ok((await check(h.a, alice)).allowed);
+  t.ok(await eventually(async () => (await keyCount(h)) === 1));
+  const [name] = await h.inspect.keys('test:*');
+  const captured = (await h.inspect.getBuffer(name!))!;
+  t.ok((await check(h.b, alice)).allowed, 'the second replica holds it too');
+
+  h.active.delete(alice);
+  t.equal(await evict(h.a, alice), 200);
+  t.ok(await eventually(async () => !(await check(h.b, alice)).allowed), 'the eviction reached the other replica');
+  t.notOk((await check(h.a, alice)).allowed);
+  t.equal(await h.inspect.exists(name!), 0, 'gone from Redis');
+
+  await h.inspect.set(name!, captured, 'PX', 60_000);
+  const calls = h.introspections();
+  t.notOk((await check(h.a, alice)).allowed, 'replayed: denied on the evicting replica');
+  t.notOk((await check(h.b, alice)).allowed, 'replayed: denied on the replica that heard of the eviction');
+  t.equal(h.introspections(), calls + 2, 'both asked the authorization server');
+
+  // The same after an eviction of everything.
+  const bob = token('bob');
+  h.active.add(bob);
+  t.ok((await check(h.a, bob)).allowed);
+  t.ok(await eventually(async () => (await h.inspect.keys('test:*')).length >= 1));
+  const bobName = (await h.inspect.keys('test:*')).find((key) => key !== name)!;
+  const bobValue = (await h.inspect.getBuffer(bobName))!;
+  h.active.delete(bob);
+  t.equal(await evict(h.b, null), 200);
+  t.ok(await eventually(async () => !(await check(h.a, bob)).allowed), 'evict all reached the other replica');
+  await h.inspect.set(bobName, bobValue, 'PX', 60_000);
+  t.notOk((await check(h.a, bob)).allowed, 'replayed after evict all: denied on the replica that heard of it');
+  t.notOk((await check(h.b, bob)).allowed, 'replayed after evict all: denied on the evicting replica');
+});
+
+t.test('a call under way during an eviction cannot bring the old answer back through Redis', async (t) => {
+  const h = await start(t, true, NO_NEGATIVE);
+  // Replica c reaches Redis through a relay that can hold back what Redis sends it: the eviction
+  // message among it, so c's call can end between the eviction and c hearing of it.
+  const relay = await startTcpProxy(h.redis.port);
+  t.teardown(() => relay.close());
+  const c = await startInstance(t, h.fake, `redis://127.0.0.1:${relay.port}`, NO_NEGATIVE);
+  const listener = new Redis(h.redis.url, { maxRetriesPerRequest: 1 });
+  listener.on('error', () => {});
+  t.teardown(() => listener.disconnect());
+  const published: string[] = [];
+  listener.on('message', (_channel: string, message: string) => published.push(message));
+  await listener.subscribe('test:evictions');
+
+  const alice = token('alice');
+  h.active.add(alice);
+  let open!: () => void;
+  h.gates.set(alice, new Promise<void>((resolve) => (open = resolve)));
+  const pending = check(c, alice);
+  // The authorization server has the question (c's Redis lookup is over), and will say "active".
+  await h.fake.waitForRequests(1, 5000);
+  relay.hold();
+
+  h.active.delete(alice);
+  t.equal(await evict(h.a, alice), 200);
+  t.ok(await eventually(() => published.length === 1), 'the eviction was published (so Redis deleted first)');
+  open();
+  t.ok((await pending).allowed, 'the call under way answers as it was told');
+  t.ok(await eventually(async () => (await keyCount(h)) === 1), "c wrote that answer to Redis after the eviction");
+
+  const calls = h.introspections();
+  t.notOk((await check(h.a, alice)).allowed, 'denied on the evicting replica');
+  t.notOk((await check(h.b, alice)).allowed, 'denied on a replica that heard of the eviction');
+  relay.release();
+  t.ok(await eventually(async () => !(await check(c, alice)).allowed), 'denied on c once it hears of the eviction');
+  t.ok(h.introspections() >= calls + 3, 'each asked the authorization server');
 });

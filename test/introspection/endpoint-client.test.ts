@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { buildConfig, type EndpointConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
-import { EndpointClient } from '../../src/introspection/endpoint-client.js';
+import { EndpointClient, type EndpointClientOptions } from '../../src/introspection/endpoint-client.js';
 import type { IntrospectionResult } from '../../src/introspection/result.js';
 import {
   answerByToken,
@@ -39,8 +39,8 @@ async function fakeServer(t: Test): Promise<FakeAuthorizationServer> {
   return fake;
 }
 
-function client(t: Test, config: EndpointConfig): EndpointClient {
-  const c = new EndpointClient(config);
+function client(t: Test, config: EndpointConfig, options: EndpointClientOptions = {}): EndpointClient {
+  const c = new EndpointClient(config, options);
   t.teardown(() => c.destroy());
   return c;
 }
@@ -617,4 +617,20 @@ t.test('maxInFlight: calls beyond it wait up to queueTimeout, then fail', async 
     'a long enough queueTimeout: each waits its turn',
   );
   t.equal(c.circuitState, 'closed', 'refusals are no failures of the endpoint');
+});
+
+t.test('cache id: the settings that shape answers, under a key, so it can be neither guessed at nor told apart without it', async (t) => {
+  const base = endpointConfig('http://127.0.0.1:1/introspect');
+  const key = Buffer.alloc(32, 1);
+  const id = (config: EndpointConfig, fingerprintKey: Buffer | null = key) =>
+    client(t, config, fingerprintKey === null ? {} : { fingerprintKey }).cacheId;
+  const same = id(base);
+  t.ok(same.startsWith('main\0'), 'the name, then the fingerprint');
+  t.equal(id(base), same, 'the same key and settings: the same id (replicas sharing a tier agree)');
+  t.not(id(base, Buffer.alloc(32, 2)), same, 'another key (redis.keySecret): another id');
+  t.not(id(base, null), same, 'no key given: this process keeps its own');
+  t.equal(id(base, null), id(base, null), 'stable within the process');
+  t.not(id({ ...base, clientSecret: new Secret('other') }), same, 'another client secret');
+  t.not(id({ ...base, tls: { ca: null, cert: 'another client certificate', key: new Secret('k') } }), same, 'another client certificate');
+  t.equal(id({ ...base, authenticationTimeout: 1234 }), same, 'timeouts do not shape answers');
 });

@@ -71,7 +71,11 @@ t.test('an answer fills both tiers; a second replica reads it from the shared on
   t.equal(first.result.outcome, 'active');
   t.equal(calls.length, 1);
   const stored = a.shared.entries.get('as|tok');
-  t.same(stored, { active: true, claims: { sub: 'alice' }, tokenExpiresAt: now + 100_000, expiresAt: now + 100_000 }, 'TTL = min(ttl, exp - now)');
+  t.same(
+    stored,
+    { active: true, claims: { sub: 'alice' }, tokenExpiresAt: now + 100_000, expiresAt: now + 100_000, writtenAt: now },
+    'TTL = min(ttl, exp - now)',
+  );
 
   // A second replica: own in-process cache, same shared tier.
   const cache = new IntrospectionCache({ maxEntries: 100, ttlSeconds: 600, clock });
@@ -85,7 +89,7 @@ t.test('an answer fills both tiers; a second replica reads it from the shared on
 
 t.test('an answer from the shared tier never outlives its entry there', async (t) => {
   const s = setup({ ttl: 600 });
-  s.shared.entries.set('as|tok', { active: true, claims: { sub: 'alice' }, tokenExpiresAt: null, expiresAt: now + 5000 });
+  s.shared.entries.set('as|tok', { active: true, claims: { sub: 'alice' }, tokenExpiresAt: null, expiresAt: now + 5000, writtenAt: now });
   const { ep, calls } = endpoint(() => ACTIVE());
   await s.introspector.introspect(ep, 'tok', signal());
   t.equal(calls.length, 0);
@@ -96,7 +100,7 @@ t.test('an answer from the shared tier never outlives its entry there', async (t
 
 t.test('expired shared entries are ignored', async (t) => {
   const s = setup();
-  s.shared.entries.set('as|tok', { active: true, claims: {}, tokenExpiresAt: null, expiresAt: now - 1 });
+  s.shared.entries.set('as|tok', { active: true, claims: {}, tokenExpiresAt: null, expiresAt: now - 1, writtenAt: now - 2 });
   const { ep, calls } = endpoint(() => ACTIVE());
   await s.introspector.introspect(ep, 'tok', signal());
   t.equal(calls.length, 1);
@@ -106,7 +110,7 @@ t.test('inactive answers are shared with the negative TTL', async (t) => {
   const s = setup({ negativeTtl: 10 });
   const { ep, calls } = endpoint(() => ({ outcome: 'inactive' }));
   await s.introspector.introspect(ep, 'bad', signal());
-  t.same(s.shared.entries.get('as|bad'), { active: false, expiresAt: now + 10_000 });
+  t.same(s.shared.entries.get('as|bad'), { active: false, expiresAt: now + 10_000, writtenAt: now });
   const other = new Introspector(new IntrospectionCache({ maxEntries: 10, ttlSeconds: 600, maxNegativeEntries: 10, negativeTtlSeconds: 10, clock }), {
     shared: s.shared,
     clock,
@@ -169,10 +173,24 @@ t.test('evictions go to the shared tier; remote ones drop only here', async (t) 
 
 t.test('an eviction during a shared lookup keeps its answer out of the in-process tier', async (t) => {
   const s = setup();
-  s.shared.entries.set('as|tok', { active: true, claims: {}, tokenExpiresAt: null, expiresAt: now + 5000 });
+  s.shared.entries.set('as|tok', { active: true, claims: {}, tokenExpiresAt: null, expiresAt: now + 5000, writtenAt: now });
   const { ep } = endpoint(() => ACTIVE());
   const pending = s.introspector.introspect(ep, 'tok', signal());
   s.introspector.dropKeys(['as|tok']);
   t.equal((await pending).result.outcome, 'active');
   t.equal(s.cache.size, 0);
+});
+
+t.test('a shared entry carries the time its call started, not the time it ended', async (t) => {
+  const s = setup();
+  const started = now;
+  let answer!: (result: IntrospectionResult) => void;
+  const ep: Endpoint = { name: 'as', introspect: () => new Promise((resolve) => (answer = resolve)) };
+  const pending = s.introspector.introspect(ep, 'tok', signal());
+  await new Promise((resolve) => setImmediate(resolve));
+  now += 2500;
+  answer(ACTIVE());
+  await pending;
+  t.equal(s.shared.entries.get('as|tok')?.writtenAt, started, 'an eviction during the call refuses it');
+  t.equal(s.shared.entries.get('as|tok')?.expiresAt, now + 600_000, 'its lifetime runs from the answer');
 });

@@ -28,6 +28,7 @@ function cache(t: Test, url: string, extra: Partial<ConstructorParameters<typeof
     keySecret: SECRET,
     keyPrefix: 'p:',
     timeout: 50,
+    retention: 600_000,
     onLookup: (result) => lookups.push(result),
     onError: (operation) => errors.push(operation),
     ...extra,
@@ -45,7 +46,13 @@ async function server(t: Test): Promise<{ redis: RedisServer; plain: Redis }> {
   return { redis, plain };
 }
 
-const entry = () => ({ active: true as const, claims: { sub: 'alice' }, tokenExpiresAt: null, expiresAt: Date.now() + 60_000 });
+const entry = (writtenAt = Date.now()) => ({
+  active: true as const,
+  claims: { sub: 'alice' },
+  tokenExpiresAt: null,
+  expiresAt: Date.now() + 60_000,
+  writtenAt,
+});
 
 t.test('sealed values under HMAC keys; anything that does not open is a miss', async (t) => {
   const { plain, redis } = await server(t);
@@ -64,9 +71,9 @@ t.test('sealed values under HMAC keys; anything that does not open is a miss', a
   value[value.length - 1]! ^= 1;
   await plain.set(`p:${key}`, value);
   t.equal(await shared.get(key, 'one', TOKEN), undefined, 'tampered');
-  t.same(lookups, ['miss', 'hit', 'miss', 'miss']);
+  t.same(lookups, ['miss', 'hit', 'refused', 'refused'], 'a value that does not open is refused, not missing');
 
-  shared.set(key, 'one', TOKEN, { active: false, expiresAt: Date.now() - 1 });
+  shared.set(key, 'one', TOKEN, { active: false, expiresAt: Date.now() - 1, writtenAt: Date.now() - 2 });
   await sleep(20);
   t.equal(await plain.exists(`p:${key}`), 1, 'an already expired entry is not written');
 });
@@ -159,4 +166,75 @@ t.test('a Redis that does not answer costs at most the timeout', async (t) => {
   t.ok(took >= 25 && took < 200, `gave up after ${Math.round(took)} ms`);
   t.same(lookups, ['error']);
   t.same(errors, ['get']);
+});
+
+t.test('entries written before an eviction, here or heard of, are refused; later ones are used', async (t) => {
+  const { plain, redis } = await server(t);
+  let now = Date.now();
+  const clock = { now: () => now };
+  const a = cache(t, redis.url, { clock });
+  const b = cache(t, redis.url, { clock });
+  const heard: string[] = [];
+  b.shared.listen({ evict: (keys) => heard.push(...keys), clear: () => heard.push('*') });
+  t.ok(await eventually(() => a.shared.connected && b.shared.connected));
+  const key = a.shared.key('one', TOKEN);
+  const name = `p:${key}`;
+  const before = now - 1;
+  a.shared.set(key, 'one', TOKEN, entry(before));
+  t.ok(await eventually(async () => (await plain.exists(name)) === 1));
+  const captured = (await plain.getBuffer(name))!;
+
+  a.shared.evict([key]);
+  t.ok(await eventually(() => heard.length === 1), 'b heard of it');
+  await plain.set(name, captured, 'PX', 60_000);
+  t.equal(await a.shared.get(key, 'one', TOKEN), undefined, 'replayed: refused where evicted');
+  t.equal(await b.shared.get(key, 'one', TOKEN), undefined, 'replayed: refused where heard of');
+  t.same([a.lookups.at(-1), b.lookups.at(-1)], ['refused', 'refused'], 'counted as refused');
+
+  // Written within the clock skew allowed after the eviction: still refused (its writer's clock may be ahead).
+  a.shared.set(key, 'one', TOKEN, entry(now + 1000));
+  t.ok(await eventually(async () => !(await plain.getBuffer(name))!.equals(captured)));
+  t.equal(await b.shared.get(key, 'one', TOKEN), undefined, 'within the skew: refused');
+  now += 3000;
+  a.shared.set(key, 'one', TOKEN, entry(now));
+  t.ok(await eventually(async () => (await b.shared.get(key, 'one', TOKEN)) !== undefined), 'written after: used');
+
+  // An eviction of all refuses every older entry, of any key.
+  const other = a.shared.key('two', TOKEN);
+  a.shared.set(other, 'two', TOKEN, entry(now - 1));
+  t.ok(await eventually(async () => (await plain.exists(`p:${other}`)) === 1));
+  const otherValue = (await plain.getBuffer(`p:${other}`))!;
+  b.shared.evictAll();
+  t.ok(await eventually(() => heard.includes('*')));
+  await plain.set(`p:${other}`, otherValue, 'PX', 60_000);
+  t.equal(await a.shared.get(other, 'two', TOKEN), undefined, 'refused where heard of');
+  t.equal(await b.shared.get(other, 'two', TOKEN), undefined, 'refused where evicted');
+});
+
+t.test('an entry lives no longer after it was written than evictions are remembered', async (t) => {
+  const { plain, redis } = await server(t);
+  const { shared } = cache(t, redis.url, { retention: 10_000 });
+  t.ok(await eventually(() => shared.connected));
+  const key = shared.key('one', TOKEN);
+  const writtenAt = Date.now();
+  shared.set(key, 'one', TOKEN, { ...entry(writtenAt), expiresAt: writtenAt + 60_000 });
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1));
+  t.ok((await plain.pttl(`p:${key}`)) <= 10_000, 'written with the shorter lifetime');
+  t.equal((await shared.get(key, 'one', TOKEN))?.expiresAt, writtenAt + 10_000);
+});
+
+t.test('a subscription lost and back refuses every entry written before', async (t) => {
+  const { plain, redis } = await server(t);
+  const { shared } = cache(t, redis.url);
+  t.ok(await eventually(() => shared.connected));
+  const key = shared.key('one', TOKEN);
+  shared.set(key, 'one', TOKEN, entry(Date.now() - 5000));
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1));
+  const value = (await plain.getBuffer(`p:${key}`))!;
+  t.ok(await shared.get(key, 'one', TOKEN), 'used while nothing was missed');
+  await redis.kill();
+  await redis.restart();
+  t.ok(await eventually(() => shared.connected, 3000), 'reconnected');
+  await plain.set(`p:${key}`, value, 'PX', 60_000);
+  t.equal(await shared.get(key, 'one', TOKEN), undefined, 'evictions may have been missed meanwhile');
 });
