@@ -87,6 +87,7 @@ export async function startCluster(initial: Config, text: string, source: string
           },
         },
         adminEvictions: metrics.adminEvictions,
+        opsConnectionsRefused: metrics.opsConnectionsRefused,
       },
       notReady: () => {
         if (draining) return 'draining';

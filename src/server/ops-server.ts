@@ -14,6 +14,7 @@ export interface OpsMetrics {
   /** Serves /metrics. */
   readonly registry: { readonly contentType: string; metrics(): Promise<string> };
   readonly adminEvictions: Pick<Counter<'scope'>, 'inc'>;
+  readonly opsConnectionsRefused: Pick<Counter, 'inc'>;
 }
 
 /** Bounds on what an anonymous client can hold on the ops port (server.ops.*). */
@@ -67,6 +68,7 @@ export async function startOpsServer(host: string, port: number, options: OpsSer
   // Past the cap Node closes a new connection at once: the file descriptors the introspection
   // client and Redis need cannot all be taken by clients of this port.
   server.maxConnections = options.limits.maxConnections;
+  server.on('drop', () => options.metrics.opsConnectionsRefused.inc());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

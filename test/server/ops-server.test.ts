@@ -169,13 +169,18 @@ t.test('/healthz and /readyz follow the service state; other paths and methods a
 
 /** An ops server on its own, with these limits. */
 async function opsServer(t: Test, limits: OpsLimits) {
+  const counts = { refused: 0 };
   const server = await startOpsServer('127.0.0.1', 0, {
-    metrics: { registry: { contentType: 'text/plain', metrics: async () => '' }, adminEvictions: { inc: () => {} } },
+    metrics: {
+      registry: { contentType: 'text/plain', metrics: async () => '' },
+      adminEvictions: { inc: () => {} },
+      opsConnectionsRefused: { inc: () => (counts.refused += 1) },
+    },
     notReady: () => null,
     limits,
   });
   t.teardown(() => server.close());
-  return server;
+  return { port: server.port, counts };
 }
 
 interface Connection {
@@ -222,7 +227,7 @@ t.test('a connection that never finishes its headers is closed soon after header
 
 t.test('connections beyond maxConnections are closed at once; those under it are served', async (t) => {
   const maxConnections = 3;
-  const { port } = await opsServer(t, { maxConnections, headersTimeout: 10_000 });
+  const { port, counts } = await opsServer(t, { maxConnections, headersTimeout: 10_000 });
   const held: Connection[] = [];
   t.teardown(() => held.forEach((c) => c.socket.destroy()));
   for (let i = 0; i < maxConnections; i++) held.push(await open(port));
@@ -230,6 +235,7 @@ t.test('connections beyond maxConnections are closed at once; those under it are
   t.teardown(() => extra.socket.destroy());
   t.not(await within(extra.closed, 5000), 'open', 'one more connection is closed by the server');
   t.equal(extra.received(), '', 'without an answer');
+  t.equal(counts.refused, 1, 'and counted');
 
   // The ones held still work.
   held[0]!.socket.write('GET /healthz HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n');
