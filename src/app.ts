@@ -55,11 +55,12 @@ export async function startCheckService(initial: Config, logger: Logger, options
 
   let grpc: GrpcServer;
   try {
-    grpc = await startGrpcServer(config.server.grpc.host, config.server.grpc.port, {
-      runtime: () => runtime,
-      logger,
-      metrics,
-    });
+    grpc = await startGrpcServer(
+      config.server.grpc.host,
+      config.server.grpc.port,
+      { runtime: () => runtime, logger, metrics },
+      config.server.grpc.maxCheckRequestBytes,
+    );
   } catch (error) {
     await authorizer.close();
     throw new ListenError('server.grpc', config.server.grpc, error);
@@ -109,6 +110,7 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
   let ops: OpsServer;
   try {
     ops = await startOpsServer(initial.server.ops.host, initial.server.ops.port, {
+      limits: initial.server.ops,
       metrics,
       notReady: () => (service.draining ? 'draining' : null),
       // Read per request: a reload may set, change or remove the admin token.
@@ -173,8 +175,11 @@ export function changedServerKeys(before: Config, after: Config): string[] {
   const b = after.server;
   if (a.grpc.host !== b.grpc.host) keys.push('server.grpc.host');
   if (a.grpc.port !== b.grpc.port) keys.push('server.grpc.port');
+  if (a.grpc.maxCheckRequestBytes !== b.grpc.maxCheckRequestBytes) keys.push('server.grpc.maxCheckRequestBytes');
   if (a.ops.host !== b.ops.host) keys.push('server.ops.host');
   if (a.ops.port !== b.ops.port) keys.push('server.ops.port');
+  if (a.ops.maxConnections !== b.ops.maxConnections) keys.push('server.ops.maxConnections');
+  if (a.ops.headersTimeout !== b.ops.headersTimeout) keys.push('server.ops.headersTimeout');
   if (a.workers !== b.workers) keys.push('server.workers');
   return keys;
 }

@@ -217,6 +217,9 @@ async function serve(path: string | undefined): Promise<void> {
       if (trigger === 'file' && current === loaded) return;
       loaded = current;
       await reloadFrom(running, configPath, trigger, logger);
+    }).catch((error: unknown) => {
+      // A reload that failed in a way reloadFrom did not foresee must neither end the process nor stop later reloads.
+      logger.error({ trigger, err: (error as Error).message }, 'reload failed');
     });
   };
   unwatch = watchConfigFile(configPath, () => reload('file'));

@@ -74,6 +74,7 @@ export async function startCluster(initial: Config, text: string, source: string
   let ops: OpsServer;
   try {
     ops = await startOpsServer(initial.server.ops.host, initial.server.ops.port, {
+      limits: initial.server.ops,
       metrics: {
         registry: {
           contentType: metrics.registry.contentType,
@@ -86,6 +87,7 @@ export async function startCluster(initial: Config, text: string, source: string
           },
         },
         adminEvictions: metrics.adminEvictions,
+        opsConnectionsRefused: metrics.opsConnectionsRefused,
       },
       notReady: () => {
         if (draining) return 'draining';

@@ -116,7 +116,7 @@ export function runWorker(): void {
 
   process.on('message', (message: unknown) => {
     if (!isToWorker(message)) return;
-    if (message.type === 'start') void start(message);
+    if (message.type === 'start') start(message).catch((error: Error) => fail(`cannot start: ${error.message}`, 1));
     else if (message.type === 'stop') stop();
     else {
       const { id } = message;

@@ -29,8 +29,8 @@ export type { PolicyConfig } from './policy.js';
 
 export interface Config {
   server: {
-    grpc: { host: string; port: number };
-    ops: { host: string; port: number };
+    grpc: { host: string; port: number; maxCheckRequestBytes: number };
+    ops: { host: string; port: number; maxConnections: number; headersTimeout: number };
     shutdownTimeout: number;
     maxTokenLength: number;
     /** Worker processes; 1: no cluster at all. */

@@ -531,6 +531,14 @@ export const schema = {
         default: 9001,
         env: 'GRPC_PORT',
       },
+      maxCheckRequestBytes: {
+        doc:
+          'Largest CheckRequest taken, in bytes. gRPC refuses a larger one with RESOURCE_EXHAUSTED before this ' +
+          'service sees it, which Envoy counts as an error (failure_mode_allow: true lets the request through): keep ' +
+          'it above what Envoy sends, its with_request_body.max_request_bytes plus max_request_headers_kb plus 64 KiB.',
+        format: wholeNumber(1024 * 1024, 256 * 1024 * 1024),
+        default: 16 * 1024 * 1024,
+      },
     },
     ops: {
       host: {
@@ -544,6 +552,20 @@ export const schema = {
         format: wholeNumber(0, 65535),
         default: 9090,
         env: 'OPS_PORT',
+      },
+      maxConnections: {
+        doc:
+          'Most connections open at once on the operations port; more are closed as soon as they are accepted, ' +
+          'so its clients cannot take the file descriptors the introspection client needs.',
+        format: wholeNumber(1, 10_000),
+        default: 64,
+      },
+      headersTimeout: {
+        doc:
+          'Milliseconds a connection to the operations port has to send its request headers; one that is slower ' +
+          '(a slow-loris client) is closed within half a second after.',
+        format: wholeNumber(100, 10_000),
+        default: 5000,
       },
     },
     shutdownTimeout: {

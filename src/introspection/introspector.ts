@@ -17,7 +17,7 @@ export interface SharedCache {
   /** The key of a token at an endpoint; with a shared tier, the in-process cache uses it too. */
   key(cacheId: string, token: string): string;
   get(key: string, cacheId: string, token: string): Promise<SharedEntry | undefined>;
-  /** Store an answer; returns at once. */
+  /** Store an answer; returns at once, and never throws: a failed write is the tier's to count. */
   set(key: string, cacheId: string, token: string, entry: SharedEntry): void;
   /** Drop the keys in the shared tier and tell every replica to drop them; returns at once. */
   evict(keys: readonly string[]): void;
@@ -79,6 +79,7 @@ interface Flight {
 }
 
 const TIMED_OUT: IntrospectionResult = Object.freeze({ outcome: 'timeout', detail: 'no answer before the deadline' });
+const FAILED: IntrospectionResult = Object.freeze({ outcome: 'error', detail: 'introspection failed unexpectedly' });
 
 /** Longest client id taken from a request header; RFC 6749 client ids are printable ASCII (VSCHAR). */
 const CLIENT_ID = /^[\x20-\x7e]{1,256}$/;
@@ -209,21 +210,21 @@ export class Introspector {
     const call: Promise<Fetched> = shared
       ? this.#askShared(shared, key, cacheId, token, ask)
       : ask().then((result) => ({ result }));
-    const promise = call.then(
-      ({ result, notAfter }) => {
+    // Never rejects: every waiter awaits it, and a rejection nobody awaits ends the process.
+    const promise = call
+      .then(({ result, notAfter }) => {
         if (!flight.cacheable) return result;
         // Only answers are kept; errors, timeouts and bad responses never are.
         if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt, cacheId, clientId, notAfter);
         else if (result.outcome === 'inactive') this.#cache.setInactive(key, cacheId, clientId, notAfter ?? result.validFrom);
         if (shared && notAfter === undefined) this.#fillShared(shared, key, cacheId, token, result, startedAt);
         return result;
-      },
-      (): IntrospectionResult => ({ outcome: 'error', detail: 'introspection failed unexpectedly' }),
-    );
+      })
+      .catch((): IntrospectionResult => FAILED);
     const flight: Flight = { promise, controller, cacheKey: key, waiters: 0, cacheable: true };
     this.#flights.set(flightKey, flight);
     // Leave the map as soon as the call settles, so the next Check reads the cache or asks again.
-    void promise.finally(() => {
+    void promise.then(() => {
       if (this.#flights.get(flightKey) === flight) this.#flights.delete(flightKey);
     });
     return flight;
@@ -253,10 +254,15 @@ export class Introspector {
           ? this.#cache.inactiveExpiry(result.validFrom)
           : null;
     if (expiresAt === null || expiresAt <= this.#clock.now()) return;
-    if (result.outcome === 'active') {
-      shared.set(key, cacheId, token, { active: true, claims: result.claims, tokenExpiresAt: result.expiresAt, expiresAt, writtenAt });
-    } else {
-      shared.set(key, cacheId, token, { active: false, expiresAt, writtenAt });
+    const entry: SharedEntry =
+      result.outcome === 'active'
+        ? { active: true, claims: result.claims, tokenExpiresAt: result.expiresAt, expiresAt, writtenAt }
+        : { active: false, expiresAt, writtenAt };
+    try {
+      shared.set(key, cacheId, token, entry);
+    } catch {
+      // Best effort, like every use of the shared tier (the tier counts its own failures): the answer
+      // stands, it is only not shared.
     }
   }
 }

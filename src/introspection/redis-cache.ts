@@ -122,7 +122,9 @@ export class RedisSharedCache implements SharedCache {
     this.#subscriber = new Redis(options.url, { ...common, autoResubscribe: false, maxRetriesPerRequest: null });
     this.#client.on('error', () => {});
     this.#subscriber.on('error', () => {});
-    this.#subscriber.on('ready', () => void this.#subscribe());
+    this.#subscriber.on('ready', () => {
+      this.#subscribe().catch((error: Error) => this.#onError?.('subscribe', error));
+    });
     this.#subscriber.on('message', (_channel: string, message: string) => this.#message(message));
   }
 
@@ -168,7 +170,15 @@ export class RedisSharedCache implements SharedCache {
     const ttl = Math.ceil(entry.expiresAt - this.#clock.now());
     if (ttl <= 0 || this.#breaker.state === 'open') return;
     const name = this.#prefix + key;
-    this.#client.set(name, seal(entry, this.#keys, cacheId, token, name), 'PX', ttl).catch((error: Error) => this.#onError?.('set', error));
+    let value: Buffer;
+    try {
+      value = seal(entry, this.#keys, cacheId, token, name);
+    } catch (error) {
+      // Claims JSON cannot encode (too deep for JSON.stringify, say): counted, and the answer is just not shared.
+      this.#onError?.('set', error as Error);
+      return;
+    }
+    this.#client.set(name, value, 'PX', ttl).catch((error: Error) => this.#onError?.('set', error));
   }
 
   evict(keys: readonly string[]): void {

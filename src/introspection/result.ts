@@ -24,6 +24,9 @@ export type IntrospectionResult =
 
 export const INACTIVE: IntrospectionResult = Object.freeze({ outcome: 'inactive' });
 
+/** Deepest nesting of an answer taken (the answer object is level 1); a deeper one is a bad response. */
+export const MAX_ANSWER_DEPTH = 32;
+
 export interface ReadOptions {
   /** Current time, epoch ms. */
   now: number;
@@ -48,6 +51,8 @@ export function readIntrospectionResponse(status: number, body: string, options:
   }
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return bad('the answer is not a JSON object');
   const answer = parsed as Record<string, unknown>;
+  // Frozen whole here: the claims made below are its values, shared by every later Check.
+  if (!deepFreezeWithin(answer, MAX_ANSWER_DEPTH)) return bad(`the answer is nested deeper than ${MAX_ANSWER_DEPTH} levels`);
   if (typeof answer.active !== 'boolean') return bad('"active" is missing or not a boolean');
   if (!answer.active) return INACTIVE;
 
@@ -73,7 +78,7 @@ export function readIntrospectionResponse(status: number, body: string, options:
   // filled before freezing: every answer of the same shape then shares one
   // hidden class, instead of costing each cache entry its own (~1 KB).
   const claims: Record<string, unknown> = Object.setPrototypeOf({}, null);
-  for (const key of Object.keys(answer)) claims[key] = deepFreeze(answer[key]);
+  for (const key of Object.keys(answer)) claims[key] = answer[key];
   if (options.multiValuedScope && typeof claims.scope === 'string') {
     claims.scope = Object.freeze(claims.scope.split(' ').filter((scope) => scope !== ''));
   }
@@ -90,14 +95,27 @@ function bad(detail: string): IntrospectionResult {
   return { outcome: 'bad_response', detail };
 }
 
-/** Cached claims are shared by every later Check: nothing may change them. Iterative: nesting may be deep. */
-function deepFreeze(root: unknown): unknown {
-  const pending: unknown[] = [root];
+/**
+ * Freeze every object in the tree; false when it is nested deeper than
+ * `levels` (the root is level 1). Iterative: the answer comes from a JSON.parse
+ * that has no depth limit, and what we do with claims later (JSON.stringify
+ * into the shared tier, templates, metadata) recurses and would overflow the
+ * stack on an answer thousands of levels deep.
+ */
+function deepFreezeWithin(root: object, levels: number): boolean {
+  // A parsed JSON value is a tree: nothing is reached twice.
+  const pending: object[] = [root];
+  const depths: number[] = [1];
   while (pending.length > 0) {
-    const value = pending.pop();
-    if (value === null || typeof value !== 'object' || Object.isFrozen(value)) continue;
+    const value = pending.pop()!;
+    const depth = depths.pop()!;
+    if (depth > levels) return false;
     Object.freeze(value);
-    for (const key of Object.keys(value)) pending.push((value as Record<string, unknown>)[key]);
+    for (const child of Object.values(value)) {
+      if (child === null || typeof child !== 'object') continue;
+      pending.push(child);
+      depths.push(depth + 1);
+    }
   }
-  return root;
+  return true;
 }

@@ -16,6 +16,7 @@ export class PrimaryMetrics {
   readonly registry = new Registry();
   readonly configReloads = new Counter({ ...SERVICE_COUNTERS.configReloads, registers: [this.registry] });
   readonly adminEvictions = new Counter({ ...SERVICE_COUNTERS.adminEvictions, registers: [this.registry] });
+  readonly opsConnectionsRefused = new Counter({ ...SERVICE_COUNTERS.opsConnectionsRefused, registers: [this.registry] });
   readonly workerRestarts = new Counter({
     name: 'authz_worker_restarts_total',
     help: 'Worker processes started again after one died unexpectedly.',

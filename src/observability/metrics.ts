@@ -27,6 +27,10 @@ export const SERVICE_COUNTERS = {
     help: 'Cache evictions ordered through the admin route DELETE /cache, by scope (token, all).',
     labelNames: ['scope'] as const,
   },
+  opsConnectionsRefused: {
+    name: 'authz_ops_connections_refused_total',
+    help: 'Connections to the ops port closed as soon as accepted, because server.ops.maxConnections were open.',
+  },
   configReloads: {
     name: 'authz_config_reloads_total',
     help: 'Configuration reloads by result (success, failure).',
@@ -117,6 +121,7 @@ export class Metrics {
   });
 
   readonly adminEvictions = new Counter({ ...SERVICE_COUNTERS.adminEvictions, registers: [this.registry] });
+  readonly opsConnectionsRefused = new Counter({ ...SERVICE_COUNTERS.opsConnectionsRefused, registers: [this.registry] });
 
   readonly cacheEvictions = new Counter({
     name: 'authz_cache_evictions_total',

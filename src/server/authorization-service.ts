@@ -83,10 +83,14 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
         logger.error({ err: describe(error), requestId }, 'could not send the check response');
       }
     };
-    pending.then(answer, (error: unknown) => {
-      logger.error({ err: describe(error), requestId }, 'check failed; denying');
-      answer(INTERNAL_ERROR);
-    });
+    pending
+      .then(answer, (error: unknown) => {
+        // Answered first: Envoy must get its deny even if the log line cannot be written.
+        answer(INTERNAL_ERROR);
+        logger.error({ err: describe(error), requestId }, 'check failed; denying');
+      })
+      // Last resort: a rejection left here would be an uncaught error that ends the process and every Check in it.
+      .catch(() => {});
   };
 
   return { Check: check };

@@ -14,15 +14,22 @@ export interface GrpcServer {
   shutdown(timeoutMs: number): Promise<void>;
 }
 
+/**
+ * @param maxCheckRequestBytes the largest message taken. grpc-js fails a call
+ *   with a larger one (RESOURCE_EXHAUSTED) as soon as it reads the message's
+ *   length prefix, before any handler or interceptor can answer it with a deny:
+ *   the limit must be above what Envoy can send (see server.grpc.maxCheckRequestBytes).
+ */
 export async function startGrpcServer(
   host: string,
   port: number,
   options: AuthorizationServiceOptions,
+  maxCheckRequestBytes: number,
 ): Promise<GrpcServer> {
   const definitions = serviceDefinitions();
   const server = new grpc.Server({
     'grpc.keepalive_permit_without_calls': 1,
-    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.max_receive_message_length': maxCheckRequestBytes,
     // Channelz (per-call counters and timestamps for a debugging service we do
     // not expose) costs about 2% of a cached Check.
     'grpc.enable_channelz': 0,

@@ -14,10 +14,30 @@ export interface OpsMetrics {
   /** Serves /metrics. */
   readonly registry: { readonly contentType: string; metrics(): Promise<string> };
   readonly adminEvictions: Pick<Counter<'scope'>, 'inc'>;
+  readonly opsConnectionsRefused: Pick<Counter, 'inc'>;
 }
+
+/** Bounds on what an anonymous client can hold on the ops port (server.ops.*). */
+export interface OpsLimits {
+  /** Most connections open at once; one more is closed as soon as it is accepted. */
+  readonly maxConnections: number;
+  /** Milliseconds a connection has to send a request's headers before it is closed. */
+  readonly headersTimeout: number;
+}
+
+/** The longest a whole request may take (headers and body); headersTimeout is at most this. */
+export const OPS_REQUEST_TIMEOUT_MS = 10_000;
+
+/**
+ * How often Node looks for connections past headersTimeout or the request
+ * timeout. Its default (30 s) lets a client that never finishes its headers
+ * hold a connection six times longer than headersTimeout says.
+ */
+const CONNECTIONS_CHECKING_INTERVAL_MS = 500;
 
 export interface OpsServerOptions {
   metrics: OpsMetrics;
+  limits: OpsLimits;
   /** null when ready to take Checks, else why not (for the /readyz body). */
   notReady(): string | null;
   /** The admin route DELETE /cache (see cache-admin.ts); absent or null: not configured, 404. */
@@ -31,15 +51,24 @@ export interface OpsServer {
 }
 
 export async function startOpsServer(host: string, port: number, options: OpsServerOptions): Promise<OpsServer> {
-  const server = createServer((request, response) => {
-    handle(request, response, options).catch(() => {
-      if (!response.headersSent) send(response, 500, 'text/plain', 'internal error\n');
-      else response.destroy();
-    });
-  });
-  server.requestTimeout = 10_000;
-  server.headersTimeout = 5_000;
-  server.keepAliveTimeout = 5_000;
+  const server = createServer(
+    {
+      connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+      headersTimeout: options.limits.headersTimeout,
+      requestTimeout: OPS_REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: 5_000,
+    },
+    (request, response) => {
+      handle(request, response, options).catch(() => {
+        if (!response.headersSent) send(response, 500, 'text/plain', 'internal error\n');
+        else response.destroy();
+      });
+    },
+  );
+  // Past the cap Node closes a new connection at once: the file descriptors the introspection
+  // client and Redis need cannot all be taken by clients of this port.
+  server.maxConnections = options.limits.maxConnections;
+  server.on('drop', () => options.metrics.opsConnectionsRefused.inc());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -39,8 +39,8 @@ function tempDir(t: Test): string {
 t.test('defaults', async (t) => {
   const config = build({ endpoints: [endpoint()] });
   t.same(config.server, {
-    grpc: { host: '0.0.0.0', port: 9001 },
-    ops: { host: '0.0.0.0', port: 9090 },
+    grpc: { host: '0.0.0.0', port: 9001, maxCheckRequestBytes: 16 * 1024 * 1024 },
+    ops: { host: '0.0.0.0', port: 9090, maxConnections: 64, headersTimeout: 5000 },
     shutdownTimeout: 10_000,
     maxTokenLength: 8192,
     workers: 1,
@@ -86,7 +86,7 @@ t.test('options given are kept', async (t) => {
     endpoints: [endpoint({ tokenTypeHint: '', authenticationTimeout: 250, clockSkew: 5, authMethod: 'client_secret_post' })],
     policies: [{ name: 'p', realm: 'orders', mappedIdentity: '{iss}/{sub}', unreachableStatus: 503 }],
   });
-  t.same(config.server.grpc, { host: '127.0.0.1', port: 0 });
+  t.same(config.server.grpc, { host: '127.0.0.1', port: 0, maxCheckRequestBytes: 16 * 1024 * 1024 });
   t.equal(config.server.maxTokenLength, 4096);
   t.same(config.cache, { maxCacheEntries: 0, validatedTokenTTL: 30, negativeTTL: 10, maxNegativeEntries: 1000 });
   t.equal(config.endpoints[0]!.tokenTypeHint, '');
@@ -166,6 +166,9 @@ t.test('wrong types are rejected by name', async (t) => {
     ['timeout with a unit', { endpoints: [endpoint({ authenticationTimeout: '10s' })] }, /endpoints\[0\]\.authenticationTimeout: must be a number/],
     ['boolean as a word', { endpoints: [endpoint({ restricted: 'no' })] }, /endpoints\[0\]\.restricted: must be a boolean/],
     ['port too big', { endpoints: [endpoint()], server: { grpc: { port: 70000 } } }, /server\.grpc\.port: must be a whole number/],
+    ['CheckRequest limit too small', { endpoints: [endpoint()], server: { grpc: { maxCheckRequestBytes: 65536 } } }, /server\.grpc\.maxCheckRequestBytes: must be a whole number/],
+    ['no ops connection', { endpoints: [endpoint()], server: { ops: { maxConnections: 0 } } }, /server\.ops\.maxConnections: must be a whole number/],
+    ['ops headers timeout above the request timeout', { endpoints: [endpoint()], server: { ops: { headersTimeout: 20_000 } } }, /server\.ops\.headersTimeout: must be a whole number/],
     ['ttl negative', { endpoints: [endpoint()], cache: { validatedTokenTTL: -1 } }, /cache\.validatedTokenTTL: must be a whole number/],
     ['entries fractional', { endpoints: [endpoint()], cache: { maxCacheEntries: 1.5 } }, /cache\.maxCacheEntries: must be a whole number/],
     ['log level', { endpoints: [endpoint()], log: { level: 'loud' } }, /log\.level: must be one of fatal, error/],

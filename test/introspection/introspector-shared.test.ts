@@ -15,6 +15,8 @@ class MemoryShared implements SharedCache {
   readonly evicted: string[][] = [];
   evictedAll = 0;
   fail = false;
+  /** set() throws, as a tier that breaks its "never throws" promise would. */
+  failSet = false;
   gets = 0;
   key(cacheId: string, token: string): string {
     return `${cacheId}|${token}`;
@@ -25,6 +27,7 @@ class MemoryShared implements SharedCache {
     return this.entries.get(key);
   }
   set(key: string, _cacheId: string, _token: string, entry: SharedEntry): void {
+    if (this.failSet) throw new RangeError('Maximum call stack size exceeded');
     this.entries.set(key, entry);
   }
   evict(keys: readonly string[]): void {
@@ -140,6 +143,28 @@ t.test('a failing shared tier reads as a miss', async (t) => {
   const answer = await s.introspector.introspect(ep, 'tok', signal());
   t.equal(answer.result.outcome, 'active');
   t.equal(calls.length, 1);
+});
+
+t.test('a shared tier that throws on a write: the answer stands, kept here, nothing left unhandled', async (t) => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  t.teardown(() => process.off('unhandledRejection', onUnhandled));
+  const s = setup();
+  s.shared.failSet = true;
+  const { ep, calls } = endpoint(() => ACTIVE(now + 100_000));
+  const [first, second] = await Promise.all([
+    s.introspector.introspect(ep, 'tok', signal()),
+    s.introspector.introspect(ep, 'tok', signal()),
+  ]);
+  t.same([first.result.outcome, first.cache], ['active', 'miss']);
+  t.same([second.result.outcome, second.cache], ['active', 'coalesced'], 'every waiter of the call gets the answer');
+  t.equal((await s.introspector.introspect(ep, 'tok', signal())).cache, 'hit', 'kept in the in-process tier, and the flight is gone');
+  t.equal(calls.length, 1);
+  t.equal(s.shared.entries.size, 0);
+  // Rejections are reported after the microtask queue drains: give them that turn.
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(unhandled, [], 'no unhandled rejection');
 });
 
 t.test('answers asked with a client id stay out of the shared tier', async (t) => {

@@ -78,6 +78,21 @@ t.test('sealed values under HMAC keys; anything that does not open is a miss', a
   t.equal(await plain.exists(`p:${key}`), 1, 'an already expired entry is not written');
 });
 
+t.test('an entry that cannot be sealed is a counted set error, never a throw', async (t) => {
+  const { plain, redis } = await server(t);
+  const { shared, errors } = cache(t, redis.url);
+  t.ok(await eventually(() => shared.connected));
+  // Deeper than JSON.stringify can go: built here, since the endpoint client no longer takes such an answer.
+  let deep: Record<string, unknown> = {};
+  for (let i = 0; i < 100_000; i++) deep = { a: deep };
+  const key = shared.key('one', TOKEN);
+  t.doesNotThrow(() => shared.set(key, 'one', TOKEN, { ...entry(), claims: { sub: 'alice', deep } }));
+  t.same(errors, ['set']);
+  t.equal(await plain.exists(`p:${key}`), 0, 'nothing written');
+  shared.set(key, 'one', TOKEN, entry());
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1), 'the next write goes through');
+});
+
 t.test('the eviction channel: keys, all, and noise', async (t) => {
   const { plain, redis } = await server(t);
   const a = cache(t, redis.url);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { INACTIVE, readIntrospectionResponse, type IntrospectionResult } from '../../src/introspection/result.js';
+import { INACTIVE, MAX_ANSWER_DEPTH, readIntrospectionResponse, type IntrospectionResult } from '../../src/introspection/result.js';
 
 const NOW = 1_700_000_000_000; // epoch ms, whole seconds
 const NOW_S = NOW / 1000;
@@ -164,9 +164,10 @@ t.test('constructor and prototype keys are plain claims', async (t) => {
   t.equal(result.claims['prototype'], 'p');
 });
 
-t.test('claims are frozen all the way down, however deep the nesting', async (t) => {
-  const deep = '['.repeat(20000) + ']'.repeat(20000);
-  const result = readIntrospectionResponse(200, `{"active":true,"sub":"a","nested":{"roles":["x"]},"deep":${deep}}`, {
+t.test('claims are frozen all the way down, to the deepest nesting taken', async (t) => {
+  // The answer object is level 1: 31 arrays inside a claim make 32 levels.
+  const deepest = '['.repeat(MAX_ANSWER_DEPTH - 1) + ']'.repeat(MAX_ANSWER_DEPTH - 1);
+  const result = readIntrospectionResponse(200, `{"active":true,"sub":"a","nested":{"roles":["x"]},"deep":${deepest}}`, {
     now: 0,
     clockSkew: 0,
   });
@@ -181,8 +182,27 @@ t.test('claims are frozen all the way down, however deep the nesting', async (t)
     level = level[0] as unknown[];
     depth += 1;
   }
-  t.equal(depth, 19999);
+  t.equal(depth, MAX_ANSWER_DEPTH - 2);
   t.ok(Object.isFrozen(level), 'the innermost array is frozen');
+});
+
+t.test('an answer nested deeper than the limit is a bad response, however deep', async (t) => {
+  t.equal(MAX_ANSWER_DEPTH, 32);
+  const answer = (inner: string) => `{"active":true,"sub":"a","deep":${inner}}`;
+  const arrays = (n: number) => '['.repeat(n) + ']'.repeat(n);
+  const objects = (n: number) => '{"a":'.repeat(n) + '1' + '}'.repeat(n);
+  for (const [what, inner] of [
+    ['one level too deep (arrays)', arrays(MAX_ANSWER_DEPTH)],
+    ['one level too deep (objects)', objects(MAX_ANSWER_DEPTH)],
+    ['6,000 levels, 12 KB', objects(6000)],
+    // Deeper than any recursive walk could go on the default stack.
+    ['1,000,000 levels', arrays(1_000_000)],
+  ] as const) {
+    const result = readIntrospectionResponse(200, answer(inner), at());
+    t.same(result, { outcome: 'bad_response', detail: `the answer is nested deeper than ${MAX_ANSWER_DEPTH} levels` }, what);
+  }
+  t.equal(outcome(readIntrospectionResponse(200, `{"active":false,"deep":${arrays(100)}}`, at())), 'bad_response', 'inactive or not');
+  t.equal(outcome(readIntrospectionResponse(200, answer(objects(MAX_ANSWER_DEPTH - 1)), at())), 'active', 'at the limit: taken');
 });
 
 t.test('not active yet (nbf or iat ahead): validFrom says when that ends', async (t) => {

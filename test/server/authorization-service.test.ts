@@ -32,9 +32,14 @@ const ALLOW: Decision = {
   cache: 'hit',
 };
 
-function run(check: (request: AuthRequest) => Promise<Decision>, input: CheckInput = REQUEST) {
+function run(check: (request: AuthRequest) => Promise<Decision>, input: CheckInput = REQUEST, brokenLog = false) {
   const lines: string[] = [];
-  const logger = createLogger('info', { write: (line: string) => lines.push(line) });
+  const logger = createLogger('info', {
+    write: (line: string) => {
+      if (brokenLog) throw new Error('the log destination is gone');
+      lines.push(line);
+    },
+  });
   const metrics = new Metrics({ cacheEntries: () => 0 });
   const runtime = {
     authorizer: { check: (request: AuthRequest) => check(request) },
@@ -95,6 +100,21 @@ t.test('a pipeline that throws or rejects: deny 500', async (t) => {
     t.match(lines.join(''), /check failed; denying/);
     t.same(await decisionCount(metrics), { 'deny:policy_error': 1 });
   }
+});
+
+t.test('a pipeline that fails while the log cannot be written: still a deny 500, nothing left unhandled', async (t) => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  t.teardown(() => process.off('unhandledRejection', onUnhandled));
+  let timer: NodeJS.Timeout | undefined;
+  const unanswered = new Promise<'unanswered'>((resolve) => (timer = setTimeout(() => resolve('unanswered'), 2000)));
+  const outcome = await Promise.race([run(() => Promise.reject(new Error('boom')), REQUEST, true), unanswered]);
+  clearTimeout(timer);
+  if (outcome === 'unanswered') t.fail('the Check was never answered');
+  else t.equal(outcome.response.denied_response!.status.code, 500);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(unhandled, []);
 });
 
 t.test('a decision that cannot be encoded: deny 500, and that is what is counted', async (t) => {

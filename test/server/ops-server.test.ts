@@ -1,10 +1,12 @@
 // The ops HTTP server: after a known sequence of Checks, /metrics holds
 // exactly the counts that sequence implies; health endpoints follow the state.
+import { connect, type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startApp, type App } from '../../src/app.js';
 import { buildConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { startOpsServer, type OpsLimits } from '../../src/server/ops-server.js';
 import { connectEnvoy, summarize, type EnvoyClient } from '../support/envoy.js';
 import { answerByToken, startFakeAuthorizationServer, type FakeAuthorizationServer } from '../support/fake-authorization-server.js';
 
@@ -163,4 +165,91 @@ t.test('/healthz and /readyz follow the service state; other paths and methods a
   t.equal((await inFlight).allowed, true, 'the Check in flight finished');
   await stopping;
   await t.rejects(get(`${h.ops}/healthz`), 'the ops port is closed after stop');
+});
+
+/** An ops server on its own, with these limits. */
+async function opsServer(t: Test, limits: OpsLimits) {
+  const counts = { refused: 0 };
+  const server = await startOpsServer('127.0.0.1', 0, {
+    metrics: {
+      registry: { contentType: 'text/plain', metrics: async () => '' },
+      adminEvictions: { inc: () => {} },
+      opsConnectionsRefused: { inc: () => (counts.refused += 1) },
+    },
+    notReady: () => null,
+    limits,
+  });
+  t.teardown(() => server.close());
+  return { port: server.port, counts };
+}
+
+interface Connection {
+  socket: Socket;
+  /** Everything the server sent. */
+  received(): string;
+  /** Resolves when the server closed the connection, with the ms since it was opened. */
+  closed: Promise<number>;
+}
+
+function open(port: number): Promise<Connection> {
+  return new Promise((resolve, reject) => {
+    const opened = performance.now();
+    const socket = connect({ host: '127.0.0.1', port });
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    const closed = new Promise<number>((done) => socket.once('close', () => done(performance.now() - opened)));
+    socket.once('error', () => {});
+    socket.once('connect', () => resolve({ socket, received: () => text, closed }));
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves with the promise's value, or 'open' after `ms`. */
+const within = <T>(promise: Promise<T>, ms: number): Promise<T | 'open'> =>
+  Promise.race([promise, new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), ms).unref())]);
+
+t.test('a connection that never finishes its headers is closed soon after headersTimeout', async (t) => {
+  const headersTimeout = 1000;
+  const { port } = await opsServer(t, { maxConnections: 8, headersTimeout });
+  const loris = await open(port);
+  t.teardown(() => loris.socket.destroy());
+  loris.socket.write('GET /healthz HTTP/1.1\r\nHost: ops\r\n');
+  // One more header line every 100 ms, never the blank line that ends them; bounded by the close or 100 lines.
+  const drip = setInterval(() => loris.socket.writable && loris.socket.write('x-slow: 1\r\n'), 100);
+  t.teardown(() => clearInterval(drip));
+  // Node looked only every 30 s by default: such a connection stayed up to 30 s whatever headersTimeout said.
+  const ms = await within(loris.closed, headersTimeout + 4000);
+  clearInterval(drip);
+  if (ms === 'open') t.fail('still open 4 s after headersTimeout');
+  else t.ok(ms >= headersTimeout * 0.9, `closed after ${Math.round(ms)} ms, not before headersTimeout`);
+  t.match(loris.received(), /^HTTP\/1\.1 408 /, 'with a 408');
+});
+
+t.test('connections beyond maxConnections are closed at once; those under it are served', async (t) => {
+  const maxConnections = 3;
+  const { port, counts } = await opsServer(t, { maxConnections, headersTimeout: 10_000 });
+  const held: Connection[] = [];
+  t.teardown(() => held.forEach((c) => c.socket.destroy()));
+  for (let i = 0; i < maxConnections; i++) held.push(await open(port));
+  const extra = await open(port);
+  t.teardown(() => extra.socket.destroy());
+  t.not(await within(extra.closed, 5000), 'open', 'one more connection is closed by the server');
+  t.equal(extra.received(), '', 'without an answer');
+  t.equal(counts.refused, 1, 'and counted');
+
+  // The ones held still work.
+  held[0]!.socket.write('GET /healthz HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n');
+  t.not(await within(held[0]!.closed, 5000), 'open');
+  t.match(held[0]!.received(), /^HTTP\/1\.1 200 /, 'a connection under the cap is served');
+
+  // A slot freed is a slot taken: bounded retries while the server counts the close.
+  let answer = '';
+  for (let attempt = 0; attempt < 50 && answer === ''; attempt++) {
+    const next = await open(port);
+    next.socket.write('GET /healthz HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n');
+    await within(next.closed, 5000);
+    answer = next.received();
+    if (answer === '') await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  t.match(answer, /^HTTP\/1\.1 200 /, 'once one closes, a new connection is served');
 });

@@ -105,7 +105,16 @@ export interface RunOptions {
    * difference matters; without it the run adds nothing to coverage.
    */
   bare?: boolean;
+  /**
+   * The test expects the program to die of an error it did not handle. Otherwise
+   * such a death (main.ts's "fatal:" line, or V8's "FATAL ERROR:") fails the
+   * test at teardown, whatever the test itself asserted: a crash in the child
+   * is no unhandled rejection in the test's own process, so tap cannot see it.
+   */
+  expectFatal?: boolean;
 }
+
+const CRASHED = /^(?:fatal: |FATAL ERROR: )/m;
 
 /** Start the program; it is killed at teardown if still running. */
 export function run(t: Teardowns, args: string[], env: Record<string, string> = {}, options: RunOptions = {}): Proc {
@@ -120,6 +129,7 @@ export function run(t: Teardowns, args: string[], env: Record<string, string> = 
   const exited = new Promise<Exit>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (!options.expectFatal && CRASHED.test(err)) throw new Error(`the service crashed: ${err.slice(0, 2000)}`);
   });
   return { child, stdout: () => out, stderr: () => err, exited };
 }
