@@ -178,7 +178,7 @@ export class RedisSharedCache implements SharedCache {
       this.#onError?.('set', error as Error);
       return;
     }
-    this.#client.set(name, value, 'PX', ttl).catch((error: Error) => this.#onError?.('set', error));
+    void this.#settled('set', this.#client.set(name, value, 'PX', ttl));
   }
 
   evict(keys: readonly string[]): void {
@@ -186,17 +186,14 @@ export class RedisSharedCache implements SharedCache {
     this.#journal.evicted(keys, this.#clock.now());
     // Not behind the breaker: an eviction is worth a try even while lookups are skipped. Deleted
     // before it is published, so no replica refills its in-process tier from the old entry.
-    void this.#client
-      .del(...keys.map((key) => this.#prefix + key))
-      .catch((error: Error) => this.#onError?.('evict', error))
-      .finally(() => this.#publish(keys.join(',')));
+    void this.#settled('evict', this.#client.del(...keys.map((key) => this.#prefix + key))).then(() =>
+      this.#publish(keys.join(',')),
+    );
   }
 
   evictAll(): void {
     this.#journal.evictedAll(this.#clock.now());
-    void this.#deleteAll()
-      .catch((error: Error) => this.#onError?.('evict', error))
-      .finally(() => this.#publish(ALL));
+    void this.#settled('evict', this.#deleteAll()).then(() => this.#publish(ALL));
   }
 
   /** Every key under the prefix, by SCAN: never a KEYS that would stall a shared Redis. */
@@ -229,7 +226,21 @@ export class RedisSharedCache implements SharedCache {
   }
 
   #publish(message: string): void {
-    this.#client.publish(this.#channel, message).catch((error: Error) => this.#onError?.('evict', error));
+    void this.#settled('evict', this.#client.publish(this.#channel, message));
+  }
+
+  /** Resolves once the command is done, whatever became of it: a failure is only reported, never a rejection left unhandled. */
+  #settled(operation: SharedOperation, command: Promise<unknown>): Promise<void> {
+    return command.then(
+      () => undefined,
+      (error: Error) => {
+        try {
+          this.#onError?.(operation, error);
+        } catch {
+          // A listener that throws must not turn a best-effort command into an unhandled rejection.
+        }
+      },
+    );
   }
 
   async #subscribe(): Promise<void> {

@@ -134,7 +134,8 @@ t.test('Redis down: misses at once, the circuit opens, lookups are skipped; back
   for (let i = 0; i < 4; i++) {
     const began = performance.now();
     t.equal(await shared.get(key, 'one', TOKEN), undefined);
-    t.ok(performance.now() - began < 100, 'within the timeout');
+    // The timeout is 50 ms; the bound is loose because the machine may be loaded.
+    t.ok(performance.now() - began < 1000, 'within the timeout, not a reconnect wait');
   }
   t.same(lookups, ['error', 'error', 'skipped', 'skipped']);
   t.equal(shared.circuitState, 'open');
@@ -150,6 +151,26 @@ t.test('Redis down: misses at once, the circuit opens, lookups are skipped; back
   t.equal(await shared.get(key, 'one', TOKEN), undefined);
   t.equal(lookups.at(-1), 'miss', 'the probe went through');
   t.equal(shared.circuitState, 'closed');
+});
+
+t.test('a failure listener that throws leaves no rejection unhandled (writes, evictions, publishes)', async (t) => {
+  const { redis } = await server(t);
+  let calls = 0;
+  const { shared } = cache(t, redis.url, {
+    onError: () => {
+      calls += 1;
+      throw new Error('listener broke');
+    },
+  });
+  t.ok(await eventually(() => shared.connected));
+  await redis.kill();
+  const key = shared.key('one', TOKEN);
+  shared.set(key, 'one', TOKEN, entry());
+  shared.evict([key]);
+  shared.evictAll();
+  // tap fails this file on any unhandled rejection; each failed command reached the listener.
+  t.ok(await eventually(() => calls >= 3), `the listener was told (${calls} times)`);
+  await sleep(50);
 });
 
 t.test('a Redis that does not answer costs at most the timeout', async (t) => {
