@@ -583,6 +583,25 @@ t.test('a path not in normal form that a prefix would judge: 400, nobody asked',
   t.equal((await run({ ...request(bearer(), { policy: 'open' }), path: '/a/../admin' }, named)).allow, true, 'context_extensions decide: the path does not matter');
 });
 
+t.test('a Host that is not a valid host[:port] where a host rule would judge: 400, nobody asked', async (t) => {
+  const policies = [
+    compiled(policyConfig({ name: 'open', passThrough: true })),
+    compiled(policyConfig({ name: 'api', match: [{ host: 'api.example.com' }] })),
+  ];
+  for (const host of ['api.example.com:1@evil', 'api.example.com:443:1', 'evil@api.example.com', '']) {
+    const fake = fakeContext({ result: active({ sub: 'alice' }), policies, defaultPolicy: 'open' });
+    const note: DecisionNote = {};
+    const deny = asDeny(t, await run({ ...request({}), host }, fake, note));
+    t.same(
+      { reason: deny.reason, status: deny.status, policy: deny.policy, description: deny.description },
+      { reason: 'invalid_request', status: 400, policy: null, description: 'the request host is not a valid host name' },
+      `${JSON.stringify(host)}: neither the api policy nor the anonymous default`,
+    );
+    t.equal(fake.calls.length, 0, `${host}: no introspection`);
+    t.match(note.detail, /not a valid host/);
+  }
+});
+
 t.test('what an allow left out is noted for the log line', async (t) => {
   const config = policyConfig({ mappedIdentity: '{sub}', identityFallback: 'service', exposeHeaders: true });
   const fake = fakeContext({ result: active({ client_id: 'app', bad: 'a\r\nb' }), policies: [compiled(config)] });

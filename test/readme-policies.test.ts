@@ -95,4 +95,6 @@ t.test('Express Gateway style', async (t) => {
   t.equal(upstream(known), 'x-auth-subject: jdoe\n');
   const elsewhere = await run(context(yamlBlocks[2]!, null), request({}, 'shop.example.com', '/cart'));
   t.equal(elsewhere.allow === false && elsewhere.status, 401);
+  const beside = await run(context(yamlBlocks[2]!, null), request({}, 'shop.example.com', '/catalog-admin'));
+  t.equal(beside.allow === false && beside.status, 401, 'a path beside the catalogue is not anonymous');
 });

@@ -378,9 +378,12 @@ export const policySchema = {
   match: {
     doc:
       'Host and path rules that select this policy when the route names none in context_extensions (Istio sends ' +
-      'none): a list of {host, pathPrefix}, either may be omitted. host is a name or *.suffix, compared ' +
-      'case-insensitively without the port; pathPrefix matches whole path segments before the query string. ' +
-      'An exact host beats a wildcard, a longer prefix a shorter one; see the Policies section of the README.',
+      'none): a list of {host, pathPrefix | pathSeparatedPrefix, ignoreCase}. host is a name or *.suffix, ' +
+      'compared case-insensitively without the port. pathPrefix matches characters, as Envoy\'s route prefix ' +
+      'does (/admin takes in /admin.json and /admin-x); pathSeparatedPrefix matches whole path segments, as ' +
+      'Envoy\'s path_separated_prefix does; ignoreCase: true compares the path without case (Envoy\'s ' +
+      'case_sensitive: false). An exact host beats a wildcard, a longer prefix a shorter one; see the Policies ' +
+      'section of the README.',
     format: listOf('mappings'),
     default: [] as Array<Record<string, unknown>>,
   },
