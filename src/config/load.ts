@@ -140,9 +140,14 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     });
 
   const endpoints = items('endpoints', endpointSchema, props.endpoints).map((item, index) =>
-    resolveEndpoint(item as RawEndpoint, env, (key, problem) => {
-      throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
-    }),
+    resolveEndpoint(
+      item as RawEndpoint,
+      env,
+      (key, problem) => {
+        throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
+      },
+      (key, problem) => warn(`${source}: endpoints[${index}]${key === '' ? '' : `.${key}`}: ${problem}`),
+    ),
   );
   unique(endpoints, `${source}: endpoints`);
   if (endpoints.length === 0) throw new ConfigError(`${source}: endpoints: at least one introspection endpoint is required`);

@@ -143,9 +143,19 @@ export const endpointSchema = {
     default: null as unknown as string,
   },
   url: {
-    doc: 'RFC 7662 introspection endpoint URL (MuleSoft: introspectionURL; IBM: introspection_endpoint).',
+    doc:
+      'RFC 7662 introspection endpoint URL (MuleSoft: introspectionURL; IBM: introspection_endpoint): https, or http ' +
+      'on loopback (127.0.0.0/8, [::1], localhost, with no proxy off this host) unless allowInsecure.',
     format: httpUrl,
     default: null as unknown as string,
+  },
+  allowInsecure: {
+    doc:
+      'Accept an http:// url on a host other than loopback (or through a proxy): the client secret and every ' +
+      'token then cross the network in clear, and anyone on the path can answer "active". Off: such a url is ' +
+      'refused at load. When on, every load logs a warning.',
+    format: Boolean,
+    default: false,
   },
   method: {
     doc:
@@ -279,7 +289,7 @@ export const endpointSchema = {
     default: null as string | null,
   },
   issuer: {
-    doc: 'When set, an answer whose iss is not exactly this is inactive.',
+    doc: 'When set, an answer whose iss is not exactly this is inactive. Neither issuer nor audience set: a warning at load.',
     format: optionalString,
     default: null as string | null,
   },
@@ -523,7 +533,9 @@ export const schema = {
   server: {
     grpc: {
       host: {
-        doc: 'Address the gRPC (ext_authz and health) server binds to.',
+        doc:
+          'Address the gRPC (ext_authz and health) server binds to. 0.0.0.0 (every interface) suits a pod; on a ' +
+          'shared host bind 127.0.0.1 or the interface Envoy uses.',
         format: nonEmptyString,
         default: '0.0.0.0',
         env: 'GRPC_HOST',
@@ -537,7 +549,9 @@ export const schema = {
     },
     ops: {
       host: {
-        doc: 'Address the operations HTTP server (/metrics, /healthz, /readyz) binds to.',
+        doc:
+          'Address the operations HTTP server (/metrics, /healthz, /readyz; no credential needed) binds to. 0.0.0.0 ' +
+          'suits a pod (probes, Prometheus); elsewhere bind 127.0.0.1 or limit the port.',
         format: nonEmptyString,
         default: '0.0.0.0',
         env: 'OPS_HOST',
