@@ -134,17 +134,23 @@ function anonymous(
     policy: policy.config.name,
     identity: null,
     headers: policy.anonymous.headers,
-    removeHeaders: removals(request, policy, policy.anonymous.headers),
+    removeHeaders: removals(request, policy, policy.anonymous.headers, true),
     metadata: policy.anonymous.metadata,
     endpoint,
     cache,
   };
 }
 
-/** Client copies of our headers, and the credential itself under hideCredentials (Kong: hide_credentials). */
-function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: readonly HeaderToSet[]): string[] {
+/**
+ * Client copies of our headers, and the credential itself under
+ * hideCredentials (Kong: hide_credentials) or on an anonymous allow: that
+ * credential is unverified (forged, revoked, or one the endpoint could not
+ * judge), and an upstream that reads it itself would trust it.
+ */
+function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: readonly HeaderToSet[], anonymous = false): string[] {
   const remove = spoofedHeaders(request.headers.keys(), policy.prefixes, policy.ownHeaders, setByUs);
-  if (policy.config.hideCredentials) remove.push('authorization');
+  const { hideCredentials, passThroughCredentials } = policy.config;
+  if (hideCredentials || (anonymous && !passThroughCredentials && request.headers.has('authorization'))) remove.push('authorization');
   return remove;
 }
 

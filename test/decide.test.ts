@@ -520,6 +520,28 @@ t.test('passThrough: no usable token goes through as anonymous', async (t) => {
   t.same(allow.removeHeaders, ['x-auth-status', 'authorization'], 'a client-sent marker never survives an authenticated allow');
 });
 
+t.test('passThrough: the unverified credential of an anonymous allow never reaches the upstream, unless passThroughCredentials', async (t) => {
+  const open = compiled(policyConfig({ passThrough: true }));
+  const cases: Array<[string, Record<string, string>, IntrospectionResult]> = [
+    ['a forged or revoked token', bearer(), { outcome: 'inactive' }],
+    ['a token nobody could verify', bearer(), { outcome: 'error', detail: 'ECONNREFUSED' }],
+    ['an answer that is no answer', bearer(), { outcome: 'bad_response', detail: 'HTTP 500' }],
+    ['a malformed token', { authorization: 'Bearer a"b' }, { outcome: 'inactive' }],
+    ['another scheme', { authorization: 'Basic eDp5' }, { outcome: 'inactive' }],
+  ];
+  for (const [name, headers, result] of cases) {
+    const allow = asAllow(t, await run(request(headers), fakeContext({ result, policies: [open] })));
+    t.equal(allow.reason, 'pass_through', name);
+    t.ok(allow.removeHeaders.includes('authorization'), `${name}: removed by default`);
+    const keeping = compiled(policyConfig({ passThrough: true, passThroughCredentials: true }));
+    const kept = asAllow(t, await run(request(headers), fakeContext({ result, policies: [keeping] })));
+    t.notOk(kept.removeHeaders.includes('authorization'), `${name}: forwarded with passThroughCredentials`);
+  }
+  const verified = asAllow(t, await run(request(bearer()), fakeContext({ result: active({ sub: 'alice' }), policies: [open] })));
+  t.equal(verified.reason, 'ok');
+  t.notOk(verified.removeHeaders.includes('authorization'), 'a verified token is forwarded as before (hideCredentials decides)');
+});
+
 t.test('spoofed headers of every policy are removed, whichever policy decides', async (t) => {
   const main = policyConfig({ name: 'main' });
   const partner = policyConfig({ name: 'partner', identityHeader: 'x-partner-id', headerPrefix: 'x-partner-', attributesHeader: 'x-claims' });

@@ -37,6 +37,7 @@ export interface PolicyConfig {
   attributesHeader: string | null;
   hideCredentials: boolean;
   passThrough: boolean;
+  passThroughCredentials: boolean;
   unreachableStatus: number;
   badResponseStatus: number;
 }
@@ -114,6 +115,8 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
   const status = statusHeaderName(raw.headerPrefix);
   if (isProtectedHeader(raw.identityHeader)) fail('identityHeader', `${raw.identityHeader} cannot carry the identity`);
   if (raw.identityHeader === status) fail('identityHeader', `${status} is the pass-through marker`);
+  if (raw.passThroughCredentials && !raw.passThrough) fail('passThroughCredentials', 'has no effect without passThrough');
+  if (raw.passThroughCredentials && raw.hideCredentials) fail('passThroughCredentials', 'contradicts hideCredentials, which removes the credential on every allow');
   const attributesHeader = raw.attributesHeader;
   if (attributesHeader !== null) {
     if (isProtectedHeader(attributesHeader)) fail('attributesHeader', `${attributesHeader} cannot carry attributes`);
@@ -141,6 +144,7 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
     attributesHeader,
     hideCredentials: raw.hideCredentials,
     passThrough: raw.passThrough,
+    passThroughCredentials: raw.passThroughCredentials,
     unreachableStatus: raw.unreachableStatus,
     badResponseStatus: raw.badResponseStatus,
   };

@@ -497,7 +497,17 @@ export const policySchema = {
     doc:
       'Let a request without a usable token (missing, malformed, inactive or unverifiable) through as anonymous: ' +
       'no identity, <headerPrefix>status: anonymous (Express Gateway: passThrough). A valid token the policy ' +
-      'refuses (scope, client) is still denied.',
+      'refuses (scope, client) is still denied. The Authorization header of an anonymous request is removed ' +
+      '(see passThroughCredentials).',
+    format: Boolean,
+    default: false,
+  },
+  passThroughCredentials: {
+    doc:
+      'With passThrough: forward the Authorization header of an anonymous request to the upstream. Off (the ' +
+      'default): it is removed, since it holds no verified credential (forged, revoked, unverifiable, or of ' +
+      'another scheme) and an upstream that reads it itself would trust it. Turn on only for an upstream that ' +
+      'checks every credential it reads.',
     format: Boolean,
     default: false,
   },

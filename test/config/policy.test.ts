@@ -39,6 +39,7 @@ t.test('defaults of the policy options', async (t) => {
   t.equal(policy.attributesHeader, null);
   t.equal(policy.hideCredentials, false);
   t.equal(policy.passThrough, false);
+  t.equal(policy.passThroughCredentials, false);
 });
 
 t.test('options given are compiled', async (t) => {
@@ -131,6 +132,8 @@ t.test('errors name the key and never the value', async (t) => {
     ['match not a list', [{ name: 'p', match: { host: 'a.com' } }], /policies\[0\]\.match: must be a list$/],
     ['match of strings', [{ name: 'p', match: ['a.com'] }], /policies\[0\]\.match: must be a list of mappings/],
     ['empty rule', [{ name: 'p', match: [{}] }], /policies\[0\]\.match\[0\]: needs host, pathPrefix \(or pathSeparatedPrefix\) or both/],
+    ['passThroughCredentials alone', [{ name: 'p', passThroughCredentials: true }], /policies\[0\]\.passThroughCredentials: has no effect without passThrough/],
+    ['passThroughCredentials and hideCredentials', [{ name: 'p', passThrough: true, passThroughCredentials: true, hideCredentials: true }], /policies\[0\]\.passThroughCredentials: contradicts hideCredentials/],
     ['both prefixes', [{ name: 'p', match: [{ pathPrefix: '/a', pathSeparatedPrefix: '/a' }] }], /policies\[0\]\.match\[0\]: give pathPrefix or pathSeparatedPrefix, not both/],
     ['ignoreCase not a boolean', [{ name: 'p', match: [{ pathPrefix: '/a', ignoreCase: 'yes' }] }], /policies\[0\]\.match\[0\]\.ignoreCase: must be a boolean/],
     ['ignoreCase without a prefix', [{ name: 'p', match: [{ host: 'a.com', ignoreCase: true }] }], /policies\[0\]\.match\[0\]\.ignoreCase: needs a pathPrefix/],
