@@ -63,7 +63,6 @@ const HOSTNAME = new RegExp(`^${LABEL}(\\.${LABEL})*$`);
 const HOSTNAME_ANY_CASE = new RegExp(HOSTNAME.source, 'i');
 const IPV6 = /^\[[0-9a-f:.]+\]$/;
 const IPV6_ANY_CASE = /^\[[0-9a-f:.]+\]$/i;
-const PORT = /^:\d{1,5}$/;
 const MAX_HOST_LENGTH = 253;
 
 /** A `host` of a match rule: a name, "*.suffix" or a bracketed IPv6 address. Throws a TypeError that never quotes it. */
@@ -194,7 +193,7 @@ export function normalizeHost(raw: string): string | null {
     end = raw.indexOf(':');
     if (end < 0) end = raw.length;
   }
-  if (end < raw.length && !PORT.test(raw.slice(end))) return null;
+  if (end < raw.length && !isPort(raw, end)) return null;
   if (end > 0 && raw.charCodeAt(end - 1) === 0x2e) end -= 1;
   const host = end === raw.length ? raw : raw.slice(0, end);
   if (host.charCodeAt(0) === 0x5b) {
@@ -203,6 +202,17 @@ export function normalizeHost(raw: string): string | null {
     return null;
   }
   return /[A-Z]/.test(host) ? host.toLowerCase() : host;
+}
+
+/** Whether `raw` from `colon` on is ":" and one to five digits. */
+function isPort(raw: string, colon: number): boolean {
+  const digits = raw.length - colon - 1;
+  if (raw.charCodeAt(colon) !== 0x3a || digits < 1 || digits > 5) return false;
+  for (let i = colon + 1; i < raw.length; i += 1) {
+    const code = raw.charCodeAt(i);
+    if (code < 0x30 || code > 0x39) return false;
+  }
+  return true;
 }
 
 /** `path` starts with the lower-case `prefix`, ASCII letters of `path` compared without case. */
