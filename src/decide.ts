@@ -40,9 +40,14 @@ export async function decide(
   const selected = selectPolicy(request, context);
   if (!selected.ok) {
     note.detail = selected.detail;
-    return selected.abnormalPath
-      ? deny(null, 'invalid_request', 400, null, 'the request path is not in normal form', null, 'none')
-      : deny(null, 'policy_error', 500, null, 'the route is not configured correctly', null, 'none');
+    switch (selected.problem) {
+      case 'abnormal_path':
+        return deny(null, 'invalid_request', 400, null, 'the request path is not in normal form', null, 'none');
+      case 'invalid_host':
+        return deny(null, 'invalid_request', 400, null, 'the request host is not a valid host name', null, 'none');
+      case 'unknown_policy':
+        return deny(null, 'policy_error', 500, null, 'the route is not configured correctly', null, 'none');
+    }
   }
   const policy = selected.policy;
   const config = policy.config;
@@ -129,34 +134,42 @@ function anonymous(
     policy: policy.config.name,
     identity: null,
     headers: policy.anonymous.headers,
-    removeHeaders: removals(request, policy, policy.anonymous.headers),
+    removeHeaders: removals(request, policy, policy.anonymous.headers, true),
     metadata: policy.anonymous.metadata,
     endpoint,
     cache,
   };
 }
 
-/** Client copies of our headers, and the credential itself under hideCredentials (Kong: hide_credentials). */
-function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: readonly HeaderToSet[]): string[] {
+/**
+ * Client copies of our headers, and the credential itself under
+ * hideCredentials (Kong: hide_credentials) or on an anonymous allow: that
+ * credential is unverified (forged, revoked, or one the endpoint could not
+ * judge), and an upstream that reads it itself would trust it.
+ */
+function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: readonly HeaderToSet[], anonymous = false): string[] {
   const remove = spoofedHeaders(request.headers.keys(), policy.prefixes, policy.ownHeaders, setByUs);
-  if (policy.config.hideCredentials) remove.push('authorization');
+  const { hideCredentials, passThroughCredentials } = policy.config;
+  if (hideCredentials || (anonymous && !passThroughCredentials && request.headers.has('authorization'))) remove.push('authorization');
   return remove;
 }
 
-type Selection = { ok: true; policy: CompiledPolicy } | { ok: false; abnormalPath: boolean; detail: string };
+type Selection =
+  | { ok: true; policy: CompiledPolicy }
+  | { ok: false; problem: 'unknown_policy' | 'abnormal_path' | 'invalid_host'; detail: string };
 
 /**
  * The route's policy: named by Envoy's context_extensions, else by the host
  * and path rules, else the default. An unknown name is a configuration error
  * and never falls back to the default, which may be weaker than what the
- * route asked for; so is a path that a rule would judge but that is not in
- * normal form.
+ * route asked for; so is a path or host that a rule would judge but that is
+ * not in normal form.
  */
 function selectPolicy(request: AuthRequest, context: DecideContext): Selection {
   const name = request.contextExtensions.get(context.policySelector);
   if (name !== undefined) {
     const policy = context.policies.get(name);
-    if (!policy) return { ok: false, abnormalPath: false, detail: `the route names policy "${name}", which is not configured` };
+    if (!policy) return { ok: false, problem: 'unknown_policy', detail: `the route names policy "${name}", which is not configured` };
     return { ok: true, policy };
   }
   const match = matchRoute(context.routes, request.host, request.path);
@@ -164,7 +177,9 @@ function selectPolicy(request: AuthRequest, context: DecideContext): Selection {
     case 'none':
       return { ok: true, policy: context.defaultPolicy };
     case 'abnormal_path':
-      return { ok: false, abnormalPath: true, detail: 'the path is not in normal form and a pathPrefix rule would decide the policy' };
+      return { ok: false, problem: 'abnormal_path', detail: 'the path is not in normal form and a path prefix rule would decide the policy' };
+    case 'invalid_host':
+      return { ok: false, problem: 'invalid_host', detail: 'the host is not a valid host[:port] and a host rule would decide the policy' };
     case 'policy':
       // compileRoutes only names configured policies.
       return { ok: true, policy: context.policies.get(match.policy)! };

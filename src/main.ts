@@ -78,12 +78,13 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
-/** The file's text and the configuration it gives. */
-function load(path: string | undefined): { config: Config; text: string } {
+/** The file's text, the configuration it gives, and the loader's warnings. */
+function load(path: string | undefined): { config: Config; text: string; warnings: string[] } {
   if (!path) fail('no configuration file: give --config FILE or set CONFIG_FILE', EXIT_CONFIG);
   try {
     const text = readConfigFile(path);
-    return { config: parseConfig(text, path), text };
+    const warnings: string[] = [];
+    return { config: parseConfig(text, path, { warn: (message) => warnings.push(message) }), text, warnings };
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message, EXIT_CONFIG);
     throw error;
@@ -92,7 +93,9 @@ function load(path: string | undefined): { config: Config; text: string } {
 
 /** Print the configuration as the service sees it: defaults filled in, secrets masked. */
 function checkConfig(path: string | undefined): void {
-  const { config } = load(path);
+  const { config, warnings } = load(path);
+  // stdout stays the JSON alone; a warning never changes the exit code.
+  for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
   process.stdout.write(`${JSON.stringify(config, printable, 2)}\n`);
 }
 
@@ -143,9 +146,10 @@ async function serve(path: string | undefined): Promise<void> {
   // Taken before the file is read: a change made while loading or starting up
   // then differs from it, and is reloaded once the file is watched.
   const initialDigest = path ? digest(path) : null;
-  const { config, text } = load(path);
+  const { config, text, warnings } = load(path);
   const configPath = path!;
   const logger = createLogger(config.log.level);
+  for (const warning of warnings) logger.warn({ warning }, 'risky configuration');
 
   // Signals are taken from here on: one arriving during start-up stops the service once it is up.
   let app: Running | undefined;
@@ -231,9 +235,10 @@ async function serve(path: string | undefined): Promise<void> {
 async function reloadFrom(app: Running, path: string, trigger: string, logger: Logger): Promise<void> {
   let restartNeeded: string[];
   let next: Config;
+  const warnings: string[] = [];
   try {
     const text = readConfigFile(path);
-    next = parseConfig(text, path);
+    next = parseConfig(text, path, { warn: (message) => warnings.push(message) });
     restartNeeded = await app.reload(next, text);
   } catch (error) {
     app.metrics.configReloads.inc({ result: 'failure' });
@@ -243,6 +248,7 @@ async function reloadFrom(app: Running, path: string, trigger: string, logger: L
   }
   app.metrics.configReloads.inc({ result: 'success' });
   logger.info({ trigger, policies: next.policies.map((p) => p.name) }, 'configuration reloaded');
+  for (const warning of warnings) logger.warn({ trigger, warning }, 'risky configuration');
   if (restartNeeded.length > 0) {
     logger.warn({ keys: restartNeeded }, 'these settings take effect only after a restart');
   }

@@ -520,6 +520,28 @@ t.test('passThrough: no usable token goes through as anonymous', async (t) => {
   t.same(allow.removeHeaders, ['x-auth-status', 'authorization'], 'a client-sent marker never survives an authenticated allow');
 });
 
+t.test('passThrough: the unverified credential of an anonymous allow never reaches the upstream, unless passThroughCredentials', async (t) => {
+  const open = compiled(policyConfig({ passThrough: true }));
+  const cases: Array<[string, Record<string, string>, IntrospectionResult]> = [
+    ['a forged or revoked token', bearer(), { outcome: 'inactive' }],
+    ['a token nobody could verify', bearer(), { outcome: 'error', detail: 'ECONNREFUSED' }],
+    ['an answer that is no answer', bearer(), { outcome: 'bad_response', detail: 'HTTP 500' }],
+    ['a malformed token', { authorization: 'Bearer a"b' }, { outcome: 'inactive' }],
+    ['another scheme', { authorization: 'Basic eDp5' }, { outcome: 'inactive' }],
+  ];
+  for (const [name, headers, result] of cases) {
+    const allow = asAllow(t, await run(request(headers), fakeContext({ result, policies: [open] })));
+    t.equal(allow.reason, 'pass_through', name);
+    t.ok(allow.removeHeaders.includes('authorization'), `${name}: removed by default`);
+    const keeping = compiled(policyConfig({ passThrough: true, passThroughCredentials: true }));
+    const kept = asAllow(t, await run(request(headers), fakeContext({ result, policies: [keeping] })));
+    t.notOk(kept.removeHeaders.includes('authorization'), `${name}: forwarded with passThroughCredentials`);
+  }
+  const verified = asAllow(t, await run(request(bearer()), fakeContext({ result: active({ sub: 'alice' }), policies: [open] })));
+  t.equal(verified.reason, 'ok');
+  t.notOk(verified.removeHeaders.includes('authorization'), 'a verified token is forwarded as before (hideCredentials decides)');
+});
+
 t.test('spoofed headers of every policy are removed, whichever policy decides', async (t) => {
   const main = policyConfig({ name: 'main' });
   const partner = policyConfig({ name: 'partner', identityHeader: 'x-partner-id', headerPrefix: 'x-partner-', attributesHeader: 'x-claims' });
@@ -581,6 +603,25 @@ t.test('a path not in normal form that a prefix would judge: 400, nobody asked',
   }
   const named = fakeContext({ result: active({ sub: 'alice' }), policies, defaultPolicy: 'open' });
   t.equal((await run({ ...request(bearer(), { policy: 'open' }), path: '/a/../admin' }, named)).allow, true, 'context_extensions decide: the path does not matter');
+});
+
+t.test('a Host that is not a valid host[:port] where a host rule would judge: 400, nobody asked', async (t) => {
+  const policies = [
+    compiled(policyConfig({ name: 'open', passThrough: true })),
+    compiled(policyConfig({ name: 'api', match: [{ host: 'api.example.com' }] })),
+  ];
+  for (const host of ['api.example.com:1@evil', 'api.example.com:443:1', 'evil@api.example.com', '']) {
+    const fake = fakeContext({ result: active({ sub: 'alice' }), policies, defaultPolicy: 'open' });
+    const note: DecisionNote = {};
+    const deny = asDeny(t, await run({ ...request({}), host }, fake, note));
+    t.same(
+      { reason: deny.reason, status: deny.status, policy: deny.policy, description: deny.description },
+      { reason: 'invalid_request', status: 400, policy: null, description: 'the request host is not a valid host name' },
+      `${JSON.stringify(host)}: neither the api policy nor the anonymous default`,
+    );
+    t.equal(fake.calls.length, 0, `${host}: no introspection`);
+    t.match(note.detail, /not a valid host/);
+  }
 });
 
 t.test('what an allow left out is noted for the log line', async (t) => {

@@ -91,8 +91,11 @@ t.test('Express Gateway style', async (t) => {
   t.same((anonymous as Allow).removeHeaders, ['x-auth-subject']);
   const revoked = await run(context(yamlBlocks[2]!, null), request({ authorization: 'Bearer abc' }, 'shop.example.com', '/catalog/items'));
   t.equal(revoked.reason, 'pass_through');
+  t.ok((revoked as Allow).removeHeaders.includes('authorization'), 'the revoked token does not reach the upstream');
   const known = await run(context(yamlBlocks[2]!, { active: true, sub: 'jdoe' }), request({ authorization: 'Bearer abc' }, 'shop.example.com', '/catalog/items'));
   t.equal(upstream(known), 'x-auth-subject: jdoe\n');
   const elsewhere = await run(context(yamlBlocks[2]!, null), request({}, 'shop.example.com', '/cart'));
   t.equal(elsewhere.allow === false && elsewhere.status, 401);
+  const beside = await run(context(yamlBlocks[2]!, null), request({}, 'shop.example.com', '/catalog-admin'));
+  t.equal(beside.allow === false && beside.status, 401, 'a path beside the catalogue is not anonymous');
 });

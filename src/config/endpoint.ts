@@ -42,10 +42,16 @@ export interface EndpointConfig {
   restricted: boolean;
 }
 
-export function resolveEndpoint(raw: RawEndpoint, env: NodeJS.ProcessEnv, fail: Fail): EndpointConfig {
+export function resolveEndpoint(
+  raw: RawEndpoint,
+  env: NodeJS.ProcessEnv,
+  fail: Fail,
+  warn: (key: string, problem: string) => void = () => {},
+): EndpointConfig {
   const clientSecret = readSecret(raw.clientSecret, raw.clientSecretFile, raw.clientSecretEnv, 'clientSecret', env, fail);
   const authorizationValue = readSecret(raw.authorizationValue, raw.authorizationValueFile, null, 'authorizationValue', env, fail);
   const url = new URL(raw.url);
+  checkTransport(raw, url, fail, warn);
 
   const given = raw.authMethod === null ? null : (AUTH_METHOD_ALIASES[raw.authMethod] ?? raw.authMethod);
   const authMethod: AuthMethod =
@@ -114,6 +120,34 @@ export function resolveEndpoint(raw: RawEndpoint, env: NodeJS.ProcessEnv, fail: 
     clockSkew: raw.clockSkew,
     restricted: raw.restricted,
   };
+}
+
+/**
+ * Over http the client secret and every token cross the network in clear,
+ * and anyone on the path can answer "active". Allowed without a word only
+ * where every hop stays on this host's loopback (the endpoint, and the proxy
+ * if there is one: through a remote proxy the first hop leaves the host), as
+ * with a sidecar; elsewhere only when the operator says so, with a warning at
+ * every load. No issuer or audience check is legal but worth a warning: a
+ * token the endpoint calls active for any other resource server passes here.
+ */
+function checkTransport(raw: RawEndpoint, url: URL, fail: Fail, warn: (key: string, problem: string) => void): void {
+  if (url.protocol === 'https:') {
+    if (raw.allowInsecure) fail('allowInsecure', 'has no effect with an https url');
+  } else if (!isLoopback(url.hostname) || (raw.proxy !== null && !isLoopback(new URL(raw.proxy).hostname))) {
+    if (!raw.allowInsecure) {
+      fail('url', 'http sends the client secret and every token in clear: use https, or set allowInsecure: true on this endpoint (a loopback host, reached without a remote proxy, needs neither)');
+    }
+    warn('url', 'http (allowed by allowInsecure): the client secret and every token cross the network in clear, and anyone on the path can answer for the endpoint');
+  }
+  if (raw.issuer === null && raw.audience === null) {
+    warn('', 'neither issuer nor audience is set: a token this endpoint calls active is accepted whoever it was issued to or by');
+  }
+}
+
+/** 127.0.0.0/8, ::1 and localhost, as the URL parser writes them. */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
 }
 
 function isHeaderSafe(value: string): boolean {

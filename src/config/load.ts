@@ -60,6 +60,12 @@ export interface RedisConfig {
 export interface LoadOptions {
   /** Environment used for overrides and clientSecretEnv; process.env by default. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Told of each legal but risky setting (an http endpoint allowed by
+   * allowInsecure, no issuer or audience check, a prefix rule a host rule
+   * hides), one line naming the key; never a value. Ignored by default.
+   */
+  warn?: (message: string) => void;
 }
 
 /** Read and validate a configuration file. */
@@ -100,6 +106,7 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
 /** Validate configuration given as a plain object. */
 export function buildConfig(raw: unknown, source = 'configuration', options: LoadOptions = {}): Config {
   const env = options.env ?? process.env;
+  const warn = options.warn ?? (() => {});
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(`${source}: must be a mapping of options at the top level`);
   }
@@ -133,9 +140,14 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     });
 
   const endpoints = items('endpoints', endpointSchema, props.endpoints).map((item, index) =>
-    resolveEndpoint(item as RawEndpoint, env, (key, problem) => {
-      throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
-    }),
+    resolveEndpoint(
+      item as RawEndpoint,
+      env,
+      (key, problem) => {
+        throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
+      },
+      (key, problem) => warn(`${source}: endpoints[${index}]${key === '' ? '' : `.${key}`}: ${problem}`),
+    ),
   );
   unique(endpoints, `${source}: endpoints`);
   if (endpoints.length === 0) throw new ConfigError(`${source}: endpoints: at least one introspection endpoint is required`);
@@ -147,9 +159,13 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     }),
   );
   unique(policies, `${source}: policies`);
-  checkRoutes(policies, (where, problem) => {
-    throw new ConfigError(`${source}: ${where}: ${problem}`);
-  });
+  checkRoutes(
+    policies,
+    (where, problem) => {
+      throw new ConfigError(`${source}: ${where}: ${problem}`);
+    },
+    (where, problem) => warn(`${source}: ${where}: ${problem}`),
+  );
 
   let defaultPolicy = props.defaultPolicy;
   if (defaultPolicy === null) {

@@ -6,7 +6,7 @@
  */
 import { AttributeRuleError, compileAttributeRules, type AttributeRules } from '../policy/attribute-rules.js';
 import { compileTemplate, type IdentityTemplate } from '../policy/identity-template.js';
-import { compileHost, compilePathPrefix, sameRoute, type RouteRule } from '../policy/routes.js';
+import { compareRules, compileHost, compilePathPrefix, pathMatches, sameRoute, type RouteRule } from '../policy/routes.js';
 import { compileScopes, type ScopeCriteria } from '../policy/scopes.js';
 import {
   byteLength,
@@ -37,6 +37,7 @@ export interface PolicyConfig {
   attributesHeader: string | null;
   hideCredentials: boolean;
   passThrough: boolean;
+  passThroughCredentials: boolean;
   unreachableStatus: number;
   badResponseStatus: number;
 }
@@ -114,6 +115,8 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
   const status = statusHeaderName(raw.headerPrefix);
   if (isProtectedHeader(raw.identityHeader)) fail('identityHeader', `${raw.identityHeader} cannot carry the identity`);
   if (raw.identityHeader === status) fail('identityHeader', `${status} is the pass-through marker`);
+  if (raw.passThroughCredentials && !raw.passThrough) fail('passThroughCredentials', 'has no effect without passThrough');
+  if (raw.passThroughCredentials && raw.hideCredentials) fail('passThroughCredentials', 'contradicts hideCredentials, which removes the credential on every allow');
   const attributesHeader = raw.attributesHeader;
   if (attributesHeader !== null) {
     if (isProtectedHeader(attributesHeader)) fail('attributesHeader', `${attributesHeader} cannot carry attributes`);
@@ -141,17 +144,24 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
     attributesHeader,
     hideCredentials: raw.hideCredentials,
     passThrough: raw.passThrough,
+    passThroughCredentials: raw.passThroughCredentials,
     unreachableStatus: raw.unreachableStatus,
     badResponseStatus: raw.badResponseStatus,
   };
 }
 
+const RULE_KEYS = new Set(['host', 'pathPrefix', 'pathSeparatedPrefix', 'ignoreCase']);
+
 function resolveRule(item: Record<string, unknown>, fail: Fail): RouteRule {
   for (const key of Object.keys(item)) {
-    if (key !== 'host' && key !== 'pathPrefix') fail(`.${key}`, 'unknown option (a rule has host and pathPrefix)');
+    if (!RULE_KEYS.has(key)) fail(`.${key}`, 'unknown option (a rule has host, pathPrefix or pathSeparatedPrefix, and ignoreCase)');
   }
-  const { host, pathPrefix } = item;
-  if (host === undefined && pathPrefix === undefined) fail('', 'needs host, pathPrefix or both');
+  const { host, pathPrefix, pathSeparatedPrefix, ignoreCase = false } = item;
+  if (pathPrefix !== undefined && pathSeparatedPrefix !== undefined) fail('', 'give pathPrefix or pathSeparatedPrefix, not both');
+  if (host === undefined && pathPrefix === undefined && pathSeparatedPrefix === undefined) {
+    fail('', 'needs host, pathPrefix (or pathSeparatedPrefix) or both');
+  }
+  if (typeof ignoreCase !== 'boolean') fail('.ignoreCase', 'must be a boolean (true or false)');
   let compiledHost: { host: string; wildcard: boolean } | null = null;
   if (host !== undefined) {
     if (typeof host !== 'string') fail('.host', 'must be a string');
@@ -161,33 +171,74 @@ function resolveRule(item: Record<string, unknown>, fail: Fail): RouteRule {
       fail('.host', (error as Error).message);
     }
   }
+  const separated = pathSeparatedPrefix !== undefined;
+  const key = separated ? 'pathSeparatedPrefix' : 'pathPrefix';
+  const text = separated ? pathSeparatedPrefix : pathPrefix;
   let prefix: string | null = null;
-  if (pathPrefix !== undefined) {
-    if (typeof pathPrefix !== 'string') fail('.pathPrefix', 'must be a string');
+  if (text !== undefined) {
+    if (typeof text !== 'string') fail(`.${key}`, 'must be a string');
     try {
-      prefix = compilePathPrefix(pathPrefix);
+      prefix = compilePathPrefix(text, separated, ignoreCase);
     } catch (error) {
-      fail('.pathPrefix', (error as Error).message);
+      fail(`.${key}`, (error as Error).message);
     }
   }
-  const rule: RouteRule = { host: compiledHost?.host ?? null, wildcard: compiledHost?.wildcard ?? false, pathPrefix: prefix };
+  if (ignoreCase && prefix === null) fail('.ignoreCase', 'needs a pathPrefix or pathSeparatedPrefix other than "/" (hosts always ignore case)');
+  const rule: RouteRule = {
+    host: compiledHost?.host ?? null,
+    wildcard: compiledHost?.wildcard ?? false,
+    pathPrefix: prefix,
+    separated: prefix !== null && separated,
+    ignoreCase: prefix !== null && ignoreCase,
+  };
   // Prints as written (check-config), not as the compiled suffix.
-  Object.defineProperty(rule, 'toJSON', { value: () => ({ host: host ?? null, pathPrefix: pathPrefix ?? null }), enumerable: false });
+  const printed = { host: host ?? null, [key]: text ?? null, ...(ignoreCase ? { ignoreCase } : {}) };
+  Object.defineProperty(rule, 'toJSON', { value: () => printed, enumerable: false });
   return Object.freeze(rule);
 }
 
 /**
  * Rules of different policies that match exactly the same requests would make
- * the choice depend on the order of the file: refused.
+ * the choice depend on the order of the file: refused. A prefix rule that a
+ * more specific host's rules hide for that host is legal (Envoy's virtual
+ * hosts work the same way: the host is chosen first) but rarely meant, so it
+ * is a warning that names both rules.
  */
-export function checkRoutes(policies: readonly PolicyConfig[], fail: (where: string, problem: string) => never): void {
-  const seen: Array<{ rule: RouteRule; where: string }> = [];
+export function checkRoutes(
+  policies: readonly PolicyConfig[],
+  fail: (where: string, problem: string) => never,
+  warn: (where: string, problem: string) => void = () => {},
+): void {
+  const seen: Array<RouteRule & { where: string; policy: string }> = [];
   policies.forEach((policy, p) =>
     policy.match.forEach((rule, r) => {
       const where = `policies[${p}].match[${r}]`;
-      const twin = seen.find((other) => sameRoute(other.rule, rule));
+      const twin = seen.find((other) => sameRoute(other, rule));
       if (twin) fail(where, `same host and pathPrefix as ${twin.where}`);
-      seen.push({ rule, where });
+      seen.push({ ...rule, where, policy: policy.name });
     }),
   );
+  const ordered = [...seen].sort(compareRules);
+  for (const rule of ordered) {
+    if (rule.pathPrefix === null || (rule.host !== null && !rule.wildcard)) continue;
+    // Each more specific host under this rule's host, once.
+    const hosts = new Map<string, RouteRule>();
+    for (const other of ordered) {
+      if (other.host === null || compareRules(other, rule) >= 0 || other.host === rule.host) continue;
+      if (rule.host !== null && !other.host.endsWith(rule.host)) continue;
+      if (!hosts.has(other.host)) hosts.set(other.host, other);
+    }
+    for (const [host, sample] of hosts) {
+      const winner = ordered.find(
+        (other) => other.host === host && other.wildcard === sample.wildcard && pathMatches(other, rule.pathPrefix!, rule.pathPrefix!.length),
+      );
+      if (winner === undefined || winner.policy === rule.policy) continue;
+      const shown = sample.wildcard ? `*${host}` : host;
+      warn(
+        rule.where,
+        `does not apply on host ${shown}: ${winner.where} (policy ${winner.policy}) matches there first, since a rule with a ` +
+          'more specific host always wins; add a rule for that host if this prefix should apply there too',
+      );
+    }
+  }
 }

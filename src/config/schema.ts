@@ -143,9 +143,19 @@ export const endpointSchema = {
     default: null as unknown as string,
   },
   url: {
-    doc: 'RFC 7662 introspection endpoint URL (MuleSoft: introspectionURL; IBM: introspection_endpoint).',
+    doc:
+      'RFC 7662 introspection endpoint URL (MuleSoft: introspectionURL; IBM: introspection_endpoint): https, or http ' +
+      'on loopback (127.0.0.0/8, [::1], localhost, with no proxy off this host) unless allowInsecure.',
     format: httpUrl,
     default: null as unknown as string,
+  },
+  allowInsecure: {
+    doc:
+      'Accept an http:// url on a host other than loopback (or through a proxy): the client secret and every ' +
+      'token then cross the network in clear, and anyone on the path can answer "active". Off: such a url is ' +
+      'refused at load. When on, every load logs a warning.',
+    format: Boolean,
+    default: false,
   },
   method: {
     doc:
@@ -279,7 +289,7 @@ export const endpointSchema = {
     default: null as string | null,
   },
   issuer: {
-    doc: 'When set, an answer whose iss is not exactly this is inactive.',
+    doc: 'When set, an answer whose iss is not exactly this is inactive. Neither issuer nor audience set: a warning at load.',
     format: optionalString,
     default: null as string | null,
   },
@@ -378,9 +388,12 @@ export const policySchema = {
   match: {
     doc:
       'Host and path rules that select this policy when the route names none in context_extensions (Istio sends ' +
-      'none): a list of {host, pathPrefix}, either may be omitted. host is a name or *.suffix, compared ' +
-      'case-insensitively without the port; pathPrefix matches whole path segments before the query string. ' +
-      'An exact host beats a wildcard, a longer prefix a shorter one; see the Policies section of the README.',
+      'none): a list of {host, pathPrefix | pathSeparatedPrefix, ignoreCase}. host is a name or *.suffix, ' +
+      'compared case-insensitively without the port. pathPrefix matches characters, as Envoy\'s route prefix ' +
+      'does (/admin takes in /admin.json and /admin-x); pathSeparatedPrefix matches whole path segments, as ' +
+      'Envoy\'s path_separated_prefix does; ignoreCase: true compares the path without case (Envoy\'s ' +
+      'case_sensitive: false). An exact host beats a wildcard, a longer prefix a shorter one; see the Policies ' +
+      'section of the README.',
     format: listOf('mappings'),
     default: [] as Array<Record<string, unknown>>,
   },
@@ -484,7 +497,17 @@ export const policySchema = {
     doc:
       'Let a request without a usable token (missing, malformed, inactive or unverifiable) through as anonymous: ' +
       'no identity, <headerPrefix>status: anonymous (Express Gateway: passThrough). A valid token the policy ' +
-      'refuses (scope, client) is still denied.',
+      'refuses (scope, client) is still denied. The Authorization header of an anonymous request is removed ' +
+      '(see passThroughCredentials).',
+    format: Boolean,
+    default: false,
+  },
+  passThroughCredentials: {
+    doc:
+      'With passThrough: forward the Authorization header of an anonymous request to the upstream. Off (the ' +
+      'default): it is removed, since it holds no verified credential (forged, revoked, unverifiable, or of ' +
+      'another scheme) and an upstream that reads it itself would trust it. Turn on only for an upstream that ' +
+      'checks every credential it reads.',
     format: Boolean,
     default: false,
   },
@@ -520,7 +543,9 @@ export const schema = {
   server: {
     grpc: {
       host: {
-        doc: 'Address the gRPC (ext_authz and health) server binds to.',
+        doc:
+          'Address the gRPC (ext_authz and health) server binds to. 0.0.0.0 (every interface) suits a pod; on a ' +
+          'shared host bind 127.0.0.1 or the interface Envoy uses.',
         format: nonEmptyString,
         default: '0.0.0.0',
         env: 'GRPC_HOST',
@@ -542,7 +567,9 @@ export const schema = {
     },
     ops: {
       host: {
-        doc: 'Address the operations HTTP server (/metrics, /healthz, /readyz) binds to.',
+        doc:
+          'Address the operations HTTP server (/metrics, /healthz, /readyz; no credential needed) binds to. 0.0.0.0 ' +
+          'suits a pod (probes, Prometheus); elsewhere bind 127.0.0.1 or limit the port.',
         format: nonEmptyString,
         default: '0.0.0.0',
         env: 'OPS_HOST',

@@ -7,13 +7,29 @@ import type { HeaderToSet } from '../decision.js';
 
 /**
  * Envoy refuses (and HTTP forbids) control characters in header values; a claim
- * carrying CR or LF could otherwise split a header. Anything from U+0020 up,
- * except DEL, is allowed (non-ASCII travels as UTF-8).
+ * carrying CR or LF could otherwise split a header. Refused as well, since an
+ * upstream or a log viewer may act on them although HTTP lets them through:
+ * C1 controls (U+0080-U+009F: NEL ends a line for some parsers, CSI starts a
+ * terminal escape), the line and paragraph separators U+2028/U+2029 (line
+ * ends to JavaScript and many log tools), the bidi marks, embeddings,
+ * overrides and isolates (U+061C, U+200E, U+200F, U+202A-U+202E,
+ * U+2066-U+2069: "admin\u202Eresu" shows as another name), and a lone UTF-16
+ * surrogate (it would reach the wire as U+FFFD, a value the claim never held).
+ * Everything else from U+0020 up, except DEL, is allowed (non-ASCII travels
+ * as UTF-8).
  */
 export function isSafeHeaderValue(value: string): boolean {
   for (let i = 0; i < value.length; i += 1) {
     const code = value.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return false;
+    if (code >= 0x20 && code < 0x7f) continue;
+    if (code < 0xa0) return false;
+    if (code === 0x061c || code === 0x200e || code === 0x200f || code === 0x2028 || code === 0x2029) return false;
+    if ((code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) return false;
+    if (code >= 0xd800 && code <= 0xdfff) {
+      const next = value.charCodeAt(i + 1);
+      if (code > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) return false;
+      i += 1;
+    }
   }
   return true;
 }

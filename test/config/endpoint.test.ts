@@ -166,3 +166,47 @@ t.test('admin token: inline, file or environment; long enough; never printed', a
   for (const [admin, message] of cases) t.equal(errorOf({}, { admin }), `test.yaml: ${message}`, message);
   t.notMatch(errorOf({}, { admin: { token: 'short' } }), /short/, 'the token is never quoted');
 });
+
+t.test('an http url is refused unless on loopback or allowInsecure; allowed ones are warned about', async (t) => {
+  const load = (options: Record<string, unknown>) => {
+    const warnings: string[] = [];
+    const endpoint = { name: 'as', clientId: 'authz', clientSecret: SECRET, issuer: 'https://as.example.com', ...options };
+    const config = buildConfig({ endpoints: [endpoint] }, 'test.yaml', { env: {}, warn: (message) => warnings.push(message) });
+    return { config, warnings };
+  };
+  for (const url of ['http://as.example.com/introspect', 'http://10.0.0.7:8080/introspect', 'http://[2001:db8::1]/introspect', 'http://127.0.0.1.nip.io/x']) {
+    t.match(
+      errorOf({ url }),
+      /^test\.yaml: endpoints\[0\]\.url: http sends the client secret and every token in clear: use https, or set allowInsecure: true/,
+      url,
+    );
+    t.notMatch(errorOf({ url }), SECRET);
+  }
+  t.match(
+    errorOf({ url: 'http://127.0.0.1:8080/introspect', proxy: 'http://proxy.example.com:3128' }),
+    /endpoints\[0\]\.url: http sends the client secret/,
+    'through a remote proxy, the first hop leaves the host',
+  );
+  t.same(load({ url: 'http://127.0.0.1:8080/introspect', proxy: 'http://127.0.0.1:3128' }).warnings, [], 'a loopback proxy to a loopback endpoint');
+  for (const url of ['http://127.0.0.1:8080/introspect', 'http://127.1.2.3/x', 'http://localhost:9/x', 'http://[::1]:9/x', 'https://as.example.com/x']) {
+    t.same(load({ url }).warnings, [], `${url}: accepted without a warning`);
+  }
+  const allowed = load({ url: 'http://as.example.com/introspect', allowInsecure: true });
+  t.equal(allowed.config.endpoints[0]!.url, 'http://as.example.com/introspect');
+  t.same(allowed.warnings.length, 1);
+  t.match(allowed.warnings[0], /^test\.yaml: endpoints\[0\]\.url: http \(allowed by allowInsecure\): the client secret and every token cross the network in clear/);
+  t.match(errorOf({ allowInsecure: true }), /^test\.yaml: endpoints\[0\]\.allowInsecure: has no effect with an https url$/);
+  t.match(errorOf({ allowInsecure: 'yes' }), /endpoints\[0\]\.allowInsecure: must be a boolean/);
+});
+
+t.test('an endpoint with neither issuer nor audience is warned about', async (t) => {
+  const warningsOf = (options: Record<string, unknown>) => {
+    const warnings: string[] = [];
+    buildConfig({ endpoints: [{ name: 'as', url: URL_AS, authMethod: 'none', ...options }] }, 'test.yaml', { env: {}, warn: (m) => warnings.push(m) });
+    return warnings;
+  };
+  t.same(warningsOf({}), ['test.yaml: endpoints[0]: neither issuer nor audience is set: a token this endpoint calls active is accepted whoever it was issued to or by']);
+  t.same(warningsOf({ issuer: 'https://as.example.com' }), []);
+  t.same(warningsOf({ audience: 'orders-api' }), []);
+  t.same(warningsOf({ audience: ['a', 'b'] }), []);
+});

@@ -39,6 +39,7 @@ t.test('defaults of the policy options', async (t) => {
   t.equal(policy.attributesHeader, null);
   t.equal(policy.hideCredentials, false);
   t.equal(policy.passThrough, false);
+  t.equal(policy.passThroughCredentials, false);
 });
 
 t.test('options given are compiled', async (t) => {
@@ -49,9 +50,9 @@ endpoints:
 policies:
   - name: orders
     match:
-      - { host: API.example.com, pathPrefix: /orders/ }
+      - { host: API.example.com, pathSeparatedPrefix: /orders/ }
       - { host: "*.example.com" }
-      - { pathPrefix: /admin }
+      - { pathPrefix: /Admin, ignoreCase: true }
     scopes: "orders:read  orders:write"
     scopeValidationCriteria: OR
     skipClientIdValidation: false
@@ -71,9 +72,9 @@ policies:
   t.same(
     policy.match.map((rule) => ({ ...rule })),
     [
-      { host: 'api.example.com', wildcard: false, pathPrefix: '/orders' },
-      { host: '.example.com', wildcard: true, pathPrefix: null },
-      { host: null, wildcard: false, pathPrefix: '/admin' },
+      { host: 'api.example.com', wildcard: false, pathPrefix: '/orders', separated: true, ignoreCase: false },
+      { host: '.example.com', wildcard: true, pathPrefix: null, separated: false, ignoreCase: false },
+      { host: null, wildcard: false, pathPrefix: '/admin', separated: false, ignoreCase: true },
     ],
   );
   t.same(policy.scopes, ['orders:read', 'orders:write']);
@@ -91,9 +92,9 @@ policies:
   // check-config prints the resolved configuration as JSON: compiled parts print as written.
   const printed = JSON.parse(JSON.stringify(policy)) as Record<string, unknown>;
   t.same(printed.match, [
-    { host: 'API.example.com', pathPrefix: '/orders/' },
+    { host: 'API.example.com', pathSeparatedPrefix: '/orders/' },
     { host: '*.example.com', pathPrefix: null },
-    { host: null, pathPrefix: '/admin' },
+    { host: null, pathPrefix: '/Admin', ignoreCase: true },
   ]);
   t.same(printed.allowedClients, ['alice', 'bob']);
   t.same(printed.attributes, ['+scope', '-*']);
@@ -130,7 +131,13 @@ t.test('errors name the key and never the value', async (t) => {
     ['passThrough as a word', [{ name: 'p', passThrough: 'true' }], /policies\[0\]\.passThrough: must be a boolean/],
     ['match not a list', [{ name: 'p', match: { host: 'a.com' } }], /policies\[0\]\.match: must be a list$/],
     ['match of strings', [{ name: 'p', match: ['a.com'] }], /policies\[0\]\.match: must be a list of mappings/],
-    ['empty rule', [{ name: 'p', match: [{}] }], /policies\[0\]\.match\[0\]: needs host, pathPrefix or both/],
+    ['empty rule', [{ name: 'p', match: [{}] }], /policies\[0\]\.match\[0\]: needs host, pathPrefix \(or pathSeparatedPrefix\) or both/],
+    ['passThroughCredentials alone', [{ name: 'p', passThroughCredentials: true }], /policies\[0\]\.passThroughCredentials: has no effect without passThrough/],
+    ['passThroughCredentials and hideCredentials', [{ name: 'p', passThrough: true, passThroughCredentials: true, hideCredentials: true }], /policies\[0\]\.passThroughCredentials: contradicts hideCredentials/],
+    ['both prefixes', [{ name: 'p', match: [{ pathPrefix: '/a', pathSeparatedPrefix: '/a' }] }], /policies\[0\]\.match\[0\]: give pathPrefix or pathSeparatedPrefix, not both/],
+    ['ignoreCase not a boolean', [{ name: 'p', match: [{ pathPrefix: '/a', ignoreCase: 'yes' }] }], /policies\[0\]\.match\[0\]\.ignoreCase: must be a boolean/],
+    ['ignoreCase without a prefix', [{ name: 'p', match: [{ host: 'a.com', ignoreCase: true }] }], /policies\[0\]\.match\[0\]\.ignoreCase: needs a pathPrefix/],
+    ['separated prefix with ..', [{ name: 'p', match: [{ pathSeparatedPrefix: '/a/../b' }] }], /policies\[0\]\.match\[0\]\.pathSeparatedPrefix: must be in normal form/],
     ['unknown rule key', [{ name: 'p', match: [{ host: 'a.com', path: '/x' }] }], /policies\[0\]\.match\[0\]\.path: unknown option/],
     ['host with port', [{ name: 'p', match: [{ host: 'a.com:443' }] }], /policies\[0\]\.match\[0\]\.host: must not include a port/],
     ['host not a string', [{ name: 'p', match: [{ host: 1 }] }], /policies\[0\]\.match\[0\]\.host: must be a string/],
@@ -149,8 +156,17 @@ t.test('errors name the key and never the value', async (t) => {
 
 t.test('rules that match the same requests are refused, within and across policies', async (t) => {
   t.match(
-    errorOf(() => build([{ name: 'p', match: [{ host: 'a.com', pathPrefix: '/x' }, { host: 'A.com', pathPrefix: '/x/' }] }])),
+    errorOf(() => build([{ name: 'p', match: [{ host: 'a.com', pathSeparatedPrefix: '/x' }, { host: 'A.com', pathSeparatedPrefix: '/x/' }] }])),
     /^test\.yaml: policies\[0\]\.match\[1\]: same host and pathPrefix as policies\[0\]\.match\[0\]$/,
+  );
+  t.match(
+    errorOf(() => build([{ name: 'p', match: [{ pathPrefix: '/X', ignoreCase: true }, { pathPrefix: '/x', ignoreCase: true }] }])),
+    /policies\[0\]\.match\[1\]: same host and pathPrefix as policies\[0\]\.match\[0\]/,
+    'ignoring case, /X and /x are one prefix',
+  );
+  t.ok(
+    build([{ name: 'p', match: [{ pathPrefix: '/x' }, { pathPrefix: '/x/' }, { pathSeparatedPrefix: '/x' }, { pathPrefix: '/x', ignoreCase: true }] }]),
+    'characters, segments and case make different rules',
   );
   t.match(
     errorOf(() =>
@@ -162,6 +178,52 @@ t.test('rules that match the same requests are refused, within and across polici
     'pathPrefix "/" is the same as none',
   );
   t.ok(build([{ name: 'p', match: [{ host: 'a.com' }, { host: '*.a.com' }, { host: 'a.com', pathPrefix: '/x' }] }]), 'different rules are fine');
+});
+
+t.test('a prefix rule that a more specific host hides is a warning naming both rules', async (t) => {
+  const warnings: string[] = [];
+  const policies = [
+    { name: 'orders', match: [{ host: 'api.example.com', pathPrefix: '/orders' }, { host: '*.shop.example.com' }] },
+    { name: 'admin', match: [{ pathPrefix: '/admin' }] },
+  ];
+  const config = buildConfig({ endpoints: [endpoint({ issuer: 'https://as.example.com' })], policies, defaultPolicy: 'orders' }, 'test.yaml', {
+    env: {},
+    warn: (message) => warnings.push(message),
+  });
+  t.ok(config, 'legal: Envoy picks the virtual host first too');
+  t.same(warnings, [
+    'test.yaml: policies[1].match[0]: does not apply on host *.shop.example.com: policies[0].match[1] (policy orders) matches there ' +
+      'first, since a rule with a more specific host always wins; add a rule for that host if this prefix should apply there too',
+  ]);
+
+  const quiet = (list: unknown[]) => {
+    const seen: string[] = [];
+    buildConfig({ endpoints: [endpoint({ issuer: 'https://as.example.com' })], policies: list, defaultPolicy: 'admin' }, 'test.yaml', {
+      env: {},
+      warn: (message) => seen.push(message),
+    });
+    return seen;
+  };
+  t.same(
+    quiet([...policies.slice(0, 1), { name: 'admin', match: [{ pathPrefix: '/admin' }, { host: '*.shop.example.com', pathPrefix: '/admin' }] }]),
+    [],
+    'a rule of its own on that host: no warning',
+  );
+  t.same(
+    quiet([{ name: 'orders', match: [{ host: 'api.example.com', pathPrefix: '/orders' }] }, { name: 'admin', match: [{ pathPrefix: '/admin' }] }]),
+    [],
+    'host rules that do not take in the prefix: no warning',
+  );
+  t.same(
+    quiet([{ name: 'admin', match: [{ host: 'a.example.com' }, { host: '*.example.com', pathPrefix: '/admin' }] }]),
+    [],
+    'the same policy wins anyway: no warning',
+  );
+  t.equal(
+    quiet([{ name: 'admin', match: [{ host: '*.example.com', pathPrefix: '/admin' }] }, { name: 'a', match: [{ host: 'a.example.com' }] }]).length,
+    1,
+    'a wildcard rule hidden by an exact host under it',
+  );
 });
 
 t.test('a restricted endpoint serves only the policies that name it', async (t) => {

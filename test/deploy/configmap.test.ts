@@ -30,7 +30,7 @@ t.test('config.yaml passes the loader', async (t) => {
   t.equal(config.endpoints[0]!.clientSecret!.reveal(), SECRET, 'the secret comes from the mounted file');
   t.same(config.policies.map((p) => p.name), ['internal', 'partner-api']);
   t.equal(config.defaultPolicy, 'internal');
-  t.same(JSON.parse(JSON.stringify(config.policies[1]!.match)), [{ host: null, pathPrefix: '/partners' }], 'Istio requests under /partners');
+  t.same(JSON.parse(JSON.stringify(config.policies[1]!.match)), [{ host: null, pathSeparatedPrefix: '/partners' }], 'Istio requests under /partners');
 });
 
 t.test('check-config accepts it', async (t) => {

@@ -205,14 +205,18 @@ t.test('policies: what routes name exists in the ConfigMap', async (t) => {
 });
 
 t.test('Istio picks the policy Envoy\'s routes name: the match rules mirror the routes', async (t) => {
-  // Envoy: a route's path_separated_prefix names a policy. The service: that
-  // policy's match rule has the same pathPrefix, so requests through Istio
-  // (no context_extensions) get the same policy.
+  // Envoy: a route's prefix or path_separated_prefix names a policy. The
+  // service: that policy's match rule has the same pathPrefix (characters)
+  // or pathSeparatedPrefix (segments), so requests through Istio (no
+  // context_extensions) get the same policy.
   const envoyRules = routes
-    .filter((r: any) => r.match.path_separated_prefix)
-    .map((r: any) => `${perRoute(r).check_settings.context_extensions[config.policySelector]} ${r.match.path_separated_prefix}`);
-  const serviceRules = (config.policies as Array<{ name: string; match: ReadonlyArray<{ host: string | null; pathPrefix: string | null }> }>).flatMap(
-    (p) => p.match.map((m) => `${p.name} ${m.pathPrefix}`),
+    .filter((r: any) => r.match.path_separated_prefix || (r.match.prefix && r.match.prefix !== '/'))
+    .map((r: any) => {
+      const kind = r.match.path_separated_prefix ? 'segments' : 'characters';
+      return `${perRoute(r).check_settings.context_extensions[config.policySelector]} ${kind} ${r.match.path_separated_prefix ?? r.match.prefix}`;
+    });
+  const serviceRules = config.policies.flatMap((p) =>
+    p.match.map((m) => `${p.name} ${m.separated ? 'segments' : 'characters'} ${m.pathPrefix}`),
   );
   t.ok(envoyRules.length > 0, 'some route selects by prefix');
   t.same(envoyRules.sort(), serviceRules.sort());

@@ -286,7 +286,7 @@ t.test('a host name that does not resolve: fast 503 denies, then the breaker sto
   const AUTH_TIMEOUT = 1_000;
   const FAILURES = 3;
   const s = await startService(t, [
-    { name: 'idp', url: 'http://idp.invalid/oauth2/introspect', authenticationTimeout: AUTH_TIMEOUT, circuitBreaker: { failures: FAILURES, resetTimeout: 60_000 } },
+    { name: 'idp', url: 'http://idp.invalid/oauth2/introspect', allowInsecure: true, authenticationTimeout: AUTH_TIMEOUT, circuitBreaker: { failures: FAILURES, resetTimeout: 60_000 } },
   ]);
   const outcomes: Outcome[] = [];
   const stall = stalls();

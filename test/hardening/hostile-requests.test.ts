@@ -105,10 +105,10 @@ const rawBytes = (text: fc.Arbitrary<string>) =>
   fc.oneof({ weight: 4, arbitrary: text.map((s) => Buffer.from(s, 'utf8')) }, fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)), text.map((s) => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0xff, 0xc3])])));
 
 const paths = {
-  /** Paths no pathPrefix rule of /admin decides: the default policy applies. */
-  open: ['/', '/orders/42', '/orders?next=/admin', '/administrator', '/Admin', '/orders/%20x'],
-  /** Paths under /admin, or not in normal form where the /admin rule would judge: never allowed. */
-  closed: ['/admin', '/admin/', '/admin/users?x=1', '//admin', '/./admin', '/public/../admin', '/public/..;/admin', '/%61dmin', '/x%2F..%2Fadmin', '/admin#frag', '/\\admin', '/admin%2F', '/ad%6din/x'],
+  /** Paths the pathPrefix rule /admin does not take in: the default policy applies. */
+  open: ['/', '/orders/42', '/orders?next=/admin', '/Admin', '/orders/%20x', '/x/admin'],
+  /** Paths /admin takes in (characters, as Envoy's prefix), or not in normal form where it would judge: never allowed. */
+  closed: ['/admin', '/admin/', '/admin/users?x=1', '/administrator', '/admin.json', '/admin-x', '/admin%20', '/admin~', '/admin:x', '//admin', '/./admin', '/public/../admin', '/public/..;/admin', '/%61dmin', '/x%2F..%2Fadmin', '/admin#frag', '/\\admin', '/admin%2F', '/ad%6din/x'],
 };
 // '' (no path at all) is denied 400 as not in normal form: stricter than needed, and Envoy always sends one.
 const path = fc.oneof(fc.constantFrom(...paths.open, ...paths.closed, ''), fc.string({ maxLength: 30 }).map((s) => `/${s}`));

@@ -10,9 +10,20 @@ import {
   type RouteRule,
 } from '../../src/policy/routes.js';
 
-function rule(policy: string, host?: string, pathPrefix?: string): RouteRule & { policy: string } {
+interface Options {
+  separated?: boolean;
+  ignoreCase?: boolean;
+}
+
+function rule(policy: string, host?: string, pathPrefix?: string, { separated = false, ignoreCase = false }: Options = {}): RouteRule & { policy: string } {
   const h = host === undefined ? null : compileHost(host);
-  return { policy, host: h?.host ?? null, wildcard: h?.wildcard ?? false, pathPrefix: pathPrefix === undefined ? null : compilePathPrefix(pathPrefix) };
+  const prefix = pathPrefix === undefined ? null : compilePathPrefix(pathPrefix, separated, ignoreCase);
+  return { policy, host: h?.host ?? null, wildcard: h?.wildcard ?? false, pathPrefix: prefix, separated: prefix !== null && separated, ignoreCase: prefix !== null && ignoreCase };
+}
+
+/** A segment rule (pathSeparatedPrefix). */
+function seg(policy: string, host: string | undefined, pathPrefix: string): RouteRule & { policy: string } {
+  return rule(policy, host, pathPrefix, { separated: true });
 }
 
 function pick(table: ReturnType<typeof compileRoutes>, host: string, path: string): string {
@@ -53,15 +64,19 @@ t.test('compileHost', async (t) => {
 });
 
 t.test('compilePathPrefix', async (t) => {
-  const good: Array<[string, string | null]> = [
-    ['/', null],
-    ['/orders', '/orders'],
-    ['/orders/', '/orders'],
-    ['/api/v1/orders/', '/api/v1/orders'],
-    ['/a%20b', '/a%20b'],
-    ['/a:b@c', '/a:b@c'],
+  const good: Array<[string, string | null, string | null]> = [
+    ['/', null, null],
+    ['/orders', '/orders', '/orders'],
+    ['/orders/', '/orders/', '/orders'],
+    ['/api/v1/orders/', '/api/v1/orders/', '/api/v1/orders'],
+    ['/a%20b', '/a%20b', '/a%20b'],
+    ['/a:b@c', '/a:b@c', '/a:b@c'],
   ];
-  for (const [text, want] of good) t.equal(compilePathPrefix(text), want, text);
+  for (const [text, characters, segments] of good) {
+    t.equal(compilePathPrefix(text), characters, `${text} (characters)`);
+    t.equal(compilePathPrefix(text, true), segments, `${text} (segments)`);
+  }
+  t.equal(compilePathPrefix('/Admin/', false, true), '/admin/', 'ignoreCase: kept in lower case');
   const bad: Array<[string, RegExp]> = [
     ['', /must start with "\/"/],
     ['orders', /must start with "\/"/],
@@ -149,24 +164,48 @@ t.test('normalizeHost', async (t) => {
     ['API.example.com.:443', 'api.example.com'],
     ['[::1]:8080', '[::1]'],
     ['[::1]', '[::1]'],
-    ['[::1', '[::1'],
-    ['', ''],
+    ['[2001:DB8::1]:443', '[2001:db8::1]'],
+    ['under_score.internal', 'under_score.internal'],
   ];
   for (const [raw, want] of cases) t.equal(normalizeHost(raw), want, JSON.stringify(raw));
+  const invalid = [
+    '',
+    '[::1',
+    '[::1]x',
+    '[::1]:',
+    'api.example.com:1@evil',
+    'api.example.com:443:1',
+    'api.example.com:',
+    'api.example.com:https',
+    'api.example.com:123456',
+    'user@api.example.com',
+    'api.example.com/x',
+    'api.example.com?x',
+    'api.example.com#x',
+    'api example.com',
+    'api.example.com%2F',
+    'a..b',
+    '-a.example.com',
+    'api.example.com\\evil',
+    'zoë.example.com',
+    `${'a'.repeat(250)}.com`,
+  ];
+  for (const raw of invalid) t.equal(normalizeHost(raw), null, `${JSON.stringify(raw)} is not a valid host[:port]`);
   const same = 'api.example.com';
   t.equal(normalizeHost(same), same, 'an already normal host is returned as is');
 });
 
 t.test('precedence: exact host > wildcard (longer suffix first) > any host; then longest prefix', async (t) => {
+  // Segment rules for the host rules, a character rule (/admin) for any host.
   const table = compileRoutes([
     rule('any-host-root'),
     rule('any-host-admin', undefined, '/admin'),
     rule('wild', '*.example.com'),
-    rule('wild-orders', '*.example.com', '/orders/'),
+    seg('wild-orders', '*.example.com', '/orders/'),
     rule('wild-api', '*.api.example.com'),
     rule('exact', 'api.example.com'),
-    rule('exact-orders', 'api.example.com', '/orders'),
-    rule('exact-orders-archive', 'api.example.com', '/orders/archive'),
+    seg('exact-orders', 'api.example.com', '/orders'),
+    seg('exact-orders-archive', 'api.example.com', '/orders/archive'),
   ]);
   const cases: Array<[string, string, string]> = [
     ['api.example.com', '/orders/42', 'exact-orders'],
@@ -186,8 +225,7 @@ t.test('precedence: exact host > wildcard (longer suffix first) > any host; then
     ['example.com', '/orders/1', 'any-host-root'],
     ['example.com', '/admin/x', 'any-host-admin'],
     ['other.org', '/admin', 'any-host-admin'],
-    ['other.org', '/administrator', 'any-host-root'],
-    ['', '/', 'any-host-root'],
+    ['other.org', '/administrator', 'any-host-admin'],
   ];
   for (const [host, path, want] of cases) t.equal(pick(table, host, path), want, `${host} ${path}`);
 });
@@ -219,7 +257,11 @@ t.test('a path not in normal form is refused only when a prefix would decide', a
 });
 
 t.test('sameRoute and the compiled table', async (t) => {
-  t.ok(sameRoute(rule('a', 'x.com', '/a/'), rule('b', 'X.com', '/a')));
+  t.ok(sameRoute(seg('a', 'x.com', '/a/'), seg('b', 'X.com', '/a')));
+  t.notOk(sameRoute(rule('a', 'x.com', '/a/'), rule('b', 'X.com', '/a')), 'a character prefix keeps its trailing "/"');
+  t.notOk(sameRoute(rule('a', 'x.com', '/a'), seg('b', 'x.com', '/a')));
+  t.notOk(sameRoute(rule('a', 'x.com', '/a'), rule('b', 'x.com', '/a', { ignoreCase: true })));
+  t.ok(sameRoute(rule('a', 'x.com', '/A', { ignoreCase: true }), rule('b', 'x.com', '/a', { ignoreCase: true })));
   t.notOk(sameRoute(rule('a', 'x.com', '/a'), rule('b', 'x.com', '/b')));
   t.notOk(sameRoute(rule('a', '*.x.com'), rule('b', 'x.com')));
   t.notOk(sameRoute(rule('a'), rule('b', 'x.com')));
@@ -228,4 +270,52 @@ t.test('sameRoute and the compiled table', async (t) => {
   t.same(table.rules.map((r) => r.policy), ['b', 'a']);
   const first = matchRoute(table, 'h.com', '/');
   t.equal(matchRoute(table, 'h.com', '/y'), first, 'a match is a shared constant, not a fresh object');
+});
+
+t.test('pathPrefix matches characters, as Envoy\'s route prefix does: never narrower than the route', async (t) => {
+  const table = compileRoutes([rule('admin', undefined, '/admin'), rule('api', 'api.example.com', '/api')]);
+  // Envoy's `prefix: /admin` sends every one of these to the admin backend (Rails format
+  // suffixes, Spring suffix matching): the policy must take them in too.
+  for (const path of ['/admin', '/admin/', '/admin/users', '/admin.json', '/admin.', '/admin%20', '/admin%20/users', '/admin:x', '/admin~', '/admin-x', '/admin?x=1']) {
+    t.equal(pick(table, 'other.org', path), 'admin', path);
+  }
+  t.equal(pick(table, 'api.example.com', '/api.json'), 'api');
+  t.equal(pick(table, 'other.org', '/ADMIN'), 'none', 'case-sensitive by default, as Envoy is');
+  t.equal(pick(table, 'other.org', '/adm'), 'none');
+  t.equal(pick(table, 'other.org', '/x/admin'), 'none');
+});
+
+t.test('pathSeparatedPrefix matches whole segments, as Envoy\'s path_separated_prefix does', async (t) => {
+  const table = compileRoutes([seg('orders', undefined, '/orders')]);
+  for (const path of ['/orders', '/orders/', '/orders/42', '/orders?x=1']) t.equal(pick(table, 'h', path), 'orders', path);
+  for (const path of ['/orders-archive', '/orders.json', '/ordersx']) t.equal(pick(table, 'h', path), 'none', path);
+});
+
+t.test('ignoreCase compares the path without case', async (t) => {
+  const table = compileRoutes([rule('admin', undefined, '/Admin', { ignoreCase: true }), rule('users', undefined, '/users', { separated: true, ignoreCase: true })]);
+  for (const path of ['/admin', '/ADMIN', '/Admin/users', '/aDmIn.json']) t.equal(pick(table, 'h', path), 'admin', path);
+  t.equal(pick(table, 'h', '/%41dmin'), 'abnormal_path', 'an escaped letter is still not normal form');
+  t.equal(pick(table, 'h', '/adm'), 'none');
+});
+
+t.test('at equal length a segment rule, then a case-sensitive one, is tried first', async (t) => {
+  const table = compileRoutes([
+    rule('chars-any-case', undefined, '/a', { ignoreCase: true }),
+    rule('chars', undefined, '/a'),
+    seg('segments', undefined, '/a'),
+  ]);
+  t.same(table.rules.map((r) => r.policy), ['segments', 'chars', 'chars-any-case']);
+  t.equal(pick(table, 'h', '/a/1'), 'segments');
+  t.equal(pick(table, 'h', '/a.json'), 'chars');
+  t.equal(pick(table, 'h', '/A.json'), 'chars-any-case');
+});
+
+t.test('a Host that is not a valid host[:port] is refused once a host rule would judge it', async (t) => {
+  const table = compileRoutes([rule('api', 'api.example.com'), rule('other', undefined, '/x')]);
+  t.equal(pick(table, 'api.example.com:1@evil', '/'), 'invalid_host', 'never the api policy by a cut at ":"');
+  t.equal(pick(table, 'api.example.com:1@evil', '/x'), 'invalid_host', 'nor a rule without a host');
+  t.equal(pick(table, '', '/x'), 'invalid_host');
+  t.equal(pick(table, 'api.example.com:8443', '/'), 'api');
+  const noHosts = compileRoutes([rule('other', undefined, '/x')]);
+  t.equal(pick(noHosts, 'api.example.com:1@evil', '/x'), 'other', 'no host rule: the Host does not decide');
 });

@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { ensureBuilt, run, within, type Proc, type Teardowns } from '../support/service-process.js';
+import { ensureBuilt, logLines, run, serving, within, type Proc, type Teardowns } from '../support/service-process.js';
 
 t.before(ensureBuilt);
 
@@ -59,18 +59,22 @@ defaultPolicy: orders
 endpoints:
   - name: inline
     url: https://as.example/introspect
+    issuer: https://as.example
     clientId: authz
     clientSecret: ${inline}
   - name: file
     url: https://as.example/introspect
+    issuer: https://as.example
     authMethod: client_secret_post
     clientId: authz
     clientSecretFile: ${secretFile}
   - name: value
     url: https://as.example/introspect
+    audience: orders
     authorizationValue: "${authorization}"
   - name: env
     url: https://as.example/introspect
+    issuer: https://as.example
     clientId: authz
     clientSecretEnv: AS_SECRET
 policies:
@@ -312,4 +316,53 @@ ${workers}endpoints:
     t.same(result.exit, { code: 2, signal: null }, `${what}: exit 2`);
     t.match(result.stderr, line, `${what}: names server.workers`);
   }
+});
+
+t.test('warnings: on stderr as "warning: ..." lines naming the key, stdout still the JSON, exit 0', async (t) => {
+  const clientSecret = secret();
+  const path = writeConfig(`endpoints:
+  - name: remote
+    url: http://as.example/introspect
+    allowInsecure: true
+    clientId: authz
+    clientSecret: ${clientSecret}
+policies:
+  - name: orders
+    match:
+      - { host: "*.shop.example.com" }
+  - name: admin
+    match:
+      - { pathPrefix: /admin }
+defaultPolicy: orders
+`);
+  const { exit, stdout, stderr } = await finished(run(t, ['check-config', path]));
+  t.same(exit, { code: 0, signal: null }, 'a warning never fails the check');
+  t.doesNotThrow(() => JSON.parse(stdout), 'stdout is still one JSON document');
+  const lines = stderr.trimEnd().split('\n');
+  t.equal(lines.length, 3, stderr);
+  t.ok(lines.every((line) => line.startsWith(`warning: ${path}: `)), 'each line a warning naming the file');
+  t.match(stderr, /endpoints\[0\]\.url: http \(allowed by allowInsecure\)/);
+  t.match(stderr, /endpoints\[0\]: neither issuer nor audience is set/);
+  t.match(stderr, /policies\[1\]\.match\[0\]: does not apply on host \*\.shop\.example\.com/);
+  t.notMatch(stderr, clientSecret, 'no value in a warning');
+});
+
+t.test('the service logs the same warnings at start-up, and serves', async (t) => {
+  const path = writeConfig(`server:
+  grpc: { host: 127.0.0.1, port: 0 }
+  ops: { host: 127.0.0.1, port: 0 }
+endpoints:
+  - name: local
+    url: http://127.0.0.1:9/introspect
+    authMethod: none
+`);
+  const proc = run(t, ['--config', path]);
+  await serving(proc);
+  const warnings = logLines(proc.stdout()).filter((line) => line.msg === 'risky configuration');
+  t.same(
+    warnings.map((line) => [line.level, line.warning]),
+    [['warn', `${path}: endpoints[0]: neither issuer nor audience is set: a token this endpoint calls active is accepted whoever it was issued to or by`]],
+  );
+  proc.child.kill('SIGTERM');
+  t.same(await within(proc.exited, 20_000, 'exit'), { code: 0, signal: null }, 'a warning changes no exit code');
 });
