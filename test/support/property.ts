@@ -5,7 +5,8 @@
  * fast-check's shrink path to go straight to the smallest counterexample).
  *
  *   FC_SEED=<n>        seed for every property of the file
- *   FC_PATH=<a:b:..>   replay one shrunk counterexample (with its FC_SEED)
+ *   FC_PATH=<a:b:..>   replay one shrunk counterexample (with its FC_SEED); it applies to every
+ *                      property of the file, so read only the one that failed
  *   FC_NUM_RUNS=<n>    run count for every property of the file, instead of each test's own
  */
 import { relative } from 'node:path';
