@@ -11,7 +11,7 @@ all: build
 
 # npm ci only when the lock file is newer than the installed tree.
 node_modules/.package-lock.json: package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund
+	$(NPM) ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 install: node_modules/.package-lock.json

@@ -12,6 +12,7 @@ import type { Answer } from '../../src/introspection/introspector.js';
 import { compilePolicies, routeTable } from '../../src/policy/compile.js';
 import { upstreamDefinitions } from '../support/envoy.js';
 import { testPolicy } from '../support/policy.js';
+import { assertProperty } from '../support/property.js';
 import { decodeCheckRequest as decodeConventionally, type CheckRequest } from '../support/wire.js';
 
 const upstreamCheck = (
@@ -145,19 +146,20 @@ const context: DecideContext = {
 t.test('upstream-encoded requests: the wire reader and the full decode agree, and so do the decisions', async (t) => {
   let runs = 0;
   let allowed = 0;
-  await fc.assert(
+  await assertProperty(
     fc.asyncProperty(checkRequest, async (request) => {
       const bytes = encodeUpstream(request);
       const fast = decodeCheckRequest(bytes);
       const reference = conventional(decodeConventionally(bytes));
-      t.strictSame(plain(fast), plain(reference));
+      // Returned, not only asserted: a mismatch must fail the property, so that fast-check shrinks it and prints its seed.
+      if (!t.strictSame(plain(fast), plain(reference))) return false;
       const signal = new AbortController().signal;
       const [a, b] = await Promise.all([decide(fast, context, signal), decide(reference, context, signal)]);
-      t.strictSame(a, b);
       runs += 1;
       if (a.allow) allowed += 1;
+      return t.strictSame(a, b);
     }),
-    { numRuns: 1500 },
+    1500,
   );
   t.ok(allowed > 0, `some requests are allowed (${allowed} of ${runs})`);
 });
@@ -201,7 +203,7 @@ t.test('bytes that are not a message: an error, never a hang or a partial reques
   ];
   for (const bytes of cases) t.throws(() => decodeCheckRequest(bytes), `${bytes.toString('hex')}`);
   let thrown = 0;
-  fc.assert(
+  assertProperty(
     fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
       try {
         decodeCheckRequest(Buffer.from(bytes));
@@ -209,7 +211,7 @@ t.test('bytes that are not a message: an error, never a hang or a partial reques
         thrown += 1;
       }
     }),
-    { numRuns: 3000 },
+    3000,
   );
   t.ok(thrown > 0, `random bytes: ${thrown} of 3000 refused, the rest read without error`);
 });

@@ -11,7 +11,7 @@
 //   - no token ever appears in a deny.
 // Many cases run through the pure pipeline (authRequestOf -> decide ->
 // checkResponseOf), fewer through gRPC against one running service.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { startApp } from '../../src/app.js';
 import { buildConfig, type Config } from '../../src/config/load.js';
@@ -22,6 +22,7 @@ import { createLogger } from '../../src/observability/logger.js';
 import { compilePolicies, routeTable } from '../../src/policy/compile.js';
 import { connectEnvoy, type UpstreamCheckResponse } from '../support/envoy.js';
 import { startFakeAuthorizationServer } from '../support/fake-authorization-server.js';
+import { assertProperty } from '../support/property.js';
 
 const KNOWN = 'hardening-KNOWN.token_~+/Zz9==';
 const MAX_TOKEN = 64;
@@ -184,14 +185,43 @@ function carriesKnownToken(c: Case): boolean {
   return parts !== null && parts[1]!.toLowerCase() === 'bearer' && parts[2] === KNOWN;
 }
 
-/** Whether the route's policy may allow: only `default` can; `maybe` where the service may be stricter, never looser. */
-function routeMayAllow(c: Case): 'yes' | 'no' | 'maybe' {
+// The documented routing rule (README, "Choosing the policy"), as the oracle
+// reads it. Path matching is these three lines and nothing else: ADMIN_PREFIX
+// (the only pathPrefix rule in `config`, without a host, so it judges every
+// host), underPrefix (how a pathPrefix compares) and inNormalForm (which paths
+// a pathPrefix rule refuses to judge). Adjust them, not routeMayAllow, when the
+// documented rule changes.
+const ADMIN_PREFIX = '/admin';
+
+/** README: `pathPrefix` compares case-sensitively on whole segments of the path before the query string. */
+function underPrefix(pathOnly: string, prefix: string): boolean {
+  return pathOnly === prefix || pathOnly.startsWith(`${prefix}/`);
+}
+
+/**
+ * README: not in normal form when the path has `//`, a `.` segment, `..`
+ * anywhere, `\`, `;`, `#`, a space, a control or non-ASCII character, a broken `%`
+ * escape, or a `%` escape of an unreserved character or of `/ \ % ;` (or of a
+ * control or non-ASCII byte); escapes of other characters (`%20`, `%3A`) are
+ * fine. A path is "/" followed by the rest (Envoy always sends one).
+ */
+function inNormalForm(pathOnly: string): boolean {
+  if (!pathOnly.startsWith('/')) return false;
+  if (/\/\/|(^|\/)\.(\/|$)|\.\.|[\\;#]|[\x00-\x20\x7f-\uffff]/.test(pathOnly)) return false;
+  for (const [escape] of pathOnly.matchAll(/%.?.?/g)) {
+    if (!/^%[0-9a-f]{2}$/i.test(escape)) return false;
+    const char = String.fromCharCode(parseInt(escape.slice(1), 16));
+    if (/[A-Za-z0-9\-._~/\\%;\x00-\x1f\x7f-\xff]/.test(char)) return false;
+  }
+  return true;
+}
+
+/** Whether the route's policy may allow KNOWN: `default` can, `strict` never does, and a path a prefix may not judge is a 400. */
+function routeMayAllow(c: Case): 'yes' | 'no' {
   if (c.extensions && Object.hasOwn(c.extensions, 'policy')) return c.extensions.policy === 'default' ? 'yes' : 'no';
-  if (paths.closed.includes(c.path)) return 'no';
-  if (paths.open.includes(c.path)) return 'yes';
-  // A random path: allowed only if it plainly does not reach /admin (the query string does not count).
-  const before = c.path.split('?')[0]!;
-  return /^\/+(\.\/)*admin|%|\\|\.\.|\/\/|;|#/i.test(before) || /[\x00-\x20\x7f-\uffff]/.test(before) ? 'no' : 'maybe';
+  const pathOnly = c.path.split('?')[0]!;
+  if (!inNormalForm(pathOnly)) return 'no';
+  return underPrefix(pathOnly, ADMIN_PREFIX) ? 'no' : 'yes';
 }
 
 function headersObject(c: Case): Record<string, string> {
@@ -285,7 +315,8 @@ function fromUpstream(response: UpstreamCheckResponse): Shape {
 
 // ---------------------------------------------------------------- the tests
 
-t.test(`pure pipeline: ${PURE_RUNS} hostile requests`, async (t) => {
+/** The pure pipeline against `cases` hostile requests; `pinned` fixes fast-check's seed (a regression case). */
+async function purePipeline(t: Test, cases: number, pinned: { seed?: number } = {}): Promise<void> {
   const cfg = config('http://127.0.0.1:9/unused');
   const seen: string[] = [];
   const endpoint: Endpoint = { name: 'idp', introspect: () => Promise.reject(new Error('not used')) };
@@ -306,7 +337,7 @@ t.test(`pure pipeline: ${PURE_RUNS} hostile requests`, async (t) => {
   };
   const started = performance.now();
   let allows = 0;
-  await fc.assert(
+  await assertProperty(
     fc.asyncProperty(hostileCase, async (c) => {
       const request = authRequestOf(checkRequest(c) as CheckRequest);
       const decision = await decide(request, context, new AbortController().signal);
@@ -315,14 +346,29 @@ t.test(`pure pipeline: ${PURE_RUNS} hostile requests`, async (t) => {
       checkInvariants(c, fromOurs(response), 'pure');
       if (decision.allow) allows += 1;
     }),
-    { numRuns: PURE_RUNS },
+    cases,
+    pinned,
   );
   for (const token of seen) {
     if (token.length > MAX_TOKEN || !B64TOKEN.test(token)) t.fail(`introspected a token outside the limits: ${token.slice(0, 80)}`);
   }
   t.ok(allows > 0, 'some cases are allowed (the generator reaches the valid shape)');
-  t.comment(`${PURE_RUNS} cases, ${allows} allowed, ${seen.length} introspections, ${(performance.now() - started).toFixed(0)} ms`);
+  t.comment(`${cases} cases, ${allows} allowed, ${seen.length} introspections, ${(performance.now() - started).toFixed(0)} ms`);
+}
+
+t.test('the oracle reads the documented routing rule as the README does', async (t) => {
+  const at = (path: string): Case => ({ mode: 'headers', authorization: [], others: [], path, host: 'api.example.com', extensions: undefined, shape: 'full' });
+  for (const path of paths.open) t.equal(routeMayAllow(at(path)), 'yes', path);
+  for (const path of paths.closed) t.equal(routeMayAllow(at(path)), 'no', path);
+  // README: "Escapes of other characters (`%20`, `%3A`) are fine"; the rest of its list is refused.
+  for (const path of ['/%20', '/orders/%3A', '/a%2Cb', '/x?y=%2F..%2Fadmin']) t.equal(routeMayAllow(at(path)), 'yes', path);
+  for (const path of ['/%2e', '/%7E', '/a%5Cb', '/a%25', '/a%3b', '/a%0A', '/a%C3%A9', '/a%2', '/a%zz', '/a b', '/é', '']) t.equal(routeMayAllow(at(path)), 'no', path);
 });
+
+t.test(`pure pipeline: ${PURE_RUNS} hostile requests`, (t) => purePipeline(t, PURE_RUNS));
+
+// CI failed once with this seed: the service allowed /%20 as documented, and the old oracle said every '%' must be denied.
+t.test('pure pipeline, regression: seed -328986874 (path /%20)', (t) => purePipeline(t, PURE_RUNS, { seed: -328986874 }));
 
 t.test(`through gRPC: ${GRPC_RUNS} hostile requests against a running service`, async (t) => {
   const received: string[] = [];
@@ -340,7 +386,7 @@ t.test(`through gRPC: ${GRPC_RUNS} hostile requests against a running service`, 
   const started = performance.now();
   let allows = 0;
   let slowest = 0;
-  await fc.assert(
+  await assertProperty(
     fc.asyncProperty(hostileCase, async (c) => {
       const before = performance.now();
       const response = await envoy.checkRaw(checkRequest(c), GRPC_DEADLINE_MS);
@@ -351,7 +397,7 @@ t.test(`through gRPC: ${GRPC_RUNS} hostile requests against a running service`, 
       checkInvariants(c, shape, 'grpc');
       if (shape.code === 0) allows += 1;
     }),
-    { numRuns: GRPC_RUNS },
+    GRPC_RUNS,
   );
   for (const token of received) {
     if (token.length > MAX_TOKEN || !B64TOKEN.test(token)) t.fail(`the endpoint received a token outside the limits: ${token.slice(0, 80)}`);
@@ -361,7 +407,7 @@ t.test(`through gRPC: ${GRPC_RUNS} hostile requests against a running service`, 
 
   await t.test('tokens longer than maxTokenLength: 400 without a call', async (t) => {
     const calls = fake.requests.length;
-    await fc.assert(
+    await assertProperty(
       fc.asyncProperty(
         fc.integer({ min: MAX_TOKEN + 1, max: 50_000 }),
         fc.constantFrom('headers' as const, 'header_map' as const),
@@ -373,7 +419,7 @@ t.test(`through gRPC: ${GRPC_RUNS} hostile requests against a running service`, 
           if (r.denied.body.includes(token.slice(0, 40))) throw new Error('the token appears in the deny body');
         },
       ),
-      { numRuns: 60 },
+      60,
     );
     t.equal(fake.requests.length, calls, 'the endpoint was not called');
   });

@@ -1,6 +1,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { compileGlob, matchGlob } from '../../src/policy/glob.js';
+import { assertProperty } from '../support/property.js';
 
 t.test('compiled kinds', async (t) => {
   const cases: Array<[string, string]> = [
@@ -83,10 +84,10 @@ function reference(pattern: string, name: string): boolean {
 t.test('property: agrees with a RegExp reference on every kind of pattern', async () => {
   const alphabet = fc.constantFrom('a', 'b', '*', '?', '.', '_');
   const names = fc.string({ unit: fc.constantFrom('a', 'b', '.', '_'), maxLength: 12 });
-  fc.assert(
+  assertProperty(
     fc.property(fc.string({ unit: alphabet, minLength: 1, maxLength: 8 }), names, (pattern, name) => {
       return matchGlob(compileGlob(pattern), name) === reference(pattern, name);
     }),
-    { numRuns: 2000 },
+    2000,
   );
 });

@@ -29,15 +29,17 @@ function newestMtime(dir: string): number {
   return newest;
 }
 
-const fresh = () => existsSync(MAIN) && statSync(MAIN).mtimeMs >= newestMtime(join(ROOT, 'src'));
+/** dist/ is at least as new as src/ and the other source folders given (tsc writes every output in one run). */
+const fresh = (also: readonly string[] = []) =>
+  existsSync(MAIN) && statSync(MAIN).mtimeMs >= Math.max(...['src', ...also].map((dir) => newestMtime(join(ROOT, dir))));
 
 /**
- * Build dist/ when it is missing or older than src/. Test files run in
+ * Build dist/ when it is missing or older than src/ (or the folders in `also`). Test files run in
  * parallel: a lock directory keeps two of them from running tsc at once (one
  * would read files the other is half-way through writing).
  */
-export function ensureBuilt(): void {
-  if (fresh()) return;
+export function ensureBuilt(also: readonly string[] = []): void {
+  if (fresh(also)) return;
   const lock = join(ROOT, 'dist', '.build-lock');
   mkdirSync(join(ROOT, 'dist'), { recursive: true });
   const until = Date.now() + 150_000;
@@ -54,11 +56,11 @@ export function ensureBuilt(): void {
       }
       if (Date.now() > until) throw new Error(`${lock} held for too long`);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
-      if (fresh()) return;
+      if (fresh(also)) return;
     }
   }
   try {
-    if (fresh()) return;
+    if (fresh(also)) return;
     try {
       execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], {
         cwd: ROOT,
