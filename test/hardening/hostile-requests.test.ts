@@ -193,9 +193,9 @@ function carriesKnownToken(c: Case): boolean {
 // documented rule changes.
 const ADMIN_PREFIX = '/admin';
 
-/** README: `pathPrefix` compares case-sensitively on whole segments of the path before the query string. */
+/** README: `pathPrefix` compares case-sensitively, character by character (Envoy's route `prefix`), on the path before the query string. */
 function underPrefix(pathOnly: string, prefix: string): boolean {
-  return pathOnly === prefix || pathOnly.startsWith(`${prefix}/`);
+  return pathOnly.startsWith(prefix);
 }
 
 /**
