@@ -11,6 +11,7 @@ import type { EndpointConfig } from '../config/load.js';
 import { CircuitBreaker, type CircuitState, type Permit } from './circuit-breaker.js';
 import { RequestTemplate } from './endpoint-request.js';
 import { InFlightLimit } from './in-flight-limit.js';
+import { DEADLINE_REACHED } from './introspector.js';
 import { readIntrospectionResponse, type IntrospectionResult, type ReadOptions } from './result.js';
 import { createDispatcher } from './transport.js';
 
@@ -62,6 +63,16 @@ const CIRCUIT_OPEN: IntrospectionResult = Object.freeze({
  */
 type Verdict = 'ok' | 'failed' | 'abandoned';
 
+/**
+ * A caller's deadline that ends an attempt still waiting for its answer is a
+ * failure of the endpoint only when the endpoint had a fair time to answer:
+ * at least this long, and several times its usual answer time. Otherwise a
+ * client sending Checks with tiny deadlines could open the circuit for
+ * everyone.
+ */
+const HANG_FLOOR_MS = 50;
+const HANG_FACTOR = 3;
+
 interface Attempt {
   readonly result: IntrospectionResult;
   readonly verdict: Verdict;
@@ -83,6 +94,8 @@ export class EndpointClient {
   readonly #readOptions: Omit<ReadOptions, 'now'>;
   readonly #onRetry: () => void;
   readonly #random: () => number;
+  /** Moving average of how long answered attempts took (ms): what "usual" means for HANG_FACTOR. */
+  #usualMs = 0;
 
   constructor(config: EndpointConfig, options: EndpointClientOptions = {}) {
     this.name = config.name;
@@ -132,7 +145,12 @@ export class EndpointClient {
     // cost several times more per call (Node 20), and this runs once per new token.
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(OUT_OF_TIME), this.#config.authenticationTimeout);
-    const onCallerGone = () => controller.abort(CALLER_GONE);
+    // The caller already has its answer: tearing down the request (undici destroys the
+    // socket) waits for the next turn, so a burst of callers leaving is answered first.
+    const onCallerGone = () => {
+      const reason = signal?.reason === DEADLINE_REACHED ? CALLER_OUT_OF_TIME : CALLER_GONE;
+      setImmediate(() => controller.abort(reason));
+    };
     signal?.addEventListener('abort', onCallerGone, { once: true });
     try {
       const slot = await this.#limit.acquire(controller.signal);
@@ -169,12 +187,16 @@ export class EndpointClient {
       if (!attempt.retry || retriesLeft <= 0) return attempt;
       this.#onRetry();
       const pause = BACKOFF_MIN_MS + this.#random() * (BACKOFF_MAX_MS - BACKOFF_MIN_MS);
-      if (!(await sleep(pause, signal))) return { result: NO_TIME, verdict: verdictOfAbort(signal), retry: false };
+      // The attempt before the pause already failed: running out of time now does not excuse it.
+      if (!(await sleep(pause, signal))) {
+        return { result: NO_TIME, verdict: signal.reason === CALLER_GONE ? 'abandoned' : 'failed', retry: false };
+      }
     }
   }
 
   async #once(token: string, clientId: string | null, signal: AbortSignal): Promise<Attempt> {
     const request = this.#template.build(token, clientId);
+    const started = performance.now();
     try {
       const response = await this.#dispatcher.request({
         origin: this.#origin,
@@ -185,6 +207,7 @@ export class EndpointClient {
         signal,
       });
       const status = response.statusCode;
+      this.#usualMs += ((performance.now() - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
       const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
       if (status < 200 || status > 299) {
         const serverFailure = status >= 500 || status === 429;
@@ -204,10 +227,21 @@ export class EndpointClient {
       const result = readIntrospectionResponse(status, body, { now: this.#clock.now(), ...this.#readOptions });
       return { result, verdict: 'ok', retry: false };
     } catch (error) {
-      if (signal.aborted) return { result: NO_TIME, verdict: verdictOfAbort(signal), retry: false };
+      if (signal.aborted) return { result: NO_TIME, verdict: this.#verdictOfAbort(signal, performance.now() - started), retry: false };
       const code = errorCode(error);
       return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
     }
+  }
+
+  /**
+   * Our own timeout firing is the endpoint's failure; the caller leaving says
+   * nothing about it; the caller's deadline passing while the answer is
+   * overdue (see HANG_FLOOR_MS) is the endpoint hanging.
+   */
+  #verdictOfAbort(signal: AbortSignal, waitedMs: number): Verdict {
+    if (signal.reason === OUT_OF_TIME) return 'failed';
+    if (signal.reason === CALLER_OUT_OF_TIME && waitedMs >= Math.max(HANG_FLOOR_MS, HANG_FACTOR * this.#usualMs)) return 'failed';
+    return 'abandoned';
   }
 
   #settle(permit: Permit, verdict: Verdict): void {
@@ -217,14 +251,10 @@ export class EndpointClient {
   }
 }
 
-/** Why an introspection's signal fired: authenticationTimeout ran out, or the caller is gone. */
+/** Why an introspection's signal fired: authenticationTimeout ran out, the caller's deadline did, or the caller is gone. */
 const OUT_OF_TIME = Symbol('authenticationTimeout');
+const CALLER_OUT_OF_TIME = Symbol('caller out of time');
 const CALLER_GONE = Symbol('caller gone');
-
-/** Our own timeout firing is the endpoint's failure; the caller leaving says nothing about it. */
-function verdictOfAbort(signal: AbortSignal): Verdict {
-  return signal.reason === OUT_OF_TIME ? 'failed' : 'abandoned';
-}
 
 /** Wait `ms`; false when the signal fires first. */
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
