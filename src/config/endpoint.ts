@@ -37,6 +37,7 @@ export interface EndpointConfig {
   maxConnections: number;
   maxInFlight: number;
   queueTimeout: number;
+  rateLimitPause: number;
   maxResponseBytes: number;
   clockSkew: number;
   restricted: boolean;
@@ -110,6 +111,7 @@ export function resolveEndpoint(raw: RawEndpoint, env: NodeJS.ProcessEnv, fail: 
     maxConnections: raw.maxConnections,
     maxInFlight: raw.maxInFlight,
     queueTimeout: raw.queueTimeout,
+    rateLimitPause: raw.rateLimitPause,
     maxResponseBytes: raw.maxResponseBytes,
     clockSkew: raw.clockSkew,
     restricted: raw.restricted,

@@ -318,8 +318,9 @@ export const endpointSchema = {
   circuitBreaker: {
     failures: {
       doc:
-        'Consecutive failed introspections (unreachable, timed out, HTTP 5xx or 429, after retries) that open the ' +
-        'circuit: further Checks are denied at once as circuit_open; 0 never opens it.',
+        'Consecutive failed introspections (unreachable, timed out or still unanswered at Envoy\'s deadline, ' +
+        'HTTP 5xx, after retries) that open the circuit: further Checks are denied at once as circuit_open; ' +
+        '0 never opens it. A 429 is no failure (see rateLimitPause).',
       format: wholeNumber(0, 10_000),
       default: 5,
     },
@@ -343,6 +344,14 @@ export const endpointSchema = {
     doc: 'Milliseconds a call beyond maxInFlight waits for a slot before it fails (an introspection error); 0: at once.',
     format: wholeNumber(0, 60_000),
     default: 100,
+  },
+  rateLimitPause: {
+    doc:
+      'Longest pause, in milliseconds, in calls to the endpoint after it answered HTTP 429: its Retry-After is ' +
+      'honoured up to this, a 429 without one pauses this long; Checks that need a call meanwhile are denied ' +
+      'as unreachable. A 429 never counts towards the circuit breaker. 0: no pause.',
+    format: wholeNumber(0, 60_000),
+    default: 1_000,
   },
   maxResponseBytes: {
     doc: 'Largest introspection response body accepted; a larger one is a bad response.',

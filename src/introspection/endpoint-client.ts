@@ -58,10 +58,12 @@ const CIRCUIT_OPEN: IntrospectionResult = Object.freeze({
 
 /**
  * What one attempt said about the endpoint: answered (ok), failed (unreachable,
- * too slow, server error: counts towards opening the circuit), or nothing
+ * too slow, server error: counts towards opening the circuit), asked us to
+ * slow down (throttled: HTTP 429, a pause and no failure: anyone sending
+ * random tokens could otherwise open the circuit for everyone), or nothing
  * (the caller left first).
  */
-type Verdict = 'ok' | 'failed' | 'abandoned';
+type Verdict = 'ok' | 'failed' | 'throttled' | 'abandoned';
 
 /**
  * A caller's deadline that ends an attempt still waiting for its answer is a
@@ -94,6 +96,8 @@ export class EndpointClient {
   readonly #readOptions: Omit<ReadOptions, 'now'>;
   readonly #onRetry: () => void;
   readonly #random: () => number;
+  /** Until when (clock ms) calls are not made, after an HTTP 429. */
+  #pausedUntil = 0;
   /** Moving average of how long answered attempts took (ms): what "usual" means for HANG_FACTOR. */
   #usualMs = 0;
 
@@ -136,6 +140,10 @@ export class EndpointClient {
     if (signal?.aborted) return NO_TIME;
     if (this.clientIdHeader !== null && clientId === null) {
       return { outcome: 'error', detail: `no client id: the request has no usable ${this.clientIdHeader} header` };
+    }
+    const pause = this.#pausedUntil - this.#clock.now();
+    if (pause > 0) {
+      return { outcome: 'error', detail: `not asked: the endpoint answered HTTP 429; calls pause for ${Math.ceil(pause)} ms more` };
     }
     const permit = this.#breaker.admit();
     if (permit === null) return CIRCUIT_OPEN;
@@ -209,8 +217,12 @@ export class EndpointClient {
       const status = response.statusCode;
       this.#usualMs += ((performance.now() - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
       const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
+      if (status === 429) {
+        this.#pause(response.headers['retry-after']);
+        return { result: { outcome: 'error', detail: 'the endpoint answered HTTP 429 (rate limited)' }, verdict: 'throttled', retry: false };
+      }
       if (status < 200 || status > 299) {
-        const serverFailure = status >= 500 || status === 429;
+        const serverFailure = status >= 500;
         return {
           result: { outcome: 'bad_response', detail: `the endpoint answered HTTP ${status}` },
           verdict: serverFailure ? 'failed' : 'ok',
@@ -242,6 +254,20 @@ export class EndpointClient {
     if (signal.reason === OUT_OF_TIME) return 'failed';
     if (signal.reason === CALLER_OUT_OF_TIME && waitedMs >= Math.max(HANG_FLOOR_MS, HANG_FACTOR * this.#usualMs)) return 'failed';
     return 'abandoned';
+  }
+
+  /** Honour Retry-After (seconds or an HTTP date), bounded by rateLimitPause; without one, pause that long. */
+  #pause(retryAfter: string | string[] | undefined): void {
+    const limit = this.#config.rateLimitPause;
+    if (limit === 0) return;
+    const now = this.#clock.now();
+    let ms = limit;
+    if (typeof retryAfter === 'string') {
+      const value = retryAfter.trim();
+      const asked = /^\d{1,10}$/.test(value) ? Number(value) * 1000 : Date.parse(value) - now;
+      if (Number.isFinite(asked)) ms = Math.min(limit, Math.max(0, asked));
+    }
+    this.#pausedUntil = Math.max(this.#pausedUntil, now + ms);
   }
 
   #settle(permit: Permit, verdict: Verdict): void {
