@@ -10,7 +10,7 @@ import { ListenError, startApp } from './app.js';
 import { startCluster } from './cluster/primary.js';
 import { StartError } from './cluster/supervisor.js';
 import { runWorker } from './cluster/worker.js';
-import { ConfigError, parseConfig, readConfigFile, type Config } from './config/load.js';
+import { ConfigError, configWarnings, parseConfig, readConfigFile, type Config } from './config/load.js';
 import { watchConfigFile } from './config/watch.js';
 import { createLogger, routeGrpcLogs, type Logger } from './observability/logger.js';
 import { VERSION } from './version.js';
@@ -196,6 +196,7 @@ async function serve(path: string | undefined): Promise<void> {
     },
     'serving',
   );
+  for (const warning of configWarnings(config)) logger.warn(warning);
   if (signalled) {
     drain(app, 'SIGTERM');
     return;
@@ -240,6 +241,7 @@ async function reloadFrom(app: Running, path: string, trigger: string, logger: L
   }
   app.metrics.configReloads.inc({ result: 'success' });
   logger.info({ trigger, policies: next.policies.map((p) => p.name) }, 'configuration reloaded');
+  for (const warning of configWarnings(next)) logger.warn({ trigger }, warning);
   if (restartNeeded.length > 0) {
     logger.warn({ keys: restartNeeded }, 'these settings take effect only after a restart');
   }

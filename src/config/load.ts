@@ -33,6 +33,8 @@ export interface Config {
     ops: { host: string; port: number };
     shutdownTimeout: number;
     maxTokenLength: number;
+    /** Envoy's ext_authz timeout as the operator declared it (ms); 0: not declared. */
+    envoyTimeout: number;
     /** Worker processes; 1: no cluster at all. */
     workers: number;
   };
@@ -60,6 +62,26 @@ export interface RedisConfig {
 export interface LoadOptions {
   /** Environment used for overrides and clientSecretEnv; process.env by default. */
   env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Settings that are valid but will not do what they seem to, one sentence
+ * each, naming the keys; for the log at load and at reload.
+ */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  const envoy = config.server.envoyTimeout;
+  if (envoy === 0) return warnings;
+  config.endpoints.forEach((endpoint, i) => {
+    if (endpoint.authenticationTimeout >= envoy) {
+      warnings.push(
+        `endpoints[${i}].authenticationTimeout (${endpoint.authenticationTimeout} ms) is not below server.envoyTimeout ` +
+          `(${envoy} ms): Envoy's deadline ends every slow introspection of ${endpoint.name} first, retries included; ` +
+          'set it below what the deadline leaves (e.g. three quarters of it)',
+      );
+    }
+  });
+  return warnings;
 }
 
 /** Read and validate a configuration file. */

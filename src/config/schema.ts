@@ -561,6 +561,14 @@ export const schema = {
       default: 10_000,
       env: 'SHUTDOWN_TIMEOUT',
     },
+    envoyTimeout: {
+      doc:
+        'Envoy\'s ext_authz timeout (grpc_service.timeout; Envoy\'s default is 200, Istio\'s 600000), in ' +
+        'milliseconds, when known: each Check\'s own deadline is what bounds it, this only lets the loader warn ' +
+        'about an endpoint whose authenticationTimeout could never apply. 0: not declared.',
+      format: wholeNumber(0, 3_600_000),
+      default: 0,
+    },
     maxTokenLength: {
       doc: 'Longest bearer token accepted, in characters; a longer one is answered 400 without asking the endpoint.',
       format: wholeNumber(16, 1024 * 1024),

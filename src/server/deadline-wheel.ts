@@ -24,7 +24,7 @@ const ANSWER_COST_MAX_MS = 2;
 const MEASURED_BURST = 16;
 
 /** Event-loop lag counted, at most (ms): a GC pause or a stopped machine must not deny every Check early for long. */
-const LAG_MAX_MS = 60;
+export const LAG_MAX_MS = 60;
 
 /** How long one window of event-loop lag readings lasts (ms); the lag used is the worst of the last two windows. */
 const LAG_WINDOW_MS = 1_000;
@@ -59,6 +59,11 @@ export class DeadlineWheel {
   /** The measured cost of answering one due Check (ms). */
   get answerCostMs(): number {
     return this.#costMs;
+  }
+
+  /** When the Checks due at `abortAt` are to fire (epoch ms), if any are on the wheel. */
+  plannedFor(abortAt: number): number | undefined {
+    return this.#buckets.get(Math.floor(abortAt / SLOT_MS))?.fireAt;
   }
 
   /** Recent event-loop lag (ms), bounded by LAG_MAX_MS. */
