@@ -188,3 +188,20 @@ t.test('garbage answer: badResponseStatus', async (t) => {
     });
   }
 });
+
+t.test('an endpoint that hangs opens its circuit through Envoy\'s deadlines alone (authenticationTimeout above them)', async (t) => {
+  const service = await startService(t);
+  service.fake.respond(() => ({ blackHole: true }));
+  // Five Checks whose deadlines pass with the answer overdue: the breaker's default of 5 failures.
+  for (let i = 0; i < 5; i += 1) {
+    const { response, error } = await timedCheck(service.envoy, DEADLINE_MS);
+    t.equal(error, null, `#${i}: no RPC error`);
+    t.equal(response?.denied_response?.status?.code, 'Unauthorized', `#${i}: 401`);
+  }
+  t.equal(service.fake.requests.length, 5, 'each of them asked the endpoint');
+  const { response, error, ms } = await timedCheck(service.envoy, DEADLINE_MS);
+  t.equal(error, null);
+  t.equal(response?.denied_response?.status?.code, 'Unauthorized', 'the same deny');
+  t.equal(service.fake.requests.length, 5, 'but without asking: the circuit is open');
+  t.ok(ms < DEADLINE_MS / 2, `and at once (${Math.round(ms)} ms)`);
+});
