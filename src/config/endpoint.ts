@@ -37,6 +37,7 @@ export interface EndpointConfig {
   maxConnections: number;
   maxInFlight: number;
   queueTimeout: number;
+  rateLimitPause: number;
   maxResponseBytes: number;
   clockSkew: number;
   restricted: boolean;
@@ -116,6 +117,7 @@ export function resolveEndpoint(
     maxConnections: raw.maxConnections,
     maxInFlight: raw.maxInFlight,
     queueTimeout: raw.queueTimeout,
+    rateLimitPause: raw.rateLimitPause,
     maxResponseBytes: raw.maxResponseBytes,
     clockSkew: raw.clockSkew,
     restricted: raw.restricted,

@@ -33,6 +33,8 @@ export interface Config {
     ops: { host: string; port: number; maxConnections: number; headersTimeout: number };
     shutdownTimeout: number;
     maxTokenLength: number;
+    /** Envoy's ext_authz timeout as the operator declared it (ms); 0: not declared. */
+    envoyTimeout: number;
     /** Worker processes; 1: no cluster at all. */
     workers: number;
   };
@@ -66,6 +68,26 @@ export interface LoadOptions {
    * hides), one line naming the key; never a value. Ignored by default.
    */
   warn?: (message: string) => void;
+}
+
+/**
+ * Settings that are valid but will not do what they seem to, one sentence
+ * each, naming the keys; for the log at load and at reload.
+ */
+export function configWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  const envoy = config.server.envoyTimeout;
+  if (envoy === 0) return warnings;
+  config.endpoints.forEach((endpoint, i) => {
+    if (endpoint.authenticationTimeout >= envoy) {
+      warnings.push(
+        `endpoints[${i}].authenticationTimeout (${endpoint.authenticationTimeout} ms) is not below server.envoyTimeout ` +
+          `(${envoy} ms): Envoy's deadline ends every slow introspection of ${endpoint.name} first, retries included; ` +
+          'set it below what the deadline leaves (e.g. three quarters of it)',
+      );
+    }
+  });
+  return warnings;
 }
 
 /** Read and validate a configuration file. */
@@ -177,7 +199,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     throw new ConfigError(`${source}: defaultPolicy: no policy is named "${defaultPolicy}"`);
   }
 
-  return {
+  const built: Config = {
     server: props.server,
     log: props.log as Config['log'],
     cache: props.cache,
@@ -188,6 +210,8 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     endpoints,
     policies,
   };
+  for (const warning of configWarnings(built)) warn(`${source}: ${warning}`);
+  return built;
 }
 
 type SchemaNode = { [key: string]: unknown };

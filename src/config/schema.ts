@@ -328,8 +328,9 @@ export const endpointSchema = {
   circuitBreaker: {
     failures: {
       doc:
-        'Consecutive failed introspections (unreachable, timed out, HTTP 5xx or 429, after retries) that open the ' +
-        'circuit: further Checks are denied at once as circuit_open; 0 never opens it.',
+        'Consecutive failed introspections (unreachable, timed out or still unanswered at Envoy\'s deadline, ' +
+        'HTTP 5xx, after retries) that open the circuit: further Checks are denied at once as circuit_open; ' +
+        '0 never opens it. A 429 is no failure (see rateLimitPause).',
       format: wholeNumber(0, 10_000),
       default: 5,
     },
@@ -353,6 +354,14 @@ export const endpointSchema = {
     doc: 'Milliseconds a call beyond maxInFlight waits for a slot before it fails (an introspection error); 0: at once.',
     format: wholeNumber(0, 60_000),
     default: 100,
+  },
+  rateLimitPause: {
+    doc:
+      'Longest pause, in milliseconds, in calls to the endpoint after it answered HTTP 429: its Retry-After is ' +
+      'honoured up to this, a 429 without one pauses this long; Checks that need a call meanwhile are denied ' +
+      'as unreachable. A 429 never counts towards the circuit breaker. 0: no pause.',
+    format: wholeNumber(0, 60_000),
+    default: 1_000,
   },
   maxResponseBytes: {
     doc: 'Largest introspection response body accepted; a larger one is a bad response.',
@@ -600,6 +609,14 @@ export const schema = {
       format: wholeNumber(0, 600_000),
       default: 10_000,
       env: 'SHUTDOWN_TIMEOUT',
+    },
+    envoyTimeout: {
+      doc:
+        'Envoy\'s ext_authz timeout (grpc_service.timeout; Envoy\'s default is 200, Istio\'s 600000), in ' +
+        'milliseconds, when known: each Check\'s own deadline is what bounds it, this only lets the loader warn ' +
+        'about an endpoint whose authenticationTimeout could never apply. 0: not declared.',
+      format: wholeNumber(0, 3_600_000),
+      default: 0,
     },
     maxTokenLength: {
       doc: 'Longest bearer token accepted, in characters; a longer one is answered 400 without asking the endpoint.',

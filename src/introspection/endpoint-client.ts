@@ -11,6 +11,7 @@ import type { EndpointConfig } from '../config/load.js';
 import { CircuitBreaker, type CircuitState, type Permit } from './circuit-breaker.js';
 import { RequestTemplate } from './endpoint-request.js';
 import { InFlightLimit } from './in-flight-limit.js';
+import { DEADLINE_REACHED } from './introspector.js';
 import { readIntrospectionResponse, type IntrospectionResult, type ReadOptions } from './result.js';
 import { createDispatcher } from './transport.js';
 
@@ -66,10 +67,22 @@ const CIRCUIT_OPEN: IntrospectionResult = Object.freeze({
 
 /**
  * What one attempt said about the endpoint: answered (ok), failed (unreachable,
- * too slow, server error: counts towards opening the circuit), or nothing
+ * too slow, server error: counts towards opening the circuit), asked us to
+ * slow down (throttled: HTTP 429, a pause and no failure: anyone sending
+ * random tokens could otherwise open the circuit for everyone), or nothing
  * (the caller left first).
  */
-type Verdict = 'ok' | 'failed' | 'abandoned';
+type Verdict = 'ok' | 'failed' | 'throttled' | 'abandoned';
+
+/**
+ * A caller's deadline that ends an attempt still waiting for its answer is a
+ * failure of the endpoint only when the endpoint had a fair time to answer:
+ * at least this long, and several times its usual answer time. Otherwise a
+ * client sending Checks with tiny deadlines could open the circuit for
+ * everyone.
+ */
+const HANG_FLOOR_MS = 50;
+const HANG_FACTOR = 3;
 
 interface Attempt {
   readonly result: IntrospectionResult;
@@ -92,6 +105,10 @@ export class EndpointClient {
   readonly #readOptions: Omit<ReadOptions, 'now'>;
   readonly #onRetry: () => void;
   readonly #random: () => number;
+  /** Until when (clock ms) calls are not made, after an HTTP 429. */
+  #pausedUntil = 0;
+  /** Moving average of how long answered attempts took (ms): what "usual" means for HANG_FACTOR. */
+  #usualMs = 0;
 
   constructor(config: EndpointConfig, options: EndpointClientOptions = {}) {
     this.name = config.name;
@@ -133,6 +150,10 @@ export class EndpointClient {
     if (this.clientIdHeader !== null && clientId === null) {
       return { outcome: 'error', detail: `no client id: the request has no usable ${this.clientIdHeader} header` };
     }
+    const pause = this.#pausedUntil - this.#clock.now();
+    if (pause > 0) {
+      return { outcome: 'error', detail: `not asked: the endpoint answered HTTP 429; calls pause for ${Math.ceil(pause)} ms more` };
+    }
     const permit = this.#breaker.admit();
     if (permit === null) return CIRCUIT_OPEN;
 
@@ -141,7 +162,12 @@ export class EndpointClient {
     // cost several times more per call (Node 20), and this runs once per new token.
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(OUT_OF_TIME), this.#config.authenticationTimeout);
-    const onCallerGone = () => controller.abort(CALLER_GONE);
+    // The caller already has its answer: tearing down the request (undici destroys the
+    // socket) waits for the next turn, so a burst of callers leaving is answered first.
+    const onCallerGone = () => {
+      const reason = signal?.reason === DEADLINE_REACHED ? CALLER_OUT_OF_TIME : CALLER_GONE;
+      setImmediate(() => controller.abort(reason));
+    };
     signal?.addEventListener('abort', onCallerGone, { once: true });
     try {
       const slot = await this.#limit.acquire(controller.signal);
@@ -178,12 +204,16 @@ export class EndpointClient {
       if (!attempt.retry || retriesLeft <= 0) return attempt;
       this.#onRetry();
       const pause = BACKOFF_MIN_MS + this.#random() * (BACKOFF_MAX_MS - BACKOFF_MIN_MS);
-      if (!(await sleep(pause, signal))) return { result: NO_TIME, verdict: verdictOfAbort(signal), retry: false };
+      // The attempt before the pause already failed: running out of time now does not excuse it.
+      if (!(await sleep(pause, signal))) {
+        return { result: NO_TIME, verdict: signal.reason === CALLER_GONE ? 'abandoned' : 'failed', retry: false };
+      }
     }
   }
 
   async #once(token: string, clientId: string | null, signal: AbortSignal): Promise<Attempt> {
     const request = this.#template.build(token, clientId);
+    const started = performance.now();
     try {
       const response = await this.#dispatcher.request({
         origin: this.#origin,
@@ -194,9 +224,14 @@ export class EndpointClient {
         signal,
       });
       const status = response.statusCode;
+      this.#usualMs += ((performance.now() - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
       const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
+      if (status === 429) {
+        this.#pause(response.headers['retry-after']);
+        return { result: { outcome: 'error', detail: 'the endpoint answered HTTP 429 (rate limited)' }, verdict: 'throttled', retry: false };
+      }
       if (status < 200 || status > 299) {
-        const serverFailure = status >= 500 || status === 429;
+        const serverFailure = status >= 500;
         return {
           result: { outcome: 'bad_response', detail: `the endpoint answered HTTP ${status}` },
           verdict: serverFailure ? 'failed' : 'ok',
@@ -213,10 +248,35 @@ export class EndpointClient {
       const result = readIntrospectionResponse(status, body, { now: this.#clock.now(), ...this.#readOptions });
       return { result, verdict: 'ok', retry: false };
     } catch (error) {
-      if (signal.aborted) return { result: NO_TIME, verdict: verdictOfAbort(signal), retry: false };
+      if (signal.aborted) return { result: NO_TIME, verdict: this.#verdictOfAbort(signal, performance.now() - started), retry: false };
       const code = errorCode(error);
       return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
     }
+  }
+
+  /**
+   * Our own timeout firing is the endpoint's failure; the caller leaving says
+   * nothing about it; the caller's deadline passing while the answer is
+   * overdue (see HANG_FLOOR_MS) is the endpoint hanging.
+   */
+  #verdictOfAbort(signal: AbortSignal, waitedMs: number): Verdict {
+    if (signal.reason === OUT_OF_TIME) return 'failed';
+    if (signal.reason === CALLER_OUT_OF_TIME && waitedMs >= Math.max(HANG_FLOOR_MS, HANG_FACTOR * this.#usualMs)) return 'failed';
+    return 'abandoned';
+  }
+
+  /** Honour Retry-After (seconds or an HTTP date), bounded by rateLimitPause; without one, pause that long. */
+  #pause(retryAfter: string | string[] | undefined): void {
+    const limit = this.#config.rateLimitPause;
+    if (limit === 0) return;
+    const now = this.#clock.now();
+    let ms = limit;
+    if (typeof retryAfter === 'string') {
+      const value = retryAfter.trim();
+      const asked = /^\d{1,10}$/.test(value) ? Number(value) * 1000 : Date.parse(value) - now;
+      if (Number.isFinite(asked)) ms = Math.min(limit, Math.max(0, asked));
+    }
+    this.#pausedUntil = Math.max(this.#pausedUntil, now + ms);
   }
 
   #settle(permit: Permit, verdict: Verdict): void {
@@ -226,14 +286,10 @@ export class EndpointClient {
   }
 }
 
-/** Why an introspection's signal fired: authenticationTimeout ran out, or the caller is gone. */
+/** Why an introspection's signal fired: authenticationTimeout ran out, the caller's deadline did, or the caller is gone. */
 const OUT_OF_TIME = Symbol('authenticationTimeout');
+const CALLER_OUT_OF_TIME = Symbol('caller out of time');
 const CALLER_GONE = Symbol('caller gone');
-
-/** Our own timeout firing is the endpoint's failure; the caller leaving says nothing about it. */
-function verdictOfAbort(signal: AbortSignal): Verdict {
-  return signal.reason === OUT_OF_TIME ? 'failed' : 'abandoned';
-}
 
 /** Wait `ms`; false when the signal fires first. */
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {

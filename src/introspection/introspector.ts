@@ -59,9 +59,19 @@ export type RequestHeaders = ReadonlyMap<string, readonly string[]>;
  */
 export interface CallerSignal {
   readonly aborted: boolean;
+  /** Why it fired: DEADLINE_REACHED when the caller ran out of time (not when it went away). */
+  readonly reason?: unknown;
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
   removeEventListener(type: 'abort', listener: () => void): void;
 }
+
+/**
+ * The reason a caller's signal fires with when its deadline came, as opposed
+ * to the caller going away: handed on to the endpoint call when the last
+ * waiter leaves, so the endpoint client can tell "no answer in time" (a sign
+ * the endpoint hangs) from "nobody wants the answer any more".
+ */
+export const DEADLINE_REACHED = Symbol('the caller\'s deadline');
 
 export interface Answer {
   readonly result: IntrospectionResult;
@@ -143,7 +153,8 @@ export class Introspector {
       signal.removeEventListener('abort', onAbort!);
       current.waiters -= 1;
       if (current.waiters === 0 && signal.aborted) {
-        current.controller.abort();
+        // The last one to leave decides what the abort says about the endpoint.
+        current.controller.abort(signal.reason === DEADLINE_REACHED ? DEADLINE_REACHED : undefined);
         // A later Check must start its own call, not join one that is being torn down.
         if (this.#flights.get(flightKey) === current) this.#flights.delete(flightKey);
       }

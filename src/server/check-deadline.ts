@@ -5,13 +5,15 @@
  * an AbortController, a timer and a 'cancelled' listener per Check would cost
  * more than the rest of such an answer.
  */
-import type { CallerSignal } from '../introspection/introspector.js';
+import { DEADLINE_REACHED, type CallerSignal } from '../introspection/introspector.js';
+import { deadlineWheel, type DeadlineWheel, type WheelEntry } from './deadline-wheel.js';
 
 /**
  * Time kept back from Envoy's deadline to encode and send the answer, and to
- * absorb transit and event-loop lag: an answer that arrives after Envoy's own
- * timer is an error to Envoy (fail open with failure_mode_allow). A fifth of
- * the time left, at most DEADLINE_MARGIN_MS, so short deadlines keep most of theirs.
+ * absorb transit: an answer that arrives after Envoy's own timer is an error
+ * to Envoy (fail open with failure_mode_allow). A fifth of the time left, at
+ * most DEADLINE_MARGIN_MS, so short deadlines keep most of theirs. The wheel
+ * adds to it what event-loop lag and a burst of Checks due together take.
  */
 export const DEADLINE_MARGIN_MS = 50;
 
@@ -28,11 +30,13 @@ export class CheckDeadline implements CallerSignal {
   /** When the signal fires (epoch ms); Infinity without a deadline. */
   readonly #abortAt: number;
   #controller: AbortController | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #wheel: DeadlineWheel;
+  #entry: WheelEntry | undefined;
   #onCancel: (() => void) | undefined;
 
-  constructor(call: CancellableCall, now = Date.now()) {
+  constructor(call: CancellableCall, now = Date.now(), wheel = deadlineWheel) {
     this.#call = call;
+    this.#wheel = wheel;
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
     if (Number.isFinite(deadlineMs)) {
@@ -47,6 +51,11 @@ export class CheckDeadline implements CallerSignal {
     return this.#signal().aborted;
   }
 
+  /** DEADLINE_REACHED when time ran out; something else when Envoy cancelled the call. */
+  get reason(): unknown {
+    return this.#signal().reason;
+  }
+
   addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void {
     this.#signal().addEventListener(type, listener, options);
   }
@@ -57,7 +66,7 @@ export class CheckDeadline implements CallerSignal {
 
   /** The call is answered: stop the timer and the listener, if they were ever made. */
   dispose(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    if (this.#entry !== undefined) this.#wheel.remove(this.#entry);
     if (this.#onCancel !== undefined) this.#call.removeListener('cancelled', this.#onCancel);
   }
 
@@ -65,14 +74,14 @@ export class CheckDeadline implements CallerSignal {
     if (this.#controller === undefined) {
       const controller = new AbortController();
       this.#controller = controller;
-      if (this.#call.cancelled || this.#abortAt <= Date.now()) {
+      if (this.#call.cancelled) {
         controller.abort();
+      } else if (this.#abortAt <= Date.now()) {
+        controller.abort(DEADLINE_REACHED);
       } else {
         this.#onCancel = () => controller.abort();
         this.#call.on('cancelled', this.#onCancel);
-        if (this.#abortAt !== Infinity) {
-          this.#timer = setTimeout(() => controller.abort(), Math.max(0, this.#abortAt - Date.now()));
-        }
+        if (this.#abortAt !== Infinity) this.#entry = this.#wheel.add(this.#abortAt, () => controller.abort(DEADLINE_REACHED));
       }
     }
     return this.#controller.signal;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import t, { type Test } from 'tap';
-import { buildConfig, ConfigError, loadConfigFile, parseConfig, type Config } from '../../src/config/load.js';
+import { buildConfig, ConfigError, configWarnings, loadConfigFile, parseConfig, type Config } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 
 const SECRET = 'S3cr3t-value-xyz';
@@ -42,6 +42,7 @@ t.test('defaults', async (t) => {
     grpc: { host: '0.0.0.0', port: 9001, maxCheckRequestBytes: 16 * 1024 * 1024 },
     ops: { host: '0.0.0.0', port: 9090, maxConnections: 64, headersTimeout: 5000 },
     shutdownTimeout: 10_000,
+    envoyTimeout: 0,
     maxTokenLength: 8192,
     workers: 1,
   });
@@ -516,4 +517,16 @@ t.test('a YAML warning is an error that quotes nothing, and is never emitted as 
   t.match(error.message, /^conf\.yaml: YAML syntax error at line 5, column \d+: /);
   t.notOk(error.message.includes(SECRET), 'no secret in the message');
   t.same(emitted, [], 'nothing went to process warnings (stderr)');
+});
+
+t.test('configWarnings: an authenticationTimeout that Envoy\'s declared timeout always cuts short', async (t) => {
+  const endpoints = [
+    { name: 'slow', url: 'https://as.example/introspect', authMethod: 'none', authenticationTimeout: 10_000 },
+    { name: 'fits', url: 'https://as.example/introspect', authMethod: 'none', authenticationTimeout: 150 },
+  ];
+  const policies = [{ name: 'default', endpoint: 'slow' }];
+  t.same(configWarnings(buildConfig({ endpoints, policies }, 'test', { env: {} })), [], 'envoyTimeout not declared: nothing to compare with');
+  const warnings = configWarnings(buildConfig({ server: { envoyTimeout: 200 }, endpoints, policies }, 'test', { env: {} }));
+  t.equal(warnings.length, 1, 'only the endpoint whose timeout is not below Envoy\'s');
+  t.match(warnings[0], /^endpoints\[0\]\.authenticationTimeout \(10000 ms\) is not below server\.envoyTimeout \(200 ms\)/);
 });

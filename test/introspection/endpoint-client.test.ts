@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { buildConfig, type EndpointConfig } from '../../src/config/load.js';
 import { Secret } from '../../src/config/secret.js';
 import { EndpointClient, type EndpointClientOptions } from '../../src/introspection/endpoint-client.js';
+import { DEADLINE_REACHED } from '../../src/introspection/introspector.js';
 import type { IntrospectionResult } from '../../src/introspection/result.js';
 import {
   answerByToken,
@@ -245,7 +246,8 @@ t.test('connection closed before any answer: error', async (t) => {
   await stillWorks(t, fake, c);
 });
 
-for (const status of [500, 502, 503, 429, 401, 404]) {
+// 429 is not among them: it pauses calls (below).
+for (const status of [500, 502, 503, 401, 404]) {
   t.test(`HTTP ${status}: bad_response`, async (t) => {
     const fake = await fakeServer(t);
     const c = client(t, endpointConfig(fake.url));
@@ -456,17 +458,88 @@ t.test('clientIdHeader: the client id given per call is the one sent', async (t)
   t.equal(fake.requests.length, 4);
 });
 
-t.test('429 Too Many Requests: bad_response, not retried, counts as a failure', async (t) => {
+t.test('429 Too Many Requests: not retried, no failure of the endpoint, calls pause for Retry-After', async (t) => {
   const fake = await fakeServer(t);
-  const c = client(t, endpointConfig(fake.url, { retries: 3, circuitBreaker: { failures: 2, resetTimeout: 60_000 } }));
-  fake.respond(() => ({ status: 429, headers: { 'retry-after': '5' }, json: { error: 'slow_down' } }));
-  for (let i = 0; i < 2; i += 1) {
-    const result = await c.introspect(GOOD);
-    t.equal(result.outcome, 'bad_response');
-    t.equal(detail(result), 'the endpoint answered HTTP 429');
+  let now = Date.now();
+  const clock = { now: () => now };
+  const c = new EndpointClient(
+    endpointConfig(fake.url, { retries: 3, rateLimitPause: 3_000, circuitBreaker: { failures: 2, resetTimeout: 60_000 } }),
+    { clock },
+  );
+  t.teardown(() => c.destroy());
+  fake.respond(() => ({ status: 429, headers: { 'retry-after': '2' }, json: { error: 'slow_down' } }));
+  const limited = await c.introspect(GOOD);
+  t.equal(limited.outcome, 'error', 'the endpoint is not available to us: unreachable, not a bad answer');
+  t.equal(detail(limited), 'the endpoint answered HTTP 429 (rate limited)');
+  t.equal(fake.requests.length, 1, 'never retried: retrying would only add to the load');
+
+  fake.respond(normal);
+  for (let i = 0; i < 5; i += 1) {
+    const paused = await c.introspect(GOOD);
+    t.equal(paused.outcome, 'error');
+    t.match(detail(paused), /^not asked: the endpoint answered HTTP 429; calls pause for \d+ ms more$/);
   }
-  t.equal(fake.requests.length, 2, 'never retried: retrying would only add to the load');
-  t.equal(c.circuitState, 'open', 'two 429s in a row open a circuit of failures 2');
+  t.equal(fake.requests.length, 1, 'not asked during the pause');
+  t.equal(c.circuitState, 'closed', 'a 429 and the calls it paused are no failures: the circuit stays closed');
+
+  now += 2_000;
+  t.equal((await c.introspect(GOOD)).outcome, 'active', 'asked again once Retry-After has passed');
+  t.equal(fake.requests.length, 2);
+});
+
+t.test('429: Retry-After is honoured only up to rateLimitPause; without one the pause is rateLimitPause', async (t) => {
+  const fake = await fakeServer(t);
+  let now = Date.now();
+  const clock = { now: () => now };
+  const c = new EndpointClient(endpointConfig(fake.url, { rateLimitPause: 1_000 }), { clock });
+  t.teardown(() => c.destroy());
+  for (const [header, pausedFor] of [
+    [{ 'retry-after': '3600' }, 1_000],
+    [{ 'retry-after': new Date(now + 86_400_000).toUTCString() }, 1_000],
+    [{}, 1_000],
+    [{ 'retry-after': 'soon' }, 1_000],
+    [{ 'retry-after': '0' }, 0],
+  ] as Array<[Record<string, string>, number]>) {
+    fake.respond(() => ({ status: 429, headers: header }));
+    t.equal((await c.introspect(GOOD)).outcome, 'error');
+    fake.respond(normal);
+    const before = fake.requests.length;
+    if (pausedFor > 0) {
+      now += pausedFor - 1;
+      t.equal((await c.introspect(GOOD)).outcome, 'error', `${JSON.stringify(header)}: still paused ${pausedFor - 1} ms later`);
+      t.equal(fake.requests.length, before, 'and not asked');
+      now += 1;
+    }
+    t.equal((await c.introspect(GOOD)).outcome, 'active', `${JSON.stringify(header)}: asked again after ${pausedFor} ms`);
+    t.equal(fake.requests.length, before + 1);
+  }
+
+  const never = new EndpointClient(endpointConfig(fake.url, { rateLimitPause: 0 }), { clock });
+  t.teardown(() => never.destroy());
+  fake.respond(() => ({ status: 429, headers: { 'retry-after': '60' } }));
+  await never.introspect(GOOD);
+  fake.respond(normal);
+  t.equal((await never.introspect(GOOD)).outcome, 'active', 'rateLimitPause 0: no pause');
+});
+
+t.test('the caller\'s deadline on an overdue answer is a failure; a short wait or a cancel is not', async (t) => {
+  const fake = await fakeServer(t);
+  fake.respond(() => ({ blackHole: true }));
+  const c = client(t, endpointConfig(fake.url, { authenticationTimeout: 5_000, circuitBreaker: { failures: 2, resetTimeout: 60_000 } }));
+  /** A caller signal that fires after `ms`, as a Check's deadline (or, with no reason, Envoy's cancel) does. */
+  const leaving = (ms: number, reason?: symbol) => {
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(reason), ms);
+    return controller.signal;
+  };
+  for (let i = 0; i < 3; i += 1) t.equal((await c.introspect(GOOD, leaving(10, DEADLINE_REACHED))).outcome, 'timeout');
+  t.equal(c.circuitState, 'closed', 'deadlines of 10 ms give the endpoint no fair chance: no failure');
+  for (let i = 0; i < 3; i += 1) t.equal((await c.introspect(GOOD, leaving(120))).outcome, 'timeout');
+  t.equal(c.circuitState, 'closed', 'Envoy cancelling after 120 ms says nothing about the endpoint');
+  t.equal((await c.introspect(GOOD, leaving(120, DEADLINE_REACHED))).outcome, 'timeout');
+  t.equal(c.circuitState, 'closed', 'one overdue answer');
+  t.equal((await c.introspect(GOOD, leaving(120, DEADLINE_REACHED))).outcome, 'timeout');
+  t.equal(c.circuitState, 'open', 'two answers still missing at the callers\' deadlines open a circuit of failures 2');
 });
 
 for (const status of [502, 503, 504]) {

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { cacheKey, IntrospectionCache } from '../../src/introspection/cache.js';
-import { Introspector, type Answer, type Endpoint } from '../../src/introspection/introspector.js';
+import { DEADLINE_REACHED, Introspector, type Answer, type Endpoint } from '../../src/introspection/introspector.js';
 import type { IntrospectionResult } from '../../src/introspection/result.js';
 
 interface Deferred<T> {
@@ -247,6 +247,28 @@ t.test('when every waiter has given up, the endpoint call is aborted', async (t)
   );
   t.equal(endpointSignal?.aborted, true, 'aborted once the last waiter left');
   endpoint.call(0).answer.resolve({ outcome: 'timeout', detail: 'aborted' });
+});
+
+t.test('the last waiter to leave says why: a deadline is handed on to the endpoint call, a cancel is not', async (t) => {
+  for (const [last, expected] of [
+    [DEADLINE_REACHED, DEADLINE_REACHED],
+    [undefined, 'another reason'],
+  ] as const) {
+    const { introspector, endpoint } = setup();
+    const first = new AbortController();
+    const second = new AbortController();
+    const pending = [introspector.introspect(endpoint, 'tok', first.signal), introspector.introspect(endpoint, 'tok', second.signal)];
+    // The first caller runs out of time while the second still waits: nothing is aborted yet.
+    first.abort(DEADLINE_REACHED);
+    await pending[0];
+    t.equal(endpoint.call(0).signal?.aborted, false, 'one caller leaving while another waits aborts nothing');
+    second.abort(last);
+    await pending[1];
+    const reason = endpoint.call(0).signal?.reason;
+    if (expected === DEADLINE_REACHED) t.equal(reason, DEADLINE_REACHED, 'the last waiter ran out of time: the call is told so');
+    else t.not(reason, DEADLINE_REACHED, 'the last waiter was cancelled: the call is not told of a deadline');
+    endpoint.call(0).answer.resolve({ outcome: 'timeout', detail: 'aborted' });
+  }
 });
 
 t.test('a caller arriving after an abandoned call was aborted starts a fresh one', async (t) => {

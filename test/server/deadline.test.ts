@@ -56,7 +56,8 @@ async function startService(t: Test, policy: Record<string, unknown> = {}): Prom
   const warm = await envoy.check({ headers: { authorization: `Bearer ${WARM_TOKEN}` } });
   t.equal(warm.status?.code, 0, 'warm-up allow');
   fake.respond(() => ({ blackHole: true }));
-  await envoy.check({ headers: { authorization: 'Bearer warm-up-black-hole' }, timeoutMs: 150 }).catch(() => undefined);
+  // 40 ms: a deadline that short never counts as the endpoint's failure, so the breaker starts every test at zero.
+  await envoy.check({ headers: { authorization: 'Bearer warm-up-black-hole' }, timeoutMs: 40 }).catch(() => undefined);
   fake.respond(normal);
   fake.requests.length = 0;
   return { app, envoy, fake };
@@ -187,4 +188,21 @@ t.test('garbage answer: badResponseStatus', async (t) => {
       await recovers(t, service);
     });
   }
+});
+
+t.test('an endpoint that hangs opens its circuit through Envoy\'s deadlines alone (authenticationTimeout above them)', async (t) => {
+  const service = await startService(t);
+  service.fake.respond(() => ({ blackHole: true }));
+  // Five Checks whose deadlines pass with the answer overdue: the breaker's default of 5 failures.
+  for (let i = 0; i < 5; i += 1) {
+    const { response, error } = await timedCheck(service.envoy, DEADLINE_MS);
+    t.equal(error, null, `#${i}: no RPC error`);
+    t.equal(response?.denied_response?.status?.code, 'Unauthorized', `#${i}: 401`);
+  }
+  t.equal(service.fake.requests.length, 5, 'each of them asked the endpoint');
+  const { response, error, ms } = await timedCheck(service.envoy, DEADLINE_MS);
+  t.equal(error, null);
+  t.equal(response?.denied_response?.status?.code, 'Unauthorized', 'the same deny');
+  t.equal(service.fake.requests.length, 5, 'but without asking: the circuit is open');
+  t.ok(ms < DEADLINE_MS / 2, `and at once (${Math.round(ms)} ms)`);
 });

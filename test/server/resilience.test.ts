@@ -184,15 +184,26 @@ t.test('unreachable endpoint: retried, then the breaker stops the calls', async 
   t.equal((await h.check('down-2')).httpStatus, 401, 'circuit open: the same deny, at once');
 });
 
-t.test('429 from the endpoint: bad response (badResponseStatus), not retried; the service stays healthy', async (t) => {
+t.test('429 from the endpoint: calls pause for Retry-After, the circuit stays closed, legitimate tokens work after', async (t) => {
   const h = await start(t, { retries: 2 });
   h.fake.respond(() => ({ status: 429, headers: { 'retry-after': '1' } }));
   const r = await h.check(GOOD);
   t.equal(r.allowed, false);
-  t.equal(r.httpStatus, 500);
+  t.equal(r.httpStatus, 401, 'unreachable (unreachableStatus), not a bad answer');
   t.equal(h.fake.requests.length, 1, 'not retried');
+
+  // An attacker's random tokens while the server is rate limiting: denied without asking,
+  // and they do not open the circuit that legitimate new tokens need.
+  const flood = await Promise.all(Array.from({ length: 60 }, (_, i) => h.check(`random-token-${i}-Zq9`)));
+  t.ok(flood.every((f) => !f.allowed && f.httpStatus === 401), 'every random token denied 401');
+  t.equal(h.fake.requests.length, 1, 'none of them reached the rate-limited server during the pause');
+  const m = await h.metrics();
+  t.equal(m.get('authz_introspection_circuit_state{endpoint="idp"}'), 0, 'the circuit is still closed');
+
   h.fake.respond(normal);
-  t.equal((await h.check(GOOD)).allowed, true, 'recovers once the endpoint does');
+  h.clock.ms += 1_000;
+  t.equal((await h.check(GOOD)).allowed, true, 'a legitimate token is allowed once Retry-After has passed');
+  t.equal(h.fake.requests.length, 2);
 });
 
 t.test('a 503 then an answer: one retry, one allow', async (t) => {
