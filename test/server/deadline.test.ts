@@ -102,7 +102,9 @@ t.test('black hole: a 401 deny before the deadline, not DEADLINE_EXCEEDED', asyn
   const { response, error, ms } = await timedCheck(service.envoy, DEADLINE_MS);
   t.equal(error?.code, undefined, `no RPC error (got ${error ? grpc.status[error.code] : 'none'})`);
   t.ok(ms < DEADLINE_MS, `answered in ${Math.round(ms)} ms, before the ${DEADLINE_MS} ms deadline`);
-  t.ok(ms >= DEADLINE_MS * 0.7, `after waiting for the endpoint most of the deadline (${Math.round(ms)} ms)`);
+  // The deadline wheel answers early by twice the measured event-loop lag (up to 120 ms on a loaded
+  // machine) plus the margin: the bound says only that it waited for the endpoint, not gave up at once.
+  t.ok(ms >= DEADLINE_MS * 0.3, `after waiting for the endpoint a good part of the deadline (${Math.round(ms)} ms)`);
   t.not(response?.status?.code ?? 0, 0, 'status.code non-zero: a deny');
   t.equal(response?.status?.code, grpc.status.UNAUTHENTICATED);
   t.equal(response?.denied_response?.status?.code, 'Unauthorized', 'HTTP 401 (unreachableStatus default)');
