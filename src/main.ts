@@ -10,7 +10,7 @@ import { ListenError, startApp } from './app.js';
 import { startCluster } from './cluster/primary.js';
 import { StartError } from './cluster/supervisor.js';
 import { runWorker } from './cluster/worker.js';
-import { ConfigError, parseConfig, readConfigFile, type Config } from './config/load.js';
+import { ConfigError, parseConfig, readConfigFile, type Config, type LoadOptions } from './config/load.js';
 import { watchConfigFile } from './config/watch.js';
 import { createLogger, routeGrpcLogs, type Logger } from './observability/logger.js';
 import { VERSION } from './version.js';
@@ -25,6 +25,8 @@ Options:
   -c, --config FILE   configuration file (YAML); default: $CONFIG_FILE
   -v, --version       print the version and exit
   -h, --help          print this help and exit
+  --skip-secrets      check-config only: read no secret file and no variable
+                      (*File, *Env) and check everything else, e.g. in CI
 
 The configuration is reloaded on SIGHUP and when the file changes. With
 server.workers (WORKERS) above 1, this process supervises that many workers.
@@ -48,6 +50,7 @@ async function main(argv: string[]): Promise<void> {
         config: { type: 'string', short: 'c' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
+        'skip-secrets': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: true,
@@ -66,9 +69,10 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = args.positionals;
   if (command === 'check-config') {
     if (rest.length > 1) fail(`check-config takes one file\n${USAGE}`, EXIT_CONFIG);
-    checkConfig(rest[0] ?? args.values.config ?? process.env.CONFIG_FILE);
+    checkConfig(rest[0] ?? args.values.config ?? process.env.CONFIG_FILE, { skipSecrets: args.values['skip-secrets'] ?? false });
     return;
   }
+  if (args.values['skip-secrets']) fail(`--skip-secrets is an option of check-config\n${USAGE}`, EXIT_CONFIG);
   if (command !== undefined) fail(`unknown command "${command}"\n${USAGE}`, EXIT_CONFIG);
   await serve(args.values.config ?? process.env.CONFIG_FILE);
 }
@@ -79,11 +83,11 @@ function fail(message: string, code: number): never {
 }
 
 /** The file's text and the configuration it gives. */
-function load(path: string | undefined): { config: Config; text: string } {
+function load(path: string | undefined, options: LoadOptions = {}): { config: Config; text: string } {
   if (!path) fail('no configuration file: give --config FILE or set CONFIG_FILE', EXIT_CONFIG);
   try {
     const text = readConfigFile(path);
-    return { config: parseConfig(text, path), text };
+    return { config: parseConfig(text, path, options), text };
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message, EXIT_CONFIG);
     throw error;
@@ -91,8 +95,8 @@ function load(path: string | undefined): { config: Config; text: string } {
 }
 
 /** Print the configuration as the service sees it: defaults filled in, secrets masked. */
-function checkConfig(path: string | undefined): void {
-  const { config } = load(path);
+function checkConfig(path: string | undefined, options: LoadOptions): void {
+  const { config } = load(path, options);
   process.stdout.write(`${JSON.stringify(config, printable, 2)}\n`);
 }
 

@@ -725,14 +725,18 @@ export type RawPolicy = { [K in keyof typeof policySchema]: (typeof policySchema
  * "value was <JSON>" convict appends (a value may be a secret). The `s` flag
  * matters: JSON keeps U+2028/U+2029 raw, and a plain `.` stops there.
  */
-export function convictProblems(message: string, prefix: string): string {
+export function convictProblems(message: string, prefix: string, fromEnv: ReadonlyMap<string, string> = new Map()): string {
   return message
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => {
       const unknown = /^configuration param '(.*)' not declared in the schema$/s.exec(line);
       if (unknown) return `${prefix}${unknown[1]}: unknown option`;
-      return `${prefix}${line.replace(/: value was .*$/s, '')}`;
+      const problem = line.replace(/: value was .*$/s, '');
+      // A value from the environment is looked for in the environment, not in the file.
+      const at = problem.indexOf(': ');
+      const variable = at > 0 ? fromEnv.get(problem.slice(0, at)) : undefined;
+      return `${prefix}${variable ? `${problem.slice(0, at)} (from ${variable})${problem.slice(at)}` : problem}`;
     })
     .join('; ');
 }
