@@ -132,8 +132,11 @@ interface Running {
 
 function start(config: Config, text: string, path: string, logger: Logger): Promise<Running> {
   if (config.server.workers > 1) return startCluster(config, text, path, logger);
-  routeGrpcLogs(logger);
-  return startApp(config, logger);
+  const grpcLogs = routeGrpcLogs(logger);
+  return startApp(config, logger).then((app) => {
+    grpcLogs.listening();
+    return app;
+  });
 }
 
 async function serve(path: string | undefined): Promise<void> {
