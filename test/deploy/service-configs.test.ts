@@ -3,26 +3,12 @@
 // files are found by walking deploy/: a YAML file that is neither a
 // Kubernetes-style object, a kustomize JSON patch nor an Envoy bootstrap is taken for a service
 // configuration, so a new one is checked without anyone listing it here.
-import { readFileSync } from 'node:fs';
 import t from 'tap';
-import YAML from 'yaml';
 import { ensureBuilt, run, within } from '../support/service-process.js';
-import { DEPLOY, fromRepo, listFiles } from './lib/files.js';
-
-type Kind = 'manifest' | 'JSON patch' | 'envoy bootstrap' | 'service configuration';
-
-function kindOf(path: string): Kind {
-  const documents = YAML.parseAllDocuments(readFileSync(path, 'utf8')).map((d) => d.toJS() as unknown);
-  const mapping = (d: unknown): d is Record<string, unknown> => d !== null && typeof d === 'object' && !Array.isArray(d);
-  if (documents.every((d) => mapping(d) && typeof d.apiVersion === 'string' && typeof d.kind === 'string')) return 'manifest';
-  const [only] = documents;
-  if (documents.length === 1 && Array.isArray(only) && only.every((op) => mapping(op) && 'op' in op && 'path' in op)) return 'JSON patch';
-  if (documents.length === 1 && mapping(only) && 'static_resources' in only) return 'envoy bootstrap';
-  return 'service configuration';
-}
+import { DEPLOY, fromRepo, listFiles, serviceConfigs } from './lib/files.js';
 
 const yamlFiles = listFiles(DEPLOY).filter((path) => /\.ya?ml$/.test(path));
-const configs = yamlFiles.filter((path) => kindOf(path) === 'service configuration');
+const configs = serviceConfigs();
 
 t.test('the walk finds the service configurations', async (t) => {
   t.ok(yamlFiles.length > configs.length, 'manifests are told apart from configurations');
