@@ -138,12 +138,33 @@ t.test('selectors: every object finds the pods', async (t) => {
 });
 
 t.test('replicas, disruption, autoscaling', async (t) => {
-  t.ok(deployment.spec.replicas >= 2, 'at least two replicas');
-  t.equal(hpa.spec.minReplicas, deployment.spec.replicas, 'the HPA keeps that minimum');
+  t.equal(hpa.spec.scaleTargetRef.name, deployment.metadata.name, 'the HPA scales the Deployment');
+  // A count beside the HPA is re-applied on every GitOps sync and fights it.
+  t.notOk('replicas' in deployment.spec, 'the Deployment leaves the count to the HPA');
+  t.ok(hpa.spec.minReplicas >= 2, 'at least two replicas');
   t.ok(hpa.spec.maxReplicas > hpa.spec.minReplicas);
-  t.ok(pdb.spec.maxUnavailable < deployment.spec.replicas, 'the PDB always leaves a pod');
+  t.ok(pdb.spec.maxUnavailable < hpa.spec.minReplicas, 'the PDB always leaves a pod');
   t.equal(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0, 'rolling updates never go below the count');
   t.ok(pod.topologySpreadConstraints.some((c: any) => c.topologyKey === 'kubernetes.io/hostname'), 'spread over nodes');
+});
+
+t.test('CPU: the request is sized from the bench figures at the load README.md states', async (t) => {
+  const readme = readFileSync(repoPath('README.md'), 'utf8').replace(/\s+/g, ' ');
+  const cold = Number(/service CPU ([\d.]+) ms per Check/.exec(readme)?.[1]);
+  const sizing = /sized for ([\d,]+) Checks\/s per pod with (\d+)% cached answers at ([\d.]+) ms of CPU each \(cold ([\d.]+) ms\), plus (\d+)m at rest/.exec(readme);
+  t.ok(sizing, 'README.md "Capacity" states the load and the figures');
+  if (!sizing) return;
+  const [rate, cachedShare, cachedMs, coldMs, rest] = [Number(sizing[1]!.replace(',', '')), Number(sizing[2]) / 100, Number(sizing[3]), Number(sizing[4]), Number(sizing[5])];
+  t.equal(coldMs, cold, `the cold figure is the bench's (${cold} ms)`);
+  t.ok(cachedMs < cold, 'a cached Check costs less');
+  const millicores = (text: string) => (text.endsWith('m') ? Number(text.slice(0, -1)) : Number(text) * 1000);
+  const { requests, limits } = container.resources;
+  const target = hpa.spec.metrics[0].resource.target.averageUtilization / 100;
+  const used = rate * (cachedShare * cachedMs + (1 - cachedShare) * coldMs) + rest;
+  const scalesAt = millicores(requests.cpu) * target;
+  t.ok(Math.abs(scalesAt - used) / used < 0.15, `the HPA scales out (${scalesAt}m) near the CPU of the stated load (${used.toFixed(0)}m)`);
+  t.ok(millicores(limits.cpu) >= rate * coldMs, `the limit (${limits.cpu}) carries the same load all cold (${rate * coldMs}m)`);
+  t.ok(millicores(limits.cpu) / millicores(requests.cpu) <= 4, 'the scheduler\'s view (the request) is within 4x of the limit');
 });
 
 t.test('shutdown: the grace period covers the preStop sleep and the drain', async (t) => {

@@ -149,6 +149,13 @@ t.test('the example overlay: namespace, image, generated names', { skip: NO_KUST
   t.match(configMap.metadata.name, /^introspection-authz-config-[a-z0-9]+$/);
   t.equal(volumes.credentials.secret.secretName, secret.metadata.name, 'and the generated Secret');
   t.ok(secret.data['client-secret'], 'the Secret has the key client-secret');
+  // kube-prometheus-stack's default selectors pick objects by this label only.
+  for (const kind of ['ServiceMonitor', 'PrometheusRule']) {
+    const object = find(objects, kind);
+    t.equal(object.metadata.labels?.release, 'kube-prometheus-stack', `${kind} carries the release label`);
+    t.equal(object.metadata.labels?.['app.kubernetes.io/name'], 'introspection-authz', `${kind} keeps its own labels`);
+  }
+  t.notOk('replicas' in (deployment.spec as object), 'the overlay leaves the count to the HPA too');
 });
 
 t.test('kustomize refuses a misspelt kustomization field', { skip: NO_KUSTOMIZE }, async (t) => {
