@@ -16,7 +16,7 @@ import { readYamlDocuments, selects, type KubeObject } from './lib/kubernetes.js
 // --- everything, read once ---------------------------------------------------
 const base = join(DEPLOY, 'kubernetes', 'base');
 const overlay = join(DEPLOY, 'kubernetes', 'overlays', 'example');
-const objects = ['deployment', 'service', 'servicemonitor', 'networkpolicy', 'poddisruptionbudget', 'horizontalpodautoscaler', 'serviceaccount'].flatMap(
+const objects = ['deployment', 'service', 'servicemonitor', 'networkpolicy', 'networkpolicy-egress', 'priorityclass', 'poddisruptionbudget', 'horizontalpodautoscaler', 'serviceaccount'].flatMap(
   (f) => readYamlDocuments(join(base, `${f}.yaml`)) as KubeObject[],
 );
 const get = (kind: string, name = 'introspection-authz') => objects.find((o) => o.kind === kind && o.metadata.name === name) as any;
@@ -25,6 +25,8 @@ const service = get('Service');
 const headless = get('Service', 'introspection-authz-headless');
 const monitor = get('ServiceMonitor');
 const netpol = get('NetworkPolicy');
+const egress = get('NetworkPolicy', 'introspection-authz-egress');
+const priorityClass = get('PriorityClass');
 const pdb = get('PodDisruptionBudget');
 const hpa = get('HorizontalPodAutoscaler');
 const pod = deployment.spec.template.spec;
@@ -146,6 +148,41 @@ t.test('replicas, disruption, autoscaling', async (t) => {
   t.ok(pdb.spec.maxUnavailable < hpa.spec.minReplicas, 'the PDB always leaves a pod');
   t.equal(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0, 'rolling updates never go below the count');
   t.ok(pod.topologySpreadConstraints.some((c: any) => c.topologyKey === 'kubernetes.io/hostname'), 'spread over nodes');
+});
+
+t.test('egress: DNS, the introspection endpoints and Redis, nothing else', async (t) => {
+  t.ok(selects(egress.spec.podSelector, podLabels), 'applies to the pods');
+  t.same(egress.spec.policyTypes, ['Egress'], 'an egress policy: everything not listed is refused');
+  const allows = (port: number, protocol: string) =>
+    egress.spec.egress.filter((rule: any) => rule.ports.some((p: any) => p.port === port && p.protocol === protocol));
+  const dns = allows(53, 'UDP');
+  t.equal(dns.length, 1, 'DNS over UDP');
+  t.same(allows(53, 'TCP'), dns, 'and TCP (large answers), to the same place');
+  t.match(dns[0].to[0], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } });
+  for (const endpoint of config.endpoints) {
+    const url = new URL(endpoint.url);
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    const rules = allows(port, 'TCP');
+    t.equal(rules.length, 1, `endpoint ${endpoint.name}: port ${port} is open`);
+    const block = rules[0]?.to[0].ipBlock;
+    t.equal(block?.cidr, '0.0.0.0/0', 'to public addresses');
+    for (const privateRange of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16']) {
+      t.ok(block?.except.includes(privateRange), `not to ${privateRange} (cluster services, the cloud metadata endpoint)`);
+    }
+  }
+  // Redis' own default port, the one deploy/redis/README.md uses.
+  const redisPort = 6379;
+  const redis = allows(redisPort, 'TCP');
+  t.equal(redis.length, 1, `Redis (${redisPort})`);
+  t.same(redis[0]?.to, [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'redis' } } }], 'only to Redis pods of the namespace');
+  const ports = egress.spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.port}/${p.protocol}`)).sort();
+  t.same(ports, ['443/TCP', '53/TCP', '53/UDP', `${redisPort}/TCP`].sort(), 'no other port');
+});
+
+t.test('priority: the pods are scheduled ahead of ordinary workloads, behind the system ones', async (t) => {
+  t.equal(pod.priorityClassName, priorityClass.metadata.name);
+  t.ok(priorityClass.value > 0 && priorityClass.value < 1_000_000_000, `value ${priorityClass.value}: above the default 0, below the reserved system range`);
+  t.equal(priorityClass.globalDefault, false, 'never the default for other pods');
 });
 
 t.test('CPU: the request is sized from the bench figures at the load README.md states', async (t) => {
