@@ -122,6 +122,7 @@ interface Running {
   readonly config: Config;
   readonly grpc: { readonly port: number };
   readonly ops: { readonly port: number };
+  readonly admin: { readonly port: number } | null;
   readonly metrics: { readonly configReloads: { inc(labels: { result: string }): void } };
   /** Set when the service cannot go on (workers keep dying). */
   readonly gaveUp?: Promise<Error>;
@@ -198,6 +199,7 @@ async function serve(path: string | undefined): Promise<void> {
       version: VERSION,
       grpcPort: app.grpc.port,
       opsPort: app.ops.port,
+      ...(app.admin ? { adminPort: app.admin.port } : {}),
       ...(config.server.workers > 1 ? { workers: config.server.workers } : {}),
       policies: config.policies.map((p) => p.name),
     },

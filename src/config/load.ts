@@ -31,6 +31,8 @@ export interface Config {
   server: {
     grpc: { host: string; port: number };
     ops: { host: string; port: number };
+    /** Where DELETE /cache is served; it listens only when admin.token is set at start. */
+    admin: { host: string; port: number };
     shutdownTimeout: number;
     maxTokenLength: number;
     /** Worker processes; 1: no cluster at all. */

@@ -546,6 +546,24 @@ export const schema = {
         env: 'OPS_PORT',
       },
     },
+    admin: {
+      host: {
+        doc:
+          'Address of the admin HTTP server (DELETE /cache). Loopback by default: reach it with kubectl port-forward or ' +
+          'from the pod; give another address only where a NetworkPolicy admits just the operators.',
+        format: nonEmptyString,
+        default: '127.0.0.1',
+        env: 'ADMIN_HOST',
+      },
+      port: {
+        doc:
+          'Port of the admin HTTP server, apart from the ops port that Prometheus reaches; it listens only when an admin ' +
+          'token is configured at start. 0 picks a free port.',
+        format: wholeNumber(0, 65535),
+        default: 9091,
+        env: 'ADMIN_PORT',
+      },
+    },
     shutdownTimeout: {
       doc: 'Milliseconds in-flight Checks may take to finish after SIGTERM before the server closes their streams.',
       format: wholeNumber(0, 600_000),

@@ -47,6 +47,7 @@ const configText = readFileSync(join(base, 'config.yaml'), 'utf8');
 const secretDir = mkdtempSync(join(tmpdir(), 'authz-deploy-'));
 t.teardown(() => rmSync(secretDir, { recursive: true, force: true }));
 writeFileSync(join(secretDir, 'client-secret'), 'example\n');
+writeFileSync(join(secretDir, 'admin-token'), 'example-admin-token-0123456789\n');
 const config = parseConfig(configText.replaceAll('/var/run/secrets/introspection/', `${secretDir}/`), 'config.yaml', { env: {} });
 
 const [operator] = readYamlDocuments(join(DEPLOY, 'istio', 'mesh-config.yaml')) as any[];
@@ -150,6 +151,17 @@ t.test('replicas, disruption, autoscaling', async (t) => {
   t.ok(pod.topologySpreadConstraints.some((c: any) => c.topologyKey === 'kubernetes.io/hostname'), 'spread over nodes');
 });
 
+t.test('the admin route: its own listener on loopback, exposed by nothing', async (t) => {
+  t.not(config.admin.token, null, 'the shipped configuration turns the admin route on');
+  t.equal(config.server.admin.host, '127.0.0.1', 'on loopback: only from inside the pod (kubectl port-forward)');
+  t.not(config.server.admin.port, config.server.ops.port, 'not on the ops port that Prometheus reaches');
+  const adminPort = config.server.admin.port;
+  t.notOk(container.ports.some((p: any) => p.containerPort === adminPort), 'no container port names it');
+  for (const svc of [service, headless]) t.notOk(svc.spec.ports.some((p: any) => p.port === adminPort || p.targetPort === adminPort), `${svc.metadata.name} does not expose it`);
+  const opened = netpol.spec.ingress.flatMap((rule: any) => rule.ports.map((p: any) => p.port));
+  t.notOk(opened.includes(adminPort), 'the NetworkPolicy opens it to no one');
+});
+
 t.test('egress: DNS, the introspection endpoints and Redis, nothing else', async (t) => {
   t.ok(selects(egress.spec.podSelector, podLabels), 'applies to the pods');
   t.same(egress.spec.policyTypes, ['Egress'], 'an egress policy: everything not listed is refused');
@@ -219,7 +231,7 @@ t.test('files: the configuration and the secret are where the program reads them
   t.equal(configPath, `${mounts.config}/config.yaml`, 'the ConfigMap mount holds config.yaml');
   t.equal(volumes.config.configMap.name, baseKustomization.configMapGenerator[0].name, 'the generated ConfigMap');
   t.same(baseKustomization.configMapGenerator[0].files, ['config.yaml']);
-  const files = [...configText.matchAll(/clientSecretFile: (\S+)/g)].map((m) => m[1]!);
+  const files = [...configText.matchAll(/^\s*\w*File: (\S+)/gm)].map((m) => m[1]!);
   t.ok(files.length > 0, 'secrets come from files');
   const secretGenerator = overlayKustomization.secretGenerator.find((g: any) => g.name === volumes.credentials.secret.secretName);
   t.ok(secretGenerator, 'the overlay generates the Secret the Deployment mounts');

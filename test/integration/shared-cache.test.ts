@@ -50,7 +50,7 @@ async function eventually(condition: () => Promise<boolean> | boolean, ms = 2000
 async function startInstance(t: Test, fake: FakeAuthorizationServer, redisUrl: string | null): Promise<Instance> {
   const config = buildConfig(
     {
-      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 } },
+      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } },
       admin: { token: ADMIN },
       ...(redisUrl ? { redis: { url: redisUrl, keySecret: KEY_SECRET, keyPrefix: 'test:' } } : {}),
       endpoints: [{ name: 'one', url: fake.url, authMethod: 'none' }],
@@ -63,7 +63,7 @@ async function startInstance(t: Test, fake: FakeAuthorizationServer, redisUrl: s
   if (redisUrl && !(await eventually(() => app.authorizer.shared?.connected === true))) throw new Error('no connection to Redis');
   const envoy = connectEnvoy(`127.0.0.1:${app.grpc.port}`);
   t.teardown(() => envoy.close());
-  return { app, envoy, ops: `http://127.0.0.1:${app.ops.port}` };
+  return { app, envoy, ops: `http://127.0.0.1:${app.admin!.port}` };
 }
 
 async function start(t: Test, withRedis = true): Promise<Harness> {

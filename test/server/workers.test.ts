@@ -43,6 +43,7 @@ function config(url: string, identityHeader: string, extra = ''): string {
   return `server:
   grpc: {host: 127.0.0.1, port: 0}
   ops: {host: 127.0.0.1, port: 0}
+  admin: {host: 127.0.0.1, port: 0}
   shutdownTimeout: 2000
 log:
   level: info
@@ -58,7 +59,7 @@ ${extra}policies:
 `;
 }
 
-/** Ask the ops port to drop a token's cached answers. */
+/** Ask the admin port to drop a token's cached answers. */
 function deleteCache(port: number, body: object): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const text = JSON.stringify(body);
@@ -142,7 +143,7 @@ t.test('WORKERS=2: shared port, aggregated ops port, eviction, SIGHUP, a replace
   symlinkSync(join(real, 'config.yaml'), path);
 
   const proc = run(t, ['--config', path], { WORKERS: '2' });
-  const { grpcPort, opsPort } = await serving(proc, 20_000);
+  const { grpcPort, opsPort, adminPort } = await serving(proc, 20_000);
   const servingLine = linesOf(proc, 'serving')[0]!;
   t.equal(servingLine.workers, 2, 'the serving line says 2 workers (from WORKERS)');
   const started = await waitFor(() => (linesOf(proc, 'worker serving').length === 2 ? linesOf(proc, 'worker serving') : undefined), 3000, 'two worker lines');
@@ -186,8 +187,8 @@ t.test('WORKERS=2: shared port, aggregated ops port, eviction, SIGHUP, a replace
     t.ok([...answered.values()].every((a) => a.allowed), 'allowed at both');
     const introspected = fake.requests.filter((r) => r.body.get('token') === SHARED).length - before;
     t.equal(introspected, 2, 'each worker has its own cache: the token was introspected once per worker');
-    t.same(await deleteCache(opsPort, { token: SHARED }), { status: 200, body: '{"evicted":2}\n' }, 'evicted: one endpoint at each of the 2 workers');
-    t.same(await deleteCache(opsPort, { token: SHARED }), { status: 200, body: '{"evicted":0}\n' }, 'gone everywhere: 0 the second time');
+    t.same(await deleteCache(adminPort!, { token: SHARED }), { status: 200, body: '{"evicted":2}\n' }, 'evicted: one endpoint at each of the 2 workers');
+    t.same(await deleteCache(adminPort!, { token: SHARED }), { status: 200, body: '{"evicted":0}\n' }, 'gone everywhere: 0 the second time');
     const metrics = samples((await httpGet(opsPort, '/metrics')).body);
     t.equal(metrics.get('authz_cache_admin_evictions_total{scope="token"}'), 2, 'the primary counted the two admin requests once each');
   });
