@@ -6,14 +6,28 @@ import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ListenError, startApp } from './app.js';
-import { startCluster } from './cluster/primary.js';
-import { StartError } from './cluster/supervisor.js';
-import { runWorker } from './cluster/worker.js';
-import { ConfigError, parseConfig, readConfigFile, type Config, type LoadOptions } from './config/load.js';
-import { watchConfigFile } from './config/watch.js';
-import { createLogger, routeGrpcLogs, type Logger } from './observability/logger.js';
+import type { Config, LoadOptions } from './config/load.js';
+import type { Logger } from './observability/logger.js';
 import { VERSION } from './version.js';
+
+/**
+ * The modules a command needs, imported only by the command that runs them:
+ * --version and --help load none of them (gRPC, prom-client, undici...).
+ */
+const loadConfigModule = () => import('./config/load.js');
+async function loadServiceModules() {
+  const [app, primary, supervisor, config, watch, logger] = await Promise.all([
+    import('./app.js'),
+    import('./cluster/primary.js'),
+    import('./cluster/supervisor.js'),
+    loadConfigModule(),
+    import('./config/watch.js'),
+    import('./observability/logger.js'),
+  ]);
+  return { ...app, ...primary, ...supervisor, ...config, ...watch, ...logger };
+}
+type ConfigModule = Awaited<ReturnType<typeof loadConfigModule>>;
+type ServiceModules = Awaited<ReturnType<typeof loadServiceModules>>;
 
 const USAGE = `Usage:
   introspection-authz [--config FILE]      run the service
@@ -39,7 +53,7 @@ const EXIT_CONFIG = 2;
 async function main(argv: string[]): Promise<void> {
   // A cluster worker gets its configuration from the primary, not from the command line.
   if (cluster.isWorker) {
-    runWorker();
+    (await import('./cluster/worker.js')).runWorker();
     return;
   }
   let args;
@@ -69,7 +83,9 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = args.positionals;
   if (command === 'check-config') {
     if (rest.length > 1) fail(`check-config takes one file\n${USAGE}`, EXIT_CONFIG);
-    checkConfig(rest[0] ?? args.values.config ?? process.env.CONFIG_FILE, { skipSecrets: args.values['skip-secrets'] ?? false });
+    checkConfig(await loadConfigModule(), rest[0] ?? args.values.config ?? process.env.CONFIG_FILE, {
+      skipSecrets: args.values['skip-secrets'] ?? false,
+    });
     return;
   }
   if (args.values['skip-secrets']) fail(`--skip-secrets is an option of check-config\n${USAGE}`, EXIT_CONFIG);
@@ -83,20 +99,20 @@ function fail(message: string, code: number): never {
 }
 
 /** The file's text and the configuration it gives. */
-function load(path: string | undefined, options: LoadOptions = {}): { config: Config; text: string } {
+function load(m: ConfigModule, path: string | undefined, options: LoadOptions = {}): { config: Config; text: string } {
   if (!path) fail('no configuration file: give --config FILE or set CONFIG_FILE', EXIT_CONFIG);
   try {
-    const text = readConfigFile(path);
-    return { config: parseConfig(text, path, options), text };
+    const text = m.readConfigFile(path);
+    return { config: m.parseConfig(text, path, options), text };
   } catch (error) {
-    if (error instanceof ConfigError) fail(error.message, EXIT_CONFIG);
+    if (error instanceof m.ConfigError) fail(error.message, EXIT_CONFIG);
     throw error;
   }
 }
 
 /** Print the configuration as the service sees it: defaults filled in, secrets masked. */
-function checkConfig(path: string | undefined, options: LoadOptions): void {
-  const { config } = load(path, options);
+function checkConfig(m: ConfigModule, path: string | undefined, options: LoadOptions): void {
+  const { config } = load(m, path, options);
   process.stdout.write(`${JSON.stringify(config, printable, 2)}\n`);
 }
 
@@ -131,10 +147,10 @@ interface Running {
   stop(): Promise<void>;
 }
 
-function start(config: Config, text: string, path: string, logger: Logger): Promise<Running> {
-  if (config.server.workers > 1) return startCluster(config, text, path, logger);
-  const grpcLogs = routeGrpcLogs(logger);
-  return startApp(config, logger).then((app) => {
+function start(m: ServiceModules, config: Config, text: string, path: string, logger: Logger): Promise<Running> {
+  if (config.server.workers > 1) return m.startCluster(config, text, path, logger);
+  const grpcLogs = m.routeGrpcLogs(logger);
+  return m.startApp(config, logger).then((app) => {
     grpcLogs.listening();
     return app;
   });
@@ -151,9 +167,10 @@ async function serve(path: string | undefined): Promise<void> {
   // Taken before the file is read: a change made while loading or starting up
   // then differs from it, and is reloaded once the file is watched.
   const initialDigest = path ? digest(path) : null;
-  const { config, text } = load(path);
+  const m = await loadServiceModules();
+  const { config, text } = load(m, path);
   const configPath = path!;
-  const logger = createLogger(config.log.level);
+  const logger = m.createLogger(config.log.level);
 
   // Signals are taken from here on: one arriving during start-up stops the service once it is up.
   let app: Running | undefined;
@@ -186,10 +203,10 @@ async function serve(path: string | undefined): Promise<void> {
   process.on('SIGINT', stop);
 
   try {
-    app = await start(config, text, configPath, logger);
+    app = await start(m, config, text, configPath, logger);
   } catch (error) {
-    const listen = error instanceof ListenError;
-    const worker = error instanceof StartError;
+    const listen = error instanceof m.ListenError;
+    const worker = error instanceof m.StartError;
     process.stderr.write(`error: ${listen || worker ? error.message : `cannot start: ${(error as Error).message}`}\n`);
     logger.flush(() => process.exit(worker ? error.exitCode : listen && error.inUse ? EXIT_CONFIG : EXIT_RUNTIME));
     return;
@@ -225,25 +242,25 @@ async function serve(path: string | undefined): Promise<void> {
       const current = digest(configPath);
       if (trigger === 'file' && current === loaded) return;
       loaded = current;
-      await reloadFrom(running, configPath, trigger, logger);
+      await reloadFrom(m, running, configPath, trigger, logger);
     });
   };
-  unwatch = watchConfigFile(configPath, () => reload('file'));
+  unwatch = m.watchConfigFile(configPath, () => reload('file'));
   // Nothing watched the file until now: catch up on a SIGHUP or a change since it was read.
   reload(hangupPending ? 'SIGHUP' : 'file');
 }
 
 /** Validate the file in full, then swap; an invalid file changes nothing. */
-async function reloadFrom(app: Running, path: string, trigger: string, logger: Logger): Promise<void> {
+async function reloadFrom(m: ConfigModule, app: Running, path: string, trigger: string, logger: Logger): Promise<void> {
   let restartNeeded: string[];
   let next: Config;
   try {
-    const text = readConfigFile(path);
-    next = parseConfig(text, path);
+    const text = m.readConfigFile(path);
+    next = m.parseConfig(text, path);
     restartNeeded = await app.reload(next, text);
   } catch (error) {
     app.metrics.configReloads.inc({ result: 'failure' });
-    const message = error instanceof ConfigError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
+    const message = error instanceof m.ConfigError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
     logger.error({ trigger, err: message }, 'configuration rejected; the previous one stays in force');
     return;
   }

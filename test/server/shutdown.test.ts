@@ -2,6 +2,7 @@
  * The real process: `node dist/src/main.js --config FILE`, its start-up
  * errors, its graceful shutdown on SIGTERM, and what it writes to its logs.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -12,7 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { startAuthorizationServer } from '../support/authorization-server.js';
 import { connectEnvoy, healthClientConstructor, summarize, type EnvoyClient } from '../support/envoy.js';
-import { ensureBuilt, logLines, ROOT, run, serving, within, type Proc } from '../support/service-process.js';
+import { ensureBuilt, logLines, MAIN, ROOT, run, serving, within, type Proc } from '../support/service-process.js';
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -301,6 +302,20 @@ t.test('--version prints the package version and exits 0', async (t) => {
   t.same(exit, { code: 0, signal: null });
   t.equal(proc.stdout(), `${PACKAGE_VERSION}\n`, `prints ${PACKAGE_VERSION} and nothing else`);
   t.equal(proc.stderr(), '', 'nothing on stderr');
+});
+
+t.test('--version and --help load none of the service (no gRPC, no HTTP)', async (t) => {
+  // Node's own list of the built-in modules it loaded, read as the process exits.
+  const dir = t.testdir({
+    'probe.cjs': "process.on('exit', () => process.stderr.write(JSON.stringify(process.moduleLoadList) + '\\n'));\n",
+  });
+  for (const flag of ['--version', '--help']) {
+    const result = spawnSync(process.execPath, ['--require', join(dir, 'probe.cjs'), MAIN, flag], { encoding: 'utf8', timeout: 20_000, env: {} });
+    t.equal(result.status, 0, `${flag}: exit 0`);
+    const loaded = JSON.parse(result.stderr.trim().split('\n').pop()!) as string[];
+    t.ok(loaded.length > 0, `${flag}: the probe ran`);
+    for (const module of ['http2', 'http', 'zlib']) t.notOk(loaded.includes(`NativeModule ${module}`), `${flag}: node:${module} is not loaded`);
+  }
 });
 
 t.test('the gRPC port is already in use: exit 2, one stderr line, nothing from grpc-js on stdout', async (t) => {
