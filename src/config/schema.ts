@@ -4,6 +4,7 @@
  * Gateway, IBM Verify Access, Express Gateway); the README's reference is
  * written from this file.
  */
+import { MESSAGE_HEADERS } from '../policy/upstream-headers.js';
 
 function oneOf<T extends string>(values: readonly T[]) {
   return (value: unknown): void => {
@@ -84,26 +85,11 @@ export type AuthMethod = (typeof AUTH_METHODS)[number];
 export const AUTH_METHOD_ALIASES: Readonly<Record<string, AuthMethod>> = { bearer: 'client_secret_bearer' };
 
 /**
- * Headers an endpoint's `headers` may not set: they frame the HTTP message,
- * carry the protocol's own values, or belong to client authentication (use
- * authorizationValue for a custom Authorization header).
+ * Headers an endpoint's `headers` may not set: the message headers (framing,
+ * routing, client authentication: use authorizationValue for a custom
+ * Authorization header), and the two the introspection request itself needs.
  */
-export const RESERVED_ENDPOINT_HEADERS: ReadonlySet<string> = new Set([
-  'accept',
-  'authorization',
-  'connection',
-  'content-length',
-  'content-type',
-  'expect',
-  'host',
-  'keep-alive',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+export const RESERVED_ENDPOINT_HEADERS: ReadonlySet<string> = new Set([...MESSAGE_HEADERS, 'accept', 'expect']);
 
 /** RFC 9110 token characters: what a header name may be made of. */
 const HTTP_TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
