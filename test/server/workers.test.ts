@@ -281,3 +281,39 @@ endpoints:
   t.same(lines, [`error: server.grpc.port: 127.0.0.1:${port} is already in use`], 'one line, as without workers');
   t.notOk(linesOf(proc, 'serving').length > 0, 'never said serving');
 });
+
+t.test('workers that keep dying: after 10 restarts within a minute the service drains and exits 1', { timeout: 120_000 }, async (t) => {
+  const dir = join(root, 'dying');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, 'config.yaml');
+  writeFileSync(path, config('http://127.0.0.1:9/introspect', 'x-auth-user', '').replace(/^server:\n/, 'server:\n  workers: 2\n'));
+  const proc = run(t, ['--config', path]);
+  await serving(proc, 20_000);
+  // Kill every worker as soon as it serves, as a crash loop would, until the primary gives up.
+  const killed = new Set<number>();
+  const until = Date.now() + 100_000;
+  while (proc.child.exitCode === null && proc.child.signalCode === null && Date.now() < until && killed.size < 30) {
+    for (const line of linesOf(proc, 'worker serving')) {
+      const pid = line.pid as number;
+      if (killed.has(pid)) continue;
+      killed.add(pid);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const exit = await within(proc.exited, 15_000, 'exit');
+  t.same(exit, { code: 1, signal: null }, 'exit 1: the orchestrator restarts the pod');
+  const restarts = linesOf(proc, 'worker exited; restarting it');
+  t.equal(restarts.length, 10, 'ten restarts');
+  t.match(linesOf(proc, 'workers keep dying; giving up'), [{ level: 'fatal', restarts: 10 }], 'the eleventh death gives up, once');
+  const messages = logLines(proc.stdout()).map((line) => line.msg);
+  t.ok(messages.indexOf('draining') > messages.indexOf('workers keep dying; giving up'), 'then the service drains');
+  t.equal(messages.at(-1), 'stopped', 'and says stopped last');
+  for (const pid of linesOf(proc, 'worker serving').map((l) => l.pid as number)) {
+    t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
+  }
+});
