@@ -5,7 +5,7 @@ NODE ?= node
 NPM ?= npm
 TAP_FLAGS ?=
 
-.PHONY: all install build demo test test-only soak bench clean
+.PHONY: all install build demo prerequisites test test-only soak bench clean
 
 all: build
 
@@ -22,11 +22,25 @@ build: install
 demo: build
 	$(NODE) dist/demo/demo.js
 
+# Programs the suite runs besides Node: the openssl CLI (test certificates) and
+# redis-server (the shared-cache tests start their own on loopback). Checked
+# before anything else, so a missing one is one line instead of failures deep
+# in the run.
+PREREQUISITES = redis-server openssl
+
+prerequisites:
+	@missing=""; for program in $(PREREQUISITES); do \
+	  command -v $$program >/dev/null 2>&1 || missing="$$missing $$program"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make test needs:$$missing; install with: apt-get install$$missing (Debian, Ubuntu)" >&2; exit 1; \
+	fi
+
 # Type-checks everything (src, test, demo), then runs every test with coverage.
-test: build test-only
+test: prerequisites build test-only
 
 # The suite alone, on the Node given by NODE (CI runs it on Node 20 and Node 24).
-test-only:
+test-only: prerequisites
 	$(NODE) node_modules/tap/dist/esm/run.mjs $(TAP_FLAGS)
 	$(NODE) test/tools/coverage-gate.mjs
 

@@ -31,6 +31,7 @@ interface LogEntry {
   msg?: string;
   grpcPort?: number;
   opsPort?: number;
+  adminPort?: number;
   decision?: string;
   reason?: string;
   policy?: string;
@@ -88,7 +89,7 @@ async function metricLines(opsPort: number, prefixes: string[]): Promise<string[
   return prefixes.map((prefix) => lines.find((line) => line.startsWith(prefix)) ?? `${prefix} (not found)`);
 }
 
-function startService(configPath: string): Promise<{ child: ChildProcess; port: number; opsPort: number }> {
+function startService(configPath: string): Promise<{ child: ChildProcess; port: number; opsPort: number; adminPort: number }> {
   const child = spawn(process.execPath, [main, '--config', configPath], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, LOG_LEVEL: 'info' },
@@ -103,9 +104,9 @@ function startService(configPath: string): Promise<{ child: ChildProcess; port: 
       } catch {
         return;
       }
-      if (entry.msg === 'serving' && entry.grpcPort && entry.opsPort) {
+      if (entry.msg === 'serving' && entry.grpcPort && entry.opsPort && entry.adminPort) {
         clearTimeout(timer);
-        resolve({ child, port: entry.grpcPort, opsPort: entry.opsPort });
+        resolve({ child, port: entry.grpcPort, opsPort: entry.opsPort, adminPort: entry.adminPort });
       } else if (entry.msg === 'decision') {
         decisions.push(entry);
         decisionArrived?.();
@@ -149,6 +150,7 @@ async function run(): Promise<void> {
         'server:',
         '  grpc: { host: 127.0.0.1, port: 0 }',
         '  ops: { host: 127.0.0.1, port: 0 }',
+        '  admin: { host: 127.0.0.1, port: 0 }',
         '  shutdownTimeout: 2000',
         'cache:',
         `  validatedTokenTTL: ${CACHE_TTL_SECONDS}`,
@@ -202,14 +204,14 @@ async function run(): Promise<void> {
       `Still allowed from the cache, for up to validatedTokenTTL (${CACHE_TTL_SECONDS} s): the price of caching (RFC 7009).`,
     );
 
-    const evicted = await request(`http://127.0.0.1:${service.opsPort}/cache`, {
+    const evicted = await request(`http://127.0.0.1:${service.adminPort}/cache`, {
       method: 'DELETE',
       headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ token }),
       headersTimeout: 2000,
       bodyTimeout: 2000,
     });
-    console.log(`\n${bold('DELETE /cache')} on the ops port, with the admin token and the revoked token in the body`);
+    console.log(`\n${bold('DELETE /cache')} on the admin port (apart from the ops port Prometheus reaches), with the admin token and the revoked token in the body`);
     console.log(`  -> HTTP ${evicted.statusCode} ${(await evicted.body.text()).trim()}`);
     await step(envoy, '6. The revoked token, after DELETE /cache', { authorization: `Bearer ${token}` }, 'The operator ended the cached allow at once: introspected again, now inactive.');
 

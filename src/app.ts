@@ -10,7 +10,7 @@ import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { Runtime } from './server/authorization-service.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
-import { startOpsServer, type OpsServer } from './server/ops-server.js';
+import { startAdminServer, startOpsServer, type OpsServer } from './server/ops-server.js';
 
 /** What answers Checks: authorizer, gRPC server and metrics. A cluster's worker runs this alone. */
 export interface CheckService {
@@ -32,9 +32,11 @@ export interface CheckService {
   stop(): Promise<void>;
 }
 
-/** The whole service in one process: the Check service and its ops server. */
+/** The whole service in one process: the Check service, its ops server and its admin server. */
 export interface App extends CheckService {
   readonly ops: OpsServer;
+  /** null: no admin token at start, no admin listener. */
+  readonly admin: OpsServer | null;
 }
 
 export interface AppOptions {
@@ -113,12 +115,6 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
       limits: initial.server.ops,
       metrics,
       notReady: () => (service.draining ? 'draining' : null),
-      // Read per request: a reload may set, change or remove the admin token.
-      cacheAdmin: () => {
-        const token = service.config.admin.token;
-        if (token === null) return null;
-        return { token, evictToken: (value) => service.authorizer.evictToken(value), evictAll: () => service.authorizer.evictAll() };
-      },
       logger,
     });
   } catch (error) {
@@ -126,6 +122,27 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
     throw new ListenError('server.ops', initial.server.ops, error);
   }
   const opsServer = ops;
+  let admin: OpsServer | null = null;
+  if (initial.admin.token !== null) {
+    try {
+      admin = await startAdminServer(initial.server.admin.host, initial.server.admin.port, {
+        limits: initial.server.ops,
+        // Read per request: a reload may change or remove the admin token.
+        cacheAdmin: () => {
+          const token = service.config.admin.token;
+          if (token === null) return null;
+          return { token, evictToken: (value) => service.authorizer.evictToken(value), evictAll: () => service.authorizer.evictAll() };
+        },
+        metrics,
+        logger,
+      });
+    } catch (error) {
+      await service.stop();
+      await opsServer.close();
+      throw new ListenError('server.admin', initial.server.admin, error);
+    }
+  }
+  const adminServer = admin;
 
   let stopping: Promise<void> | undefined;
   return {
@@ -134,6 +151,7 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
     },
     grpc: service.grpc,
     ops: opsServer,
+    admin: adminServer,
     metrics,
     get authorizer() {
       return service.authorizer;
@@ -143,7 +161,7 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
     },
     reload: (next: Config) => service.reload(next),
     stop(): Promise<void> {
-      stopping ??= service.stop().then(() => opsServer.close());
+      stopping ??= service.stop().then(() => Promise.all([opsServer.close(), adminServer?.close()]).then(() => {}));
       return stopping;
     },
   };
@@ -180,6 +198,10 @@ export function changedServerKeys(before: Config, after: Config): string[] {
   if (a.ops.port !== b.ops.port) keys.push('server.ops.port');
   if (a.ops.maxConnections !== b.ops.maxConnections) keys.push('server.ops.maxConnections');
   if (a.ops.headersTimeout !== b.ops.headersTimeout) keys.push('server.ops.headersTimeout');
+  if (a.admin.host !== b.admin.host) keys.push('server.admin.host');
+  if (a.admin.port !== b.admin.port) keys.push('server.admin.port');
+  // The admin listener starts with a token only: one set by a reload has nowhere to be served yet.
+  if (before.admin.token === null && after.admin.token !== null) keys.push('admin.token');
   if (a.workers !== b.workers) keys.push('server.workers');
   return keys;
 }

@@ -6,14 +6,28 @@ import cluster from 'node:cluster';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ListenError, startApp } from './app.js';
-import { startCluster } from './cluster/primary.js';
-import { StartError } from './cluster/supervisor.js';
-import { runWorker } from './cluster/worker.js';
-import { ConfigError, parseConfig, readConfigFile, type Config } from './config/load.js';
-import { watchConfigFile } from './config/watch.js';
-import { createLogger, routeGrpcLogs, type Logger } from './observability/logger.js';
+import type { Config, LoadOptions } from './config/load.js';
+import type { Logger } from './observability/logger.js';
 import { VERSION } from './version.js';
+
+/**
+ * The modules a command needs, imported only by the command that runs them:
+ * --version and --help load none of them (gRPC, prom-client, undici...).
+ */
+const loadConfigModule = () => import('./config/load.js');
+async function loadServiceModules() {
+  const [app, primary, supervisor, config, watch, logger] = await Promise.all([
+    import('./app.js'),
+    import('./cluster/primary.js'),
+    import('./cluster/supervisor.js'),
+    loadConfigModule(),
+    import('./config/watch.js'),
+    import('./observability/logger.js'),
+  ]);
+  return { ...app, ...primary, ...supervisor, ...config, ...watch, ...logger };
+}
+type ConfigModule = Awaited<ReturnType<typeof loadConfigModule>>;
+type ServiceModules = Awaited<ReturnType<typeof loadServiceModules>>;
 
 const USAGE = `Usage:
   introspection-authz [--config FILE]      run the service
@@ -25,6 +39,8 @@ Options:
   -c, --config FILE   configuration file (YAML); default: $CONFIG_FILE
   -v, --version       print the version and exit
   -h, --help          print this help and exit
+  --skip-secrets      check-config only: read no secret file and no variable
+                      (*File, *Env) and check everything else, e.g. in CI
 
 The configuration is reloaded on SIGHUP and when the file changes. With
 server.workers (WORKERS) above 1, this process supervises that many workers.
@@ -37,7 +53,7 @@ const EXIT_CONFIG = 2;
 async function main(argv: string[]): Promise<void> {
   // A cluster worker gets its configuration from the primary, not from the command line.
   if (cluster.isWorker) {
-    runWorker();
+    (await import('./cluster/worker.js')).runWorker();
     return;
   }
   let args;
@@ -48,6 +64,7 @@ async function main(argv: string[]): Promise<void> {
         config: { type: 'string', short: 'c' },
         version: { type: 'boolean', short: 'v' },
         help: { type: 'boolean', short: 'h' },
+        'skip-secrets': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: true,
@@ -66,9 +83,12 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = args.positionals;
   if (command === 'check-config') {
     if (rest.length > 1) fail(`check-config takes one file\n${USAGE}`, EXIT_CONFIG);
-    checkConfig(rest[0] ?? args.values.config ?? process.env.CONFIG_FILE);
+    checkConfig(await loadConfigModule(), rest[0] ?? args.values.config ?? process.env.CONFIG_FILE, {
+      skipSecrets: args.values['skip-secrets'] ?? false,
+    });
     return;
   }
+  if (args.values['skip-secrets']) fail(`--skip-secrets is an option of check-config\n${USAGE}`, EXIT_CONFIG);
   if (command !== undefined) fail(`unknown command "${command}"\n${USAGE}`, EXIT_CONFIG);
   await serve(args.values.config ?? process.env.CONFIG_FILE);
 }
@@ -79,21 +99,25 @@ function fail(message: string, code: number): never {
 }
 
 /** The file's text, the configuration it gives, and the loader's warnings. */
-function load(path: string | undefined): { config: Config; text: string; warnings: string[] } {
+function load(
+  m: ConfigModule,
+  path: string | undefined,
+  options: LoadOptions = {},
+): { config: Config; text: string; warnings: string[] } {
   if (!path) fail('no configuration file: give --config FILE or set CONFIG_FILE', EXIT_CONFIG);
   try {
-    const text = readConfigFile(path);
+    const text = m.readConfigFile(path);
     const warnings: string[] = [];
-    return { config: parseConfig(text, path, { warn: (message) => warnings.push(message) }), text, warnings };
+    return { config: m.parseConfig(text, path, { ...options, warn: (message) => warnings.push(message) }), text, warnings };
   } catch (error) {
-    if (error instanceof ConfigError) fail(error.message, EXIT_CONFIG);
+    if (error instanceof m.ConfigError) fail(error.message, EXIT_CONFIG);
     throw error;
   }
 }
 
 /** Print the configuration as the service sees it: defaults filled in, secrets masked. */
-function checkConfig(path: string | undefined): void {
-  const { config, warnings } = load(path);
+function checkConfig(m: ConfigModule, path: string | undefined, options: LoadOptions): void {
+  const { config, warnings } = load(m, path, options);
   // stdout stays the JSON alone; a warning never changes the exit code.
   for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
   process.stdout.write(`${JSON.stringify(config, printable, 2)}\n`);
@@ -121,6 +145,7 @@ interface Running {
   readonly config: Config;
   readonly grpc: { readonly port: number };
   readonly ops: { readonly port: number };
+  readonly admin: { readonly port: number } | null;
   readonly metrics: { readonly configReloads: { inc(labels: { result: string }): void } };
   /** Set when the service cannot go on (workers keep dying). */
   readonly gaveUp?: Promise<Error>;
@@ -129,10 +154,13 @@ interface Running {
   stop(): Promise<void>;
 }
 
-function start(config: Config, text: string, path: string, logger: Logger): Promise<Running> {
-  if (config.server.workers > 1) return startCluster(config, text, path, logger);
-  routeGrpcLogs(logger);
-  return startApp(config, logger);
+function start(m: ServiceModules, config: Config, text: string, path: string, logger: Logger): Promise<Running> {
+  if (config.server.workers > 1) return m.startCluster(config, text, path, logger);
+  const grpcLogs = m.routeGrpcLogs(logger);
+  return m.startApp(config, logger).then((app) => {
+    grpcLogs.listening();
+    return app;
+  });
 }
 
 async function serve(path: string | undefined): Promise<void> {
@@ -146,9 +174,10 @@ async function serve(path: string | undefined): Promise<void> {
   // Taken before the file is read: a change made while loading or starting up
   // then differs from it, and is reloaded once the file is watched.
   const initialDigest = path ? digest(path) : null;
-  const { config, text, warnings } = load(path);
+  const m = await loadServiceModules();
+  const { config, text, warnings } = load(m, path);
   const configPath = path!;
-  const logger = createLogger(config.log.level);
+  const logger = m.createLogger(config.log.level);
   for (const warning of warnings) logger.warn({ warning }, 'risky configuration');
 
   // Signals are taken from here on: one arriving during start-up stops the service once it is up.
@@ -182,10 +211,10 @@ async function serve(path: string | undefined): Promise<void> {
   process.on('SIGINT', stop);
 
   try {
-    app = await start(config, text, configPath, logger);
+    app = await start(m, config, text, configPath, logger);
   } catch (error) {
-    const listen = error instanceof ListenError;
-    const worker = error instanceof StartError;
+    const listen = error instanceof m.ListenError;
+    const worker = error instanceof m.StartError;
     process.stderr.write(`error: ${listen || worker ? error.message : `cannot start: ${(error as Error).message}`}\n`);
     logger.flush(() => process.exit(worker ? error.exitCode : listen && error.inUse ? EXIT_CONFIG : EXIT_RUNTIME));
     return;
@@ -195,6 +224,7 @@ async function serve(path: string | undefined): Promise<void> {
       version: VERSION,
       grpcPort: app.grpc.port,
       opsPort: app.ops.port,
+      ...(app.admin ? { adminPort: app.admin.port } : {}),
       ...(config.server.workers > 1 ? { workers: config.server.workers } : {}),
       policies: config.policies.map((p) => p.name),
     },
@@ -220,29 +250,29 @@ async function serve(path: string | undefined): Promise<void> {
       const current = digest(configPath);
       if (trigger === 'file' && current === loaded) return;
       loaded = current;
-      await reloadFrom(running, configPath, trigger, logger);
+      await reloadFrom(m, running, configPath, trigger, logger);
     }).catch((error: unknown) => {
       // A reload that failed in a way reloadFrom did not foresee must neither end the process nor stop later reloads.
       logger.error({ trigger, err: (error as Error).message }, 'reload failed');
     });
   };
-  unwatch = watchConfigFile(configPath, () => reload('file'));
+  unwatch = m.watchConfigFile(configPath, () => reload('file'));
   // Nothing watched the file until now: catch up on a SIGHUP or a change since it was read.
   reload(hangupPending ? 'SIGHUP' : 'file');
 }
 
 /** Validate the file in full, then swap; an invalid file changes nothing. */
-async function reloadFrom(app: Running, path: string, trigger: string, logger: Logger): Promise<void> {
+async function reloadFrom(m: ConfigModule, app: Running, path: string, trigger: string, logger: Logger): Promise<void> {
   let restartNeeded: string[];
   let next: Config;
   const warnings: string[] = [];
   try {
-    const text = readConfigFile(path);
-    next = parseConfig(text, path, { warn: (message) => warnings.push(message) });
+    const text = m.readConfigFile(path);
+    next = m.parseConfig(text, path, { warn: (message) => warnings.push(message) });
     restartNeeded = await app.reload(next, text);
   } catch (error) {
     app.metrics.configReloads.inc({ result: 'failure' });
-    const message = error instanceof ConfigError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
+    const message = error instanceof m.ConfigError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
     logger.error({ trigger, err: message }, 'configuration rejected; the previous one stays in force');
     return;
   }

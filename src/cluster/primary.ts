@@ -12,7 +12,7 @@ import { changedServerKeys, ListenError } from '../app.js';
 import { ConfigError, type Config } from '../config/load.js';
 import { aggregateMetrics, PrimaryMetrics } from '../observability/cluster-metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { startOpsServer, type OpsServer } from '../server/ops-server.js';
+import { startAdminServer, startOpsServer, type OpsServer } from '../server/ops-server.js';
 import type { MetricsJson, Reply, Request } from './protocol.js';
 import { Supervisor, type Answer, type SupervisorOptions, type WorkerProcess } from './supervisor.js';
 
@@ -21,6 +21,8 @@ export interface Cluster {
   readonly config: Config;
   readonly grpc: { readonly port: number };
   readonly ops: OpsServer;
+  /** null: no admin token at start, no admin listener. */
+  readonly admin: OpsServer | null;
   readonly metrics: PrimaryMetrics;
   /** Resolves if workers die faster than they may be restarted: the service should stop. */
   readonly gaveUp: Promise<Error>;
@@ -94,15 +96,6 @@ export async function startCluster(initial: Config, text: string, source: string
         const serving = supervisor.serving();
         return serving === supervisor.size ? null : `${serving} of ${supervisor.size} workers serving`;
       },
-      cacheAdmin: () => {
-        const token = current.config.admin.token;
-        if (token === null) return null;
-        return {
-          token,
-          evictToken: async (value) => evicted(await ask({ type: 'evict', token: value })),
-          evictAll: async () => evicted(await ask({ type: 'evict', all: true })),
-        };
-      },
       logger,
     });
   } catch (error) {
@@ -110,13 +103,38 @@ export async function startCluster(initial: Config, text: string, source: string
     throw new ListenError('server.ops', initial.server.ops, error);
   }
   const opsServer = ops;
+  let admin: OpsServer | null = null;
+  if (initial.admin.token !== null) {
+    try {
+      admin = await startAdminServer(initial.server.admin.host, initial.server.admin.port, {
+        limits: initial.server.ops,
+        cacheAdmin: () => {
+          const token = current.config.admin.token;
+          if (token === null) return null;
+          return {
+            token,
+            evictToken: async (value) => evicted(await ask({ type: 'evict', token: value })),
+            evictAll: async () => evicted(await ask({ type: 'evict', all: true })),
+          };
+        },
+        metrics,
+        logger,
+      });
+    } catch (error) {
+      process.off('exit', killWorkers);
+      await opsServer.close();
+      throw new ListenError('server.admin', initial.server.admin, error);
+    }
+  }
+  const adminServer = admin;
+  const closeHttp = () => Promise.all([opsServer.close(), adminServer?.close()]).then(() => {});
 
   let port: number;
   try {
     port = await supervisor.start();
   } catch (error) {
     process.off('exit', killWorkers);
-    await opsServer.close();
+    await closeHttp();
     throw error;
   }
 
@@ -127,6 +145,7 @@ export async function startCluster(initial: Config, text: string, source: string
     },
     grpc: { port },
     ops: opsServer,
+    admin: adminServer,
     metrics,
     gaveUp: supervisor.gaveUp,
     async reload(next: Config, nextText: string): Promise<string[]> {
@@ -148,7 +167,7 @@ export async function startCluster(initial: Config, text: string, source: string
         const killed = await supervisor.stop(current.config.server.shutdownTimeout + EXIT_GRACE_MS);
         if (killed > 0) logger.warn({ killed }, 'workers still running after shutdownTimeout were killed');
         process.off('exit', killWorkers);
-        await opsServer.close();
+        await closeHttp();
       })();
       return stopping;
     },

@@ -60,9 +60,10 @@ export function runWorker(): void {
     }
     config = initial;
     logger = createLogger(initial.log.level).child({ worker: message.slot, pid: process.pid });
-    routeGrpcLogs(logger);
+    const grpcLogs = routeGrpcLogs(logger);
     try {
       service = await startCheckService(initial, logger);
+      grpcLogs.listening();
     } catch (error) {
       if (error instanceof ListenError) fail(error.message, error.inUse ? 2 : 1);
       else fail(`cannot start: ${(error as Error).message}`, 1);

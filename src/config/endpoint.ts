@@ -8,7 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import { AUTH_METHOD_ALIASES, type AuthMethod, type RawEndpoint } from './schema.js';
-import { readSecret, readText, Secret, type Fail } from './secret.js';
+import { readSecret, readText, Secret, type Fail, type SecretSources } from './secret.js';
 
 export interface EndpointConfig {
   name: string;
@@ -45,12 +45,12 @@ export interface EndpointConfig {
 
 export function resolveEndpoint(
   raw: RawEndpoint,
-  env: NodeJS.ProcessEnv,
+  sources: SecretSources,
   fail: Fail,
   warn: (key: string, problem: string) => void = () => {},
 ): EndpointConfig {
-  const clientSecret = readSecret(raw.clientSecret, raw.clientSecretFile, raw.clientSecretEnv, 'clientSecret', env, fail);
-  const authorizationValue = readSecret(raw.authorizationValue, raw.authorizationValueFile, null, 'authorizationValue', env, fail);
+  const clientSecret = readSecret(raw.clientSecret, raw.clientSecretFile, raw.clientSecretEnv, 'clientSecret', sources, fail);
+  const authorizationValue = readSecret(raw.authorizationValue, raw.authorizationValueFile, null, 'authorizationValue', sources, fail);
   const url = new URL(raw.url);
   checkTransport(raw, url, fail, warn);
 
@@ -77,11 +77,11 @@ export function resolveEndpoint(
     case 'client_secret_bearer':
       if (!clientSecret) fail('clientSecret', `required by authMethod ${authMethod} (inline, clientSecretFile or clientSecretEnv)`);
       if (raw.clientId) fail('clientId', 'not used by authMethod client_secret_bearer (the secret alone is sent)');
-      if (!isHeaderSafe(clientSecret.reveal())) fail('clientSecret', 'must not contain control characters to be sent as a bearer token');
+      if (clientSecret.read && !isHeaderSafe(clientSecret.reveal())) fail('clientSecret', 'must not contain control characters to be sent as a bearer token');
       break;
     case 'authorization_value':
       if (!authorizationValue) fail('authorizationValue', 'required by authMethod authorization_value');
-      if (/[\0\r\n]/.test(authorizationValue.reveal())) fail('authorizationValue', 'must not contain control characters');
+      if (authorizationValue.read && /[\0\r\n]/.test(authorizationValue.reveal())) fail('authorizationValue', 'must not contain control characters');
       break;
     case 'none':
       break;
@@ -106,7 +106,7 @@ export function resolveEndpoint(
     clientSecret,
     authorizationValue,
     tokenTypeHint: raw.tokenTypeHint,
-    tls: resolveTls(raw, url, env, fail),
+    tls: resolveTls(raw, url, sources, fail),
     proxy: resolveProxy(raw.proxy),
     issuer: raw.issuer,
     audience: raw.audience === null ? [] : typeof raw.audience === 'string' ? [raw.audience] : raw.audience,
@@ -158,10 +158,10 @@ function isHeaderSafe(value: string): boolean {
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
-function resolveTls(raw: RawEndpoint, url: URL, env: NodeJS.ProcessEnv, fail: Fail): EndpointConfig['tls'] {
+function resolveTls(raw: RawEndpoint, url: URL, sources: SecretSources, fail: Fail): EndpointConfig['tls'] {
   const ca = readText(raw.ca, raw.caFile, 'ca', fail);
   const cert = readText(raw.cert, raw.certFile, 'cert', fail);
-  const key = readSecret(raw.key, raw.keyFile, null, 'key', env, fail);
+  const key = readSecret(raw.key, raw.keyFile, null, 'key', sources, fail);
   if (ca === null && cert === null && key === null) return { ca: null, cert: null, key: null };
   if (url.protocol !== 'https:') fail(raw.ca !== null || raw.caFile !== null ? 'ca' : 'cert', 'only used with an https url');
 
@@ -177,7 +177,7 @@ function resolveTls(raw: RawEndpoint, url: URL, env: NodeJS.ProcessEnv, fail: Fa
     }
   }
   if ((cert === null) !== (key === null)) fail(cert === null ? 'cert' : 'key', 'cert and key go together: give both or neither');
-  if (cert !== null && key !== null) {
+  if (cert !== null && key !== null && key.read) {
     try {
       // Reads both and checks that the key belongs to the certificate.
       createSecureContext({ cert, key: key.reveal() });

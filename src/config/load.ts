@@ -8,7 +8,7 @@ import convict from 'convict';
 import YAML from 'yaml';
 import { checkRoutes, resolvePolicy, type PolicyConfig } from './policy.js';
 import { resolveEndpoint, type EndpointConfig } from './endpoint.js';
-import { readSecret, type Secret } from './secret.js';
+import { readSecret, type Secret, type SecretSources } from './secret.js';
 import {
   schema,
   endpointSchema,
@@ -31,6 +31,8 @@ export interface Config {
   server: {
     grpc: { host: string; port: number; maxCheckRequestBytes: number };
     ops: { host: string; port: number; maxConnections: number; headersTimeout: number };
+    /** Where DELETE /cache is served; it listens only when admin.token is set at start. */
+    admin: { host: string; port: number };
     shutdownTimeout: number;
     maxTokenLength: number;
     /** Envoy's ext_authz timeout as the operator declared it (ms); 0: not declared. */
@@ -68,6 +70,12 @@ export interface LoadOptions {
    * hides), one line naming the key; never a value. Ignored by default.
    */
   warn?: (message: string) => void;
+  /**
+   * Check everything but the secrets given as files or variables, which are
+   * not read (`check-config --skip-secrets`, away from the pod that mounts them).
+   * A Config built so is for printing, never for serving.
+   */
+  skipSecrets?: boolean;
 }
 
 /**
@@ -129,6 +137,7 @@ export function parseConfig(text: string, source: string, options: LoadOptions =
 export function buildConfig(raw: unknown, source = 'configuration', options: LoadOptions = {}): Config {
   const env = options.env ?? process.env;
   const warn = options.warn ?? (() => {});
+  const sources: SecretSources = { env, skip: options.skipSecrets ?? false };
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(`${source}: must be a mapping of options at the top level`);
   }
@@ -139,7 +148,8 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
   checkTypes(schema, top, `${source}: `);
   (top.endpoints as unknown[] | undefined)?.forEach((item, i) => checkTypes(endpointSchema, item, `${source}: endpoints[${i}].`));
   (top.policies as unknown[] | undefined)?.forEach((item, i) => checkTypes(policySchema, item, `${source}: policies[${i}].`));
-  applyEnv(schema, top, env, `${source}: `);
+  const fromEnv = new Map<string, string>();
+  applyEnv(schema, top, env, `${source}: `, '', fromEnv);
 
   // Environment overrides were applied above with strict parsing; convict's own is lenient.
   const config = convict(schema, { env: {}, args: [] });
@@ -147,7 +157,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     config.load(top);
     config.validate({ allowed: 'strict' });
   } catch (error) {
-    throw new ConfigError(`${source}: ${convictProblems((error as Error).message, '')}`);
+    throw new ConfigError(`${source}: ${convictProblems((error as Error).message, '', fromEnv)}`);
   }
   const props = config.getProperties();
   const items = (list: string, itemSchema: object, values: unknown[]) =>
@@ -164,7 +174,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
   const endpoints = items('endpoints', endpointSchema, props.endpoints).map((item, index) =>
     resolveEndpoint(
       item as RawEndpoint,
-      env,
+      sources,
       (key, problem) => {
         throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
       },
@@ -203,8 +213,8 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     server: props.server,
     log: props.log as Config['log'],
     cache: props.cache,
-    admin: resolveAdmin(props.admin, env, source),
-    redis: resolveRedis(props.redis, env, source),
+    admin: resolveAdmin(props.admin, sources, source),
+    redis: resolveRedis(props.redis, sources, source),
     policySelector: props.policySelector,
     defaultPolicy,
     endpoints,
@@ -258,12 +268,22 @@ function checkTypes(node: SchemaNode, raw: unknown, where: string): void {
   }
 }
 
-/** Environment overrides declared in the schema (`env`), parsed strictly. */
-function applyEnv(node: SchemaNode, target: Record<string, unknown>, env: NodeJS.ProcessEnv, where: string): void {
+/**
+ * Environment overrides declared in the schema (`env`), parsed strictly;
+ * `fromEnv` gets the path of each option so set and its variable, for errors.
+ */
+function applyEnv(
+  node: SchemaNode,
+  target: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+  where: string,
+  path: string,
+  fromEnv: Map<string, string>,
+): void {
   for (const [key, option] of Object.entries(node)) {
     if (!isOption(option)) {
       const child = (target[key] ??= {}) as Record<string, unknown>;
-      applyEnv(option as SchemaNode, child, env, `${where}${key}.`);
+      applyEnv(option as SchemaNode, child, env, `${where}${key}.`, `${path}${key}.`, fromEnv);
       if (Object.keys(child).length === 0) delete target[key];
       continue;
     }
@@ -276,18 +296,19 @@ function applyEnv(node: SchemaNode, target: Record<string, unknown>, env: NodeJS
     } else {
       target[key] = text;
     }
+    fromEnv.set(`${path}${key}`, option.env);
   }
 }
 
 /** Shortest admin token accepted: it guards an operation on every cached answer. */
 const MIN_ADMIN_TOKEN = 16;
 
-function resolveAdmin(raw: { token: string | null; tokenFile: string | null; tokenEnv: string | null }, env: NodeJS.ProcessEnv, source: string): Config['admin'] {
+function resolveAdmin(raw: { token: string | null; tokenFile: string | null; tokenEnv: string | null }, sources: SecretSources, source: string): Config['admin'] {
   const fail = (key: string, problem: string): never => {
     throw new ConfigError(`${source}: admin.${key}: ${problem}`);
   };
-  const token = readSecret(raw.token, raw.tokenFile, raw.tokenEnv, 'token', env, fail);
-  if (token !== null && (token.reveal().length < MIN_ADMIN_TOKEN || !/^[\x21-\x7e]+$/.test(token.reveal()))) {
+  const token = readSecret(raw.token, raw.tokenFile, raw.tokenEnv, 'token', sources, fail);
+  if (token !== null && token.read && (token.reveal().length < MIN_ADMIN_TOKEN || !/^[\x21-\x7e]+$/.test(token.reveal()))) {
     fail('token', `must be at least ${MIN_ADMIN_TOKEN} printable characters without spaces`);
   }
   return { token };
@@ -307,7 +328,7 @@ function resolveRedis(
     keyPrefix: string;
     timeout: number;
   },
-  env: NodeJS.ProcessEnv,
+  sources: SecretSources,
   source: string,
 ): RedisConfig | null {
   const fail = (key: string, problem: string): never => {
@@ -319,10 +340,10 @@ function resolveRedis(
     }
     return null;
   }
-  const password = readSecret(raw.password, raw.passwordFile, null, 'password', env, fail);
-  const keySecret = readSecret(raw.keySecret, raw.keySecretFile, null, 'keySecret', env, fail);
+  const password = readSecret(raw.password, raw.passwordFile, null, 'password', sources, fail);
+  const keySecret = readSecret(raw.keySecret, raw.keySecretFile, null, 'keySecret', sources, fail);
   if (keySecret === null) return fail('keySecret', 'required with redis.url (or keySecretFile)');
-  if (Buffer.byteLength(keySecret.reveal()) < MIN_KEY_SECRET) fail('keySecret', `must be at least ${MIN_KEY_SECRET} bytes`);
+  if (keySecret.read && Buffer.byteLength(keySecret.reveal()) < MIN_KEY_SECRET) fail('keySecret', `must be at least ${MIN_KEY_SECRET} bytes`);
   return { url: raw.url, username: raw.username, password, keySecret, keyPrefix: raw.keyPrefix, timeout: raw.timeout };
 }
 

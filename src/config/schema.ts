@@ -4,6 +4,7 @@
  * Gateway, IBM Verify Access, Express Gateway); the README's reference is
  * written from this file.
  */
+import { MESSAGE_HEADERS } from '../policy/upstream-headers.js';
 
 function oneOf<T extends string>(values: readonly T[]) {
   return (value: unknown): void => {
@@ -84,26 +85,11 @@ export type AuthMethod = (typeof AUTH_METHODS)[number];
 export const AUTH_METHOD_ALIASES: Readonly<Record<string, AuthMethod>> = { bearer: 'client_secret_bearer' };
 
 /**
- * Headers an endpoint's `headers` may not set: they frame the HTTP message,
- * carry the protocol's own values, or belong to client authentication (use
- * authorizationValue for a custom Authorization header).
+ * Headers an endpoint's `headers` may not set: the message headers (framing,
+ * routing, client authentication: use authorizationValue for a custom
+ * Authorization header), and the two the introspection request itself needs.
  */
-export const RESERVED_ENDPOINT_HEADERS: ReadonlySet<string> = new Set([
-  'accept',
-  'authorization',
-  'connection',
-  'content-length',
-  'content-type',
-  'expect',
-  'host',
-  'keep-alive',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
+export const RESERVED_ENDPOINT_HEADERS: ReadonlySet<string> = new Set([...MESSAGE_HEADERS, 'accept', 'expect']);
 
 /** RFC 9110 token characters: what a header name may be made of. */
 const HTTP_TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -604,6 +590,24 @@ export const schema = {
         default: 5000,
       },
     },
+    admin: {
+      host: {
+        doc:
+          'Address of the admin HTTP server (DELETE /cache). Loopback by default: reach it with kubectl port-forward or ' +
+          'from the pod; give another address only where a NetworkPolicy admits just the operators.',
+        format: nonEmptyString,
+        default: '127.0.0.1',
+        env: 'ADMIN_HOST',
+      },
+      port: {
+        doc:
+          'Port of the admin HTTP server, apart from the ops port that Prometheus reaches; it listens only when an admin ' +
+          'token is configured at start. 0 picks a free port.',
+        format: wholeNumber(0, 65535),
+        default: 9091,
+        env: 'ADMIN_PORT',
+      },
+    },
     shutdownTimeout: {
       doc: 'Milliseconds in-flight Checks may take to finish after SIGTERM before the server closes their streams.',
       format: wholeNumber(0, 600_000),
@@ -791,14 +795,18 @@ export type RawPolicy = { [K in keyof typeof policySchema]: (typeof policySchema
  * "value was <JSON>" convict appends (a value may be a secret). The `s` flag
  * matters: JSON keeps U+2028/U+2029 raw, and a plain `.` stops there.
  */
-export function convictProblems(message: string, prefix: string): string {
+export function convictProblems(message: string, prefix: string, fromEnv: ReadonlyMap<string, string> = new Map()): string {
   return message
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => {
       const unknown = /^configuration param '(.*)' not declared in the schema$/s.exec(line);
       if (unknown) return `${prefix}${unknown[1]}: unknown option`;
-      return `${prefix}${line.replace(/: value was .*$/s, '')}`;
+      const problem = line.replace(/: value was .*$/s, '');
+      // A value from the environment is looked for in the environment, not in the file.
+      const at = problem.indexOf(': ');
+      const variable = at > 0 ? fromEnv.get(problem.slice(0, at)) : undefined;
+      return `${prefix}${variable ? `${problem.slice(0, at)} (from ${variable})${problem.slice(at)}` : problem}`;
     })
     .join('; ');
 }

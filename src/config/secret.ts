@@ -10,9 +10,15 @@ const REDACTED = '[redacted]';
  */
 export class Secret {
   readonly #value: string;
+  /**
+   * False for the stand-in of a file or variable that was not read
+   * (`check-config --skip-secrets`): checks of the value itself are skipped.
+   */
+  readonly read: boolean;
 
-  constructor(value: string) {
+  constructor(value: string, read = true) {
     this.#value = value;
+    this.read = read;
   }
 
   reveal(): string {
@@ -32,29 +38,41 @@ export class Secret {
   }
 }
 
+/** Where secrets given by reference come from. */
+export interface SecretSources {
+  env: NodeJS.ProcessEnv;
+  /**
+   * Read no secret file and no variable: each stands in as an unread Secret,
+   * so that a configuration can be checked away from the pod that mounts them.
+   */
+  skip?: boolean;
+}
+
 /** Report a configuration problem with `key` (relative to where the options sit); never returns. */
 export type Fail = (key: string, problem: string) => never;
 
 /**
  * A secret given inline, in a file (`<key>File`, surrounding white space
  * ignored; read again on every reload) or in an environment variable
- * (`<key>Env`): at most one of them. null when none is given.
+ * (`<key>Env`): at most one of them. null when none is given; an unread
+ * Secret for a file or variable when `sources.skip`.
  */
 export function readSecret(
   inline: string | null,
   file: string | null,
   envName: string | null,
   key: string,
-  env: NodeJS.ProcessEnv,
+  sources: SecretSources,
   fail: Fail,
 ): Secret | null {
   const given = [inline, file, envName].filter((v) => v !== null).length;
   if (given > 1) fail(key, 'give it inline, as a file or as an environment variable, not several');
+  if (sources.skip && inline === null && given === 1) return new Secret('', false);
   let value: string | undefined;
   if (inline !== null) value = inline;
   if (file !== null) value = readFile(file, `${key}File`, fail).trim();
   if (envName !== null) {
-    value = env[envName];
+    value = sources.env[envName];
     if (value === undefined) fail(`${key}Env`, `environment variable ${envName} is not set`);
   }
   if (value === undefined) return null;

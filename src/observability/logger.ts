@@ -28,15 +28,30 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    // minLength 1 still writes every line at once; it makes flush(cb) wait for
+    // the writes in flight (with 0 it calls back at once, and the exit that
+    // follows writes the buffered lines synchronously ahead of them: "stopped"
+    // landed before "draining").
+    destination ?? pino.destination({ fd: 1, sync: false, minLength: 1 }),
   );
 }
 
-/** grpc-js writes its own diagnostics to stderr; route them into our JSON log. */
-export function routeGrpcLogs(logger: Logger): void {
+/**
+ * grpc-js writes its own diagnostics to stderr; route them into our JSON log.
+ * Until `listening()` its errors are debug lines: what goes wrong then is a
+ * failed bind, which the caller reports itself as one ListenError line.
+ */
+export function routeGrpcLogs(logger: Logger): { listening(): void } {
+  let listening = false;
   grpc.setLogger({
-    error: (...args: unknown[]) => logger.warn({ component: 'grpc-js' }, args.map(String).join(' ')),
+    error: (...args: unknown[]) =>
+      (listening ? logger.warn : logger.debug).call(logger, { component: 'grpc-js' }, args.map(String).join(' ')),
     info: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, args.map(String).join(' ')),
     debug: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, args.map(String).join(' ')),
   });
+  return {
+    listening: () => {
+      listening = true;
+    },
+  };
 }

@@ -58,15 +58,18 @@ export function byteLength(value: string): number {
   return Buffer.byteLength(value, 'utf8');
 }
 
-/** Headers the service never sets: they steer HTTP itself or carry the credential. */
-export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+/**
+ * Headers that frame or route an HTTP message, or carry a credential: the one
+ * list that both the headers set upstream (RESERVED_HEADERS) and an endpoint's
+ * own `headers` towards the authorization server (RESERVED_ENDPOINT_HEADERS in
+ * config/schema.ts) start from.
+ */
+export const MESSAGE_HEADERS: readonly string[] = [
   'authorization',
-  'host',
   'connection',
   'content-length',
   'content-type',
-  'cookie',
-  'forwarded',
+  'host',
   'keep-alive',
   'proxy-authorization',
   'proxy-connection',
@@ -74,6 +77,13 @@ export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+];
+
+/** Headers the service never sets upstream: the message headers, and what the proxy vouches for about the client. */
+export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+  ...MESSAGE_HEADERS,
+  'cookie',
+  'forwarded',
   'x-forwarded-for',
   'x-forwarded-host',
   'x-forwarded-proto',

@@ -1,7 +1,10 @@
 /**
- * The operations HTTP server, on its own port: Prometheus metrics, liveness and
- * readiness, and the admin route DELETE /cache (cache-admin.ts), the one place
- * that takes a token, to drop its cached answers.
+ * The two HTTP listeners beside the gRPC port. The operations server
+ * (server.ops) serves Prometheus metrics, liveness and readiness to whoever the
+ * network lets reach it. The admin server (server.admin, loopback by default)
+ * serves only the admin route DELETE /cache (cache-admin.ts), the one place
+ * that takes a token, to drop cached answers: a scraper's network access never
+ * reaches it.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -40,8 +43,15 @@ export interface OpsServerOptions {
   limits: OpsLimits;
   /** null when ready to take Checks, else why not (for the /readyz body). */
   notReady(): string | null;
-  /** The admin route DELETE /cache (see cache-admin.ts); absent or null: not configured, 404. */
-  cacheAdmin?(): CacheAdmin | null;
+  logger?: Logger;
+}
+
+export interface AdminServerOptions {
+  /** The admin route DELETE /cache (see cache-admin.ts); null: no admin token configured now, 404. */
+  cacheAdmin(): CacheAdmin | null;
+  metrics: Pick<OpsMetrics, 'adminEvictions' | 'opsConnectionsRefused'>;
+  /** The same bounds as the ops port's (server.ops.*). */
+  limits: OpsLimits;
   logger?: Logger;
 }
 
@@ -50,16 +60,38 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-export async function startOpsServer(host: string, port: number, options: OpsServerOptions): Promise<OpsServer> {
+export function startOpsServer(host: string, port: number, options: OpsServerOptions): Promise<OpsServer> {
+  return listen(host, port, options.limits, options.metrics, (request, response) => handle(request, response, options));
+}
+
+export function startAdminServer(host: string, port: number, options: AdminServerOptions): Promise<OpsServer> {
+  return listen(host, port, options.limits, options.metrics, async (request, response) => {
+    if ((request.url ?? '/').split('?')[0] === '/cache') {
+      await handleCacheAdmin(request, response, options.cacheAdmin(), options.metrics, options.logger);
+    } else {
+      send(response, 404, 'text/plain', 'not found\n');
+    }
+  });
+}
+
+type Handler = (request: IncomingMessage, response: ServerResponse) => Promise<void>;
+
+async function listen(
+  host: string,
+  port: number,
+  limits: OpsLimits,
+  metrics: Pick<OpsMetrics, 'opsConnectionsRefused'>,
+  handler: Handler,
+): Promise<OpsServer> {
   const server = createServer(
     {
       connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
-      headersTimeout: options.limits.headersTimeout,
+      headersTimeout: limits.headersTimeout,
       requestTimeout: OPS_REQUEST_TIMEOUT_MS,
       keepAliveTimeout: 5_000,
     },
     (request, response) => {
-      handle(request, response, options).catch(() => {
+      handler(request, response).catch(() => {
         if (!response.headersSent) send(response, 500, 'text/plain', 'internal error\n');
         else response.destroy();
       });
@@ -67,8 +99,8 @@ export async function startOpsServer(host: string, port: number, options: OpsSer
   );
   // Past the cap Node closes a new connection at once: the file descriptors the introspection
   // client and Redis need cannot all be taken by clients of this port.
-  server.maxConnections = options.limits.maxConnections;
-  server.on('drop', () => options.metrics.opsConnectionsRefused.inc());
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', () => metrics.opsConnectionsRefused.inc());
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -88,10 +120,6 @@ export async function startOpsServer(host: string, port: number, options: OpsSer
 
 async function handle(request: IncomingMessage, response: ServerResponse, options: OpsServerOptions): Promise<void> {
   const path = (request.url ?? '/').split('?')[0];
-  if (path === '/cache') {
-    await handleCacheAdmin(request, response, options.cacheAdmin?.() ?? null, options.metrics, options.logger);
-    return;
-  }
   if (request.method !== 'GET' && request.method !== 'HEAD') {
     response.setHeader('allow', 'GET, HEAD');
     send(response, 405, 'text/plain', 'method not allowed\n');

@@ -23,6 +23,7 @@ function config(extra: { workers?: number; opsPort?: number; admin?: boolean; sh
       server: {
         grpc: { host: '127.0.0.1', port: 0 },
         ops: { host: '127.0.0.1', port: extra.opsPort ?? 0 },
+        admin: { host: '127.0.0.1', port: 0 },
         workers: extra.workers ?? 2,
         shutdownTimeout: extra.shutdownTimeout ?? 1000,
       },
@@ -110,6 +111,8 @@ interface Harness {
   cluster: Cluster;
   workers: FakeWorker[];
   ops: string;
+  /** The admin listener's URL; null when none was started. */
+  admin: string | null;
   logged: Array<Record<string, unknown>>;
 }
 
@@ -126,7 +129,8 @@ async function start(t: Test, options: FakeOptions[] = [], initial = config(), r
     restart: { restartDelayMs },
   });
   t.teardown(() => cluster.stop());
-  return { cluster, workers, ops: `http://127.0.0.1:${cluster.ops.port}`, logged };
+  const admin = cluster.admin ? `http://127.0.0.1:${cluster.admin.port}` : null;
+  return { cluster, workers, ops: `http://127.0.0.1:${cluster.ops.port}`, admin, logged };
 }
 
 async function get(url: string): Promise<{ status: number; body: string }> {
@@ -205,9 +209,10 @@ t.test('/readyz follows the workers; /healthz stays ok', async (t) => {
 });
 
 t.test('DELETE /cache: checked in the primary, sent to every worker, the total answered', async (t) => {
-  const { workers, ops, logged } = await start(t);
-  t.same(await evict(ops), { status: 200, body: { evicted: 2 } }, 'one endpoint at each worker');
-  t.same(await evict(ops, '?all=true'), { status: 200, body: { evicted: 10 } }, 'all: the sum of the entries');
+  const { workers, ops, admin, logged } = await start(t);
+  t.equal((await get(`${ops}/cache`)).status, 404, 'not on the ops port, which Prometheus reaches');
+  t.same(await evict(admin!), { status: 200, body: { evicted: 2 } }, 'one endpoint at each worker');
+  t.same(await evict(admin!, '?all=true'), { status: 200, body: { evicted: 10 } }, 'all: the sum of the entries');
   t.same(
     workers.map((w) => w.requests.map((r) => (r.type === 'evict' ? ('all' in r ? 'all' : r.token) : r.type))),
     [
@@ -216,25 +221,26 @@ t.test('DELETE /cache: checked in the primary, sent to every worker, the total a
     ],
     'each worker was asked both',
   );
-  t.equal((await evict(ops, '', 'wrong-admin-token-0123456789')).status, 401, 'a wrong admin token is refused by the primary');
+  t.equal((await evict(admin!, '', 'wrong-admin-token-0123456789')).status, 401, 'a wrong admin token is refused by the primary');
   t.equal(workers[0]!.requests.length, 2, 'without asking the workers');
 
   workers[1]!.options.answer = () => ({ ok: false, error: 'boom' });
   t.same(
-    await evict(ops),
+    await evict(admin!),
     { status: 503, body: { error: 'unavailable', error_description: 'not every cache could be reached; try again' } },
     'a worker that fails: 503, so the caller retries',
   );
-  t.same(await evict(ops, '?all=true'), { status: 503, body: { error: 'unavailable', error_description: 'not every cache could be reached; try again' } });
+  t.same(await evict(admin!, '?all=true'), { status: 503, body: { error: 'unavailable', error_description: 'not every cache could be reached; try again' } });
   t.match(logged.find((l) => l.msg === 'cache eviction incomplete'), { level: 'error', err: 'worker 2: boom' });
   const metrics = parse((await get(`${ops}/metrics`)).body);
   t.equal(metrics.get('authz_cache_admin_evictions_total{scope="token"}'), 1, 'only the completed evictions are counted');
   t.equal(metrics.get('authz_cache_admin_evictions_total{scope="all"}'), 1);
 });
 
-t.test('no admin token: DELETE /cache does not exist', async (t) => {
-  const { ops } = await start(t, [], config({ admin: false }));
-  t.equal((await evict(ops)).status, 404);
+t.test('no admin token: no admin listener, and DELETE /cache does not exist', async (t) => {
+  const { ops, admin } = await start(t, [], config({ admin: false }));
+  t.equal(admin, null, 'nothing listens for it');
+  t.equal((await get(`${ops}/cache`)).status, 404, 'the ops port has no admin route');
 });
 
 t.test('reload: prepared at every worker, then committed; one refusal aborts it everywhere', async (t) => {

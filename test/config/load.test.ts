@@ -41,6 +41,7 @@ t.test('defaults', async (t) => {
   t.same(config.server, {
     grpc: { host: '0.0.0.0', port: 9001, maxCheckRequestBytes: 16 * 1024 * 1024 },
     ops: { host: '0.0.0.0', port: 9090, maxConnections: 64, headersTimeout: 5000 },
+    admin: { host: '127.0.0.1', port: 9091 },
     shutdownTimeout: 10_000,
     envoyTimeout: 0,
     maxTokenLength: 8192,
@@ -384,11 +385,11 @@ t.test('environment overrides', async (t) => {
   t.equal(plain.server.grpc.port, 7000, 'the file value without the variable');
   t.match(errorOf(() => build({ endpoints: [endpoint()] }, { GRPC_PORT: 'nine' })).message, /server\.grpc\.port \(from GRPC_PORT\): must be a whole number/);
   t.match(errorOf(() => build({ endpoints: [endpoint()] }, { GRPC_PORT: '9001x' })).message, /server\.grpc\.port \(from GRPC_PORT\): must be a whole number/);
-  t.match(errorOf(() => build({ endpoints: [endpoint()] }, { LOG_LEVEL: 'loud' })).message, /log\.level: must be one of/);
+  t.match(errorOf(() => build({ endpoints: [endpoint()] }, { LOG_LEVEL: 'loud' })).message, /log\.level \(from LOG_LEVEL\): must be one of/);
   t.equal(build({ endpoints: [endpoint()] }, { SHUTDOWN_TIMEOUT: '2500' }).server.shutdownTimeout, 2500);
   t.equal(build({ endpoints: [endpoint()], server: { workers: 2 } }, { WORKERS: '4' }).server.workers, 4, 'WORKERS wins over server.workers');
   t.match(errorOf(() => build({ endpoints: [endpoint()] }, { WORKERS: 'four' })).message, /server\.workers \(from WORKERS\): must be a whole number/);
-  t.match(errorOf(() => build({ endpoints: [endpoint()] }, { WORKERS: '0' })).message, /server\.workers: must be a whole number from 1 to 64/);
+  t.match(errorOf(() => build({ endpoints: [endpoint()] }, { WORKERS: '0' })).message, /server\.workers \(from WORKERS\): must be a whole number from 1 to 64/);
 });
 
 t.test('an invalid mappedIdentity names the key', async (t) => {

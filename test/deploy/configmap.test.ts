@@ -10,7 +10,8 @@ import { DEPLOY } from './lib/files.js';
 import { NO_KUSTOMIZE, find, kustomizeBuild } from './lib/kubernetes.js';
 
 const CONFIG = join(DEPLOY, 'kubernetes', 'base', 'config.yaml');
-const SECRET_FILE = '/var/run/secrets/introspection/client-secret';
+const SECRET_DIR = '/var/run/secrets/introspection';
+const SECRET_FILE = `${SECRET_DIR}/client-secret`;
 const SECRET = 'example-client-secret-value';
 
 /** The configuration text with the secret file moved to where a test can write it. */
@@ -18,7 +19,8 @@ function withSecretIn(dir: string): string {
   const text = readFileSync(CONFIG, 'utf8');
   if (!text.includes(SECRET_FILE)) throw new Error(`config.yaml no longer reads ${SECRET_FILE}`);
   writeFileSync(join(dir, 'client-secret'), `${SECRET}\n`);
-  return text.replaceAll(SECRET_FILE, join(dir, 'client-secret'));
+  writeFileSync(join(dir, 'admin-token'), 'example-admin-token-0123456789\n');
+  return text.replaceAll(`${SECRET_DIR}/`, `${dir}/`);
 }
 
 t.test('config.yaml passes the loader', async (t) => {

@@ -9,14 +9,14 @@ import YAML from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { schema } from '../../src/config/schema.js';
 import { AUTHORIZATION_SERVICE } from '../../src/server/health-service.js';
-import { DEPLOY, repoPath } from './lib/files.js';
+import { DEPLOY, fromRepo, repoPath, serviceConfigs } from './lib/files.js';
 import { execForm, parseDockerfile, stages } from './lib/dockerfile.js';
 import { readYamlDocuments, selects, type KubeObject } from './lib/kubernetes.js';
 
 // --- everything, read once ---------------------------------------------------
 const base = join(DEPLOY, 'kubernetes', 'base');
 const overlay = join(DEPLOY, 'kubernetes', 'overlays', 'example');
-const objects = ['deployment', 'service', 'servicemonitor', 'networkpolicy', 'poddisruptionbudget', 'horizontalpodautoscaler', 'serviceaccount'].flatMap(
+const objects = ['deployment', 'service', 'servicemonitor', 'networkpolicy', 'networkpolicy-egress', 'priorityclass', 'poddisruptionbudget', 'horizontalpodautoscaler', 'serviceaccount'].flatMap(
   (f) => readYamlDocuments(join(base, `${f}.yaml`)) as KubeObject[],
 );
 const get = (kind: string, name = 'introspection-authz') => objects.find((o) => o.kind === kind && o.metadata.name === name) as any;
@@ -25,6 +25,8 @@ const service = get('Service');
 const headless = get('Service', 'introspection-authz-headless');
 const monitor = get('ServiceMonitor');
 const netpol = get('NetworkPolicy');
+const egress = get('NetworkPolicy', 'introspection-authz-egress');
+const priorityClass = get('PriorityClass');
 const pdb = get('PodDisruptionBudget');
 const hpa = get('HorizontalPodAutoscaler');
 const pod = deployment.spec.template.spec;
@@ -45,6 +47,7 @@ const configText = readFileSync(join(base, 'config.yaml'), 'utf8');
 const secretDir = mkdtempSync(join(tmpdir(), 'authz-deploy-'));
 t.teardown(() => rmSync(secretDir, { recursive: true, force: true }));
 writeFileSync(join(secretDir, 'client-secret'), 'example\n');
+writeFileSync(join(secretDir, 'admin-token'), 'example-admin-token-0123456789\n');
 const config = parseConfig(configText.replaceAll('/var/run/secrets/introspection/', `${secretDir}/`), 'config.yaml', { env: {} });
 
 const [operator] = readYamlDocuments(join(DEPLOY, 'istio', 'mesh-config.yaml')) as any[];
@@ -138,12 +141,79 @@ t.test('selectors: every object finds the pods', async (t) => {
 });
 
 t.test('replicas, disruption, autoscaling', async (t) => {
-  t.ok(deployment.spec.replicas >= 2, 'at least two replicas');
-  t.equal(hpa.spec.minReplicas, deployment.spec.replicas, 'the HPA keeps that minimum');
+  t.equal(hpa.spec.scaleTargetRef.name, deployment.metadata.name, 'the HPA scales the Deployment');
+  // A count beside the HPA is re-applied on every GitOps sync and fights it.
+  t.notOk('replicas' in deployment.spec, 'the Deployment leaves the count to the HPA');
+  t.ok(hpa.spec.minReplicas >= 2, 'at least two replicas');
   t.ok(hpa.spec.maxReplicas > hpa.spec.minReplicas);
-  t.ok(pdb.spec.maxUnavailable < deployment.spec.replicas, 'the PDB always leaves a pod');
+  t.ok(pdb.spec.maxUnavailable < hpa.spec.minReplicas, 'the PDB always leaves a pod');
   t.equal(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0, 'rolling updates never go below the count');
   t.ok(pod.topologySpreadConstraints.some((c: any) => c.topologyKey === 'kubernetes.io/hostname'), 'spread over nodes');
+});
+
+t.test('the admin route: its own listener on loopback, exposed by nothing', async (t) => {
+  t.not(config.admin.token, null, 'the shipped configuration turns the admin route on');
+  t.equal(config.server.admin.host, '127.0.0.1', 'on loopback: only from inside the pod (kubectl port-forward)');
+  t.not(config.server.admin.port, config.server.ops.port, 'not on the ops port that Prometheus reaches');
+  const adminPort = config.server.admin.port;
+  t.notOk(container.ports.some((p: any) => p.containerPort === adminPort), 'no container port names it');
+  for (const svc of [service, headless]) t.notOk(svc.spec.ports.some((p: any) => p.port === adminPort || p.targetPort === adminPort), `${svc.metadata.name} does not expose it`);
+  const opened = netpol.spec.ingress.flatMap((rule: any) => rule.ports.map((p: any) => p.port));
+  t.notOk(opened.includes(adminPort), 'the NetworkPolicy opens it to no one');
+});
+
+t.test('egress: DNS, the introspection endpoints and Redis, nothing else', async (t) => {
+  t.ok(selects(egress.spec.podSelector, podLabels), 'applies to the pods');
+  t.same(egress.spec.policyTypes, ['Egress'], 'an egress policy: everything not listed is refused');
+  const allows = (port: number, protocol: string) =>
+    egress.spec.egress.filter((rule: any) => rule.ports.some((p: any) => p.port === port && p.protocol === protocol));
+  const dns = allows(53, 'UDP');
+  t.equal(dns.length, 1, 'DNS over UDP');
+  t.same(allows(53, 'TCP'), dns, 'and TCP (large answers), to the same place');
+  t.match(dns[0].to[0], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } });
+  for (const endpoint of config.endpoints) {
+    const url = new URL(endpoint.url);
+    const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    const rules = allows(port, 'TCP');
+    t.equal(rules.length, 1, `endpoint ${endpoint.name}: port ${port} is open`);
+    const block = rules[0]?.to[0].ipBlock;
+    t.equal(block?.cidr, '0.0.0.0/0', 'to public addresses');
+    for (const privateRange of ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '169.254.0.0/16']) {
+      t.ok(block?.except.includes(privateRange), `not to ${privateRange} (cluster services, the cloud metadata endpoint)`);
+    }
+  }
+  // Redis' own default port, the one deploy/redis/README.md uses.
+  const redisPort = 6379;
+  const redis = allows(redisPort, 'TCP');
+  t.equal(redis.length, 1, `Redis (${redisPort})`);
+  t.same(redis[0]?.to, [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'redis' } } }], 'only to Redis pods of the namespace');
+  const ports = egress.spec.egress.flatMap((rule: any) => rule.ports.map((p: any) => `${p.port}/${p.protocol}`)).sort();
+  t.same(ports, ['443/TCP', '53/TCP', '53/UDP', `${redisPort}/TCP`].sort(), 'no other port');
+});
+
+t.test('priority: the pods are scheduled ahead of ordinary workloads, behind the system ones', async (t) => {
+  t.equal(pod.priorityClassName, priorityClass.metadata.name);
+  t.ok(priorityClass.value > 0 && priorityClass.value < 1_000_000_000, `value ${priorityClass.value}: above the default 0, below the reserved system range`);
+  t.equal(priorityClass.globalDefault, false, 'never the default for other pods');
+});
+
+t.test('CPU: the request is sized from the bench figures at the load README.md states', async (t) => {
+  const readme = readFileSync(repoPath('README.md'), 'utf8').replace(/\s+/g, ' ');
+  const cold = Number(/service CPU ([\d.]+) ms per Check/.exec(readme)?.[1]);
+  const sizing = /sized for ([\d,]+) Checks\/s per pod with (\d+)% cached answers at ([\d.]+) ms of CPU each \(cold ([\d.]+) ms\), plus (\d+)m at rest/.exec(readme);
+  t.ok(sizing, 'README.md "Capacity" states the load and the figures');
+  if (!sizing) return;
+  const [rate, cachedShare, cachedMs, coldMs, rest] = [Number(sizing[1]!.replace(',', '')), Number(sizing[2]) / 100, Number(sizing[3]), Number(sizing[4]), Number(sizing[5])];
+  t.equal(coldMs, cold, `the cold figure is the bench's (${cold} ms)`);
+  t.ok(cachedMs < cold, 'a cached Check costs less');
+  const millicores = (text: string) => (text.endsWith('m') ? Number(text.slice(0, -1)) : Number(text) * 1000);
+  const { requests, limits } = container.resources;
+  const target = hpa.spec.metrics[0].resource.target.averageUtilization / 100;
+  const used = rate * (cachedShare * cachedMs + (1 - cachedShare) * coldMs) + rest;
+  const scalesAt = millicores(requests.cpu) * target;
+  t.ok(Math.abs(scalesAt - used) / used < 0.15, `the HPA scales out (${scalesAt}m) near the CPU of the stated load (${used.toFixed(0)}m)`);
+  t.ok(millicores(limits.cpu) >= rate * coldMs, `the limit (${limits.cpu}) carries the same load all cold (${rate * coldMs}m)`);
+  t.ok(millicores(limits.cpu) / millicores(requests.cpu) <= 4, 'the scheduler\'s view (the request) is within 4x of the limit');
 });
 
 t.test('shutdown: the grace period covers the preStop sleep and the drain', async (t) => {
@@ -161,7 +231,7 @@ t.test('files: the configuration and the secret are where the program reads them
   t.equal(configPath, `${mounts.config}/config.yaml`, 'the ConfigMap mount holds config.yaml');
   t.equal(volumes.config.configMap.name, baseKustomization.configMapGenerator[0].name, 'the generated ConfigMap');
   t.same(baseKustomization.configMapGenerator[0].files, ['config.yaml']);
-  const files = [...configText.matchAll(/clientSecretFile: (\S+)/g)].map((m) => m[1]!);
+  const files = [...configText.matchAll(/^\s*\w*File: (\S+)/gm)].map((m) => m[1]!);
   t.ok(files.length > 0, 'secrets come from files');
   const secretGenerator = overlayKustomization.secretGenerator.find((g: any) => g.name === volumes.credentials.secret.secretName);
   t.ok(secretGenerator, 'the overlay generates the Secret the Deployment mounts');
@@ -174,7 +244,10 @@ t.test('files: the configuration and the secret are where the program reads them
 });
 
 t.test('timeouts: the proxies wait longer than the identity provider is given', async (t) => {
-  const slowest = Math.max(...config.endpoints.map((e) => e.authenticationTimeout));
+  // In every shipped configuration: users copy deploy/config.example.yaml as much as the ConfigMap's.
+  const shipped = serviceConfigs().map((path) => parseConfig(readFileSync(path, 'utf8'), fromRepo(path), { env: {}, skipSecrets: true }));
+  t.ok(shipped.length >= 2, 'the example and the ConfigMap at least');
+  const slowest = Math.max(...shipped.flatMap((c) => c.endpoints.map((e) => e.authenticationTimeout)));
   for (const [who, timeout] of [
     ['Envoy', extAuthz.grpc_service.timeout],
     ['Istio', provider.envoyExtAuthzGrpc.timeout],

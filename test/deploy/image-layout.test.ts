@@ -49,7 +49,7 @@ function layOut(app: string): void {
 
 t.test('the image layout runs the service as the Deployment configures it', async (t) => {
   ensureBuilt();
-  const dir = t.testdir({ app: {}, etc: {}, secrets: { 'client-secret': 'example-secret\n' } });
+  const dir = t.testdir({ app: {}, etc: {}, secrets: { 'client-secret': 'example-secret\n', 'admin-token': 'example-admin-token-0123456789\n' } });
   const app = join(dir, 'app');
   layOut(app);
 

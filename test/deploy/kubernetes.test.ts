@@ -135,13 +135,19 @@ t.test('the example overlay: namespace, image, generated names', { skip: NO_KUST
     t.fail('the overlay did not build');
     return;
   }
+  const clusterScoped = new Set(['Namespace', 'PriorityClass']);
   for (const object of objects) {
-    if (object.kind === 'Namespace') continue;
+    if (clusterScoped.has(object.kind)) {
+      t.notOk(object.metadata.namespace, `${object.kind}/${object.metadata.name} is cluster-scoped`);
+      continue;
+    }
     t.equal(object.metadata.namespace, 'introspection-authz', `${object.kind}/${object.metadata.name} is namespaced`);
   }
   const deployment = find(objects, 'Deployment') as any;
   const pod = deployment.spec.template.spec;
-  t.match(pod.containers[0].image, /^registry\.example\.com\/platform\/introspection-authz:/);
+  // A tag can be pushed again; a digest names one image.
+  t.match(pod.containers[0].image, /^registry\.example\.com\/platform\/introspection-authz@sha256:[0-9a-f]{64}$/, 'the image is pinned by digest');
+  t.equal(pod.priorityClassName, find(objects, 'PriorityClass').metadata.name, 'the pods get the shipped PriorityClass');
   const volumes = Object.fromEntries(pod.volumes.map((v: any) => [v.name, v]));
   const configMap = find(objects, 'ConfigMap');
   const secret = find(objects, 'Secret') as any;
@@ -149,6 +155,13 @@ t.test('the example overlay: namespace, image, generated names', { skip: NO_KUST
   t.match(configMap.metadata.name, /^introspection-authz-config-[a-z0-9]+$/);
   t.equal(volumes.credentials.secret.secretName, secret.metadata.name, 'and the generated Secret');
   t.ok(secret.data['client-secret'], 'the Secret has the key client-secret');
+  // kube-prometheus-stack's default selectors pick objects by this label only.
+  for (const kind of ['ServiceMonitor', 'PrometheusRule']) {
+    const object = find(objects, kind);
+    t.equal(object.metadata.labels?.release, 'kube-prometheus-stack', `${kind} carries the release label`);
+    t.equal(object.metadata.labels?.['app.kubernetes.io/name'], 'introspection-authz', `${kind} keeps its own labels`);
+  }
+  t.notOk('replicas' in (deployment.spec as object), 'the overlay leaves the count to the HPA too');
 });
 
 t.test('kustomize refuses a misspelt kustomization field', { skip: NO_KUSTOMIZE }, async (t) => {

@@ -58,7 +58,7 @@ t.test('no token or secret in logs, metrics, deny bodies or admin answers', asyn
   });
   const config = buildConfig(
     {
-      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, maxTokenLength: 128 },
+      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 }, maxTokenLength: 128 },
       log: { level: 'debug', decisions: 'all', identity: false },
       admin: { token: ADMIN_TOKEN },
       cache: { negativeTTL: 0 },
@@ -94,6 +94,7 @@ t.test('no token or secret in logs, metrics, deny bodies or admin answers', asyn
   const envoy = connectEnvoy(`127.0.0.1:${app.grpc.port}`);
   t.teardown(() => envoy.close());
   const ops = `http://127.0.0.1:${app.ops.port}`;
+  const adminUrl = `http://127.0.0.1:${app.admin!.port}`;
 
   const outputs: string[] = [];
   const authorizationValues: string[] = [];
@@ -128,7 +129,7 @@ t.test('no token or secret in logs, metrics, deny bodies or admin answers', asyn
 
   // The admin route: wrong credentials, then evictions by token and of everything.
   const admin = async (authorization: string, body: string, query = ''): Promise<number> => {
-    const response = await request(`${ops}/cache${query}`, {
+    const response = await request(`${adminUrl}/cache${query}`, {
       method: 'DELETE',
       headers: { authorization, 'content-type': 'application/json' },
       body,

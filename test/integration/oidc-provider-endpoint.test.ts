@@ -24,7 +24,7 @@ t.teardown(() => as.close());
 async function start(t: Test, endpoint: Record<string, unknown>): Promise<{ app: App; envoy: EnvoyClient }> {
   const config = buildConfig(
     {
-      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 } },
+      server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } },
       log: { level: 'silent' },
       admin: { token: ADMIN },
       endpoints: [{ name: 'oidc', url: as.introspectionUrl, ...endpoint }],
@@ -90,7 +90,7 @@ t.test('revocation, then the admin eviction: denied at once', async (t) => {
   t.equal((await check()).allowed, true, 'cached: the revocation is not seen yet (validatedTokenTTL 600 s)');
 
   const before = as.introspectionCount();
-  const response = await request(`http://127.0.0.1:${app.ops.port}/cache`, {
+  const response = await request(`http://127.0.0.1:${app.admin!.port}/cache`, {
     method: 'DELETE',
     headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
     body: JSON.stringify({ token }),

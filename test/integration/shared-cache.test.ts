@@ -58,7 +58,7 @@ async function eventually(condition: () => Promise<boolean> | boolean, ms = 2000
 
 /** The configuration of an instance, less the shared tier: all an attacker is assumed to know. */
 const publicSettings = (fake: FakeAuthorizationServer, overrides: Overrides = {}) => ({
-  server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 } },
+  server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } },
   admin: { token: ADMIN },
   endpoints: [{ name: 'one', url: fake.url, authMethod: 'none' }],
   ...overrides,
@@ -78,7 +78,7 @@ async function startInstance(t: Test, fake: FakeAuthorizationServer, redisUrl: s
   if (redisUrl && !(await eventually(() => app.authorizer.shared?.connected === true))) throw new Error('no connection to Redis');
   const envoy = connectEnvoy(`127.0.0.1:${app.grpc.port}`);
   t.teardown(() => envoy.close());
-  return { app, envoy, ops: `http://127.0.0.1:${app.ops.port}` };
+  return { app, envoy, ops: `http://127.0.0.1:${app.admin!.port}` };
 }
 
 async function start(t: Test, withRedis = true, overrides: Overrides = {}): Promise<Harness> {

@@ -159,3 +159,16 @@ t.test('protected headers and prefixes', async (t) => {
   for (const prefix of ['x-auth-', 'x-user-', 'auth-', 'x-e1-']) t.notOk(prefixCoversProtected(prefix), prefix);
   t.equal(statusHeaderName('x-auth-'), 'x-auth-status');
 });
+
+t.test('one list of message headers: neither set upstream nor sent to an endpoint from its headers option', async (t) => {
+  const { MESSAGE_HEADERS, RESERVED_HEADERS } = await import('../../src/policy/upstream-headers.js');
+  const { RESERVED_ENDPOINT_HEADERS } = await import('../../src/config/schema.js');
+  t.ok(MESSAGE_HEADERS.includes('authorization') && MESSAGE_HEADERS.includes('transfer-encoding'));
+  for (const name of MESSAGE_HEADERS) {
+    t.ok(RESERVED_HEADERS.has(name), `${name}: never set upstream`);
+    t.ok(RESERVED_ENDPOINT_HEADERS.has(name), `${name}: never from an endpoint's headers`);
+  }
+  // What each adds: the client facts the proxy vouches for, and the introspection request's own.
+  t.same([...RESERVED_HEADERS].filter((n) => !MESSAGE_HEADERS.includes(n)).sort(), ['cookie', 'forwarded', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-request-id']);
+  t.same([...RESERVED_ENDPOINT_HEADERS].filter((n) => !MESSAGE_HEADERS.includes(n)).sort(), ['accept', 'expect']);
+});

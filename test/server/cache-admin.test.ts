@@ -1,6 +1,7 @@
-// The admin route DELETE /cache on the ops port, through HTTP: off unless an
-// admin token is configured, 401 without it, and with it a revoked token is
-// denied at once instead of when its cache entry ends.
+// The admin route DELETE /cache on its own listener (server.admin), through
+// HTTP: off unless an admin token is configured, 401 without it, and with it a
+// revoked token is denied at once instead of when its cache entry ends. The
+// ops port, which Prometheus reaches, never serves it.
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { startApp, type App } from '../../src/app.js';
@@ -22,6 +23,8 @@ interface Harness {
   active: Set<string>;
   logs: string[];
   ops: string;
+  /** The admin listener; null when started without an admin token. */
+  admin: string | null;
   config(admin: Record<string, unknown> | null): Config;
 }
 
@@ -35,7 +38,7 @@ async function start(t: Test, admin: Record<string, unknown> | null = { token: A
   const config = (adminSection: Record<string, unknown> | null) =>
     buildConfig(
       {
-        server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 } },
+        server: { grpc: { host: '127.0.0.1', port: 0 }, ops: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 } },
         ...(adminSection ? { admin: adminSection } : {}),
         endpoints: [
           { name: 'one', url: fake.url, authMethod: 'none' },
@@ -55,7 +58,8 @@ async function start(t: Test, admin: Record<string, unknown> | null = { token: A
   t.teardown(() => app.stop());
   const envoy = connectEnvoy(`127.0.0.1:${app.grpc.port}`);
   t.teardown(() => envoy.close());
-  return { app, envoy, fake, active, logs, ops: `http://127.0.0.1:${app.ops.port}`, config };
+  const adminUrl = app.admin ? `http://127.0.0.1:${app.admin.port}` : null;
+  return { app, envoy, fake, active, logs, ops: `http://127.0.0.1:${app.ops.port}`, admin: adminUrl, config };
 }
 
 const check = (h: Harness, token: string, policy = 'a') =>
@@ -63,13 +67,13 @@ const check = (h: Harness, token: string, policy = 'a') =>
 
 async function evict(
   h: Harness,
-  options: { query?: string; body?: string; type?: string; authorization?: string | null; method?: 'DELETE' | 'GET' | 'POST' } = {},
+  options: { query?: string; body?: string; type?: string; authorization?: string | null; method?: 'DELETE' | 'GET' | 'POST'; at?: string } = {},
 ): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
   const headers: Record<string, string> = {};
   const authorization = options.authorization === undefined ? `Bearer ${ADMIN}` : options.authorization;
   if (authorization !== null) headers.authorization = authorization;
   if (options.type) headers['content-type'] = options.type;
-  const response = await request(`${h.ops}/cache${options.query ?? ''}`, {
+  const response = await request(`${options.at ?? h.admin ?? h.ops}/cache${options.query ?? ''}`, {
     method: options.method ?? 'DELETE',
     headers,
     body: options.body,
@@ -187,17 +191,33 @@ t.test('requests the route does not take', async (t) => {
   t.equal((await evict(h, json(ALICE))).status, 200, 'the server still answers');
 });
 
-t.test('no admin token configured: the route does not exist (404), whoever asks', async (t) => {
+t.test('no admin token configured: no admin listener, and the ops port has no such route (404)', async (t) => {
   const h = await start(t, null);
-  t.equal((await evict(h, json(ALICE))).status, 404);
-  t.equal((await evict(h, { query: '?all=true' })).status, 404);
+  t.equal(h.app.admin, null, 'nothing listens for admin requests');
+  // The ops port takes GET and HEAD only: a DELETE is 405 there, a GET of /cache 404.
+  t.equal((await evict(h, json(ALICE))).status, 405);
+  t.equal((await evict(h, { query: '?all=true' })).status, 405);
   t.equal((await evict(h, { method: 'GET', authorization: null })).status, 404);
+  // The listener starts with the service: a token set by a reload waits for a restart, and says so.
+  t.same(h.app.reload(h.config({ token: ADMIN })), ['admin.token'], 'a reload that sets the token reports the restart it needs');
+  t.equal((await evict(h, json(ALICE))).status, 405, 'and the ops port still does not serve it');
+});
 
-  // A reload turns it on, and off again.
-  h.app.reload(h.config({ token: ADMIN }));
+t.test('the two listeners: admin on its own port, nothing else there; the ops port never serves it', async (t) => {
+  const h = await start(t);
   await check(h, ALICE);
-  t.same(JSON.parse((await evict(h, json(ALICE))).body), { evicted: 1 }, 'on after a reload that sets the token');
-  h.app.reload(h.config({ token: 'another-admin-token-1234' }));
+  t.equal((await evict(h, { ...json(ALICE), at: h.ops })).status, 405, 'DELETE /cache on the ops port: 405, even with the admin token');
+  t.equal((await evict(h, { method: 'GET', at: h.ops })).status, 404, 'GET /cache there: 404');
+  t.equal((await request(`${h.admin}/metrics`)).statusCode, 404, 'the admin port serves no metrics');
+  t.equal((await request(`${h.admin}/readyz`)).statusCode, 404, 'nor probes');
+  t.equal((await request(`${h.ops}/metrics`)).statusCode, 200, 'the ops port does');
+  t.same(JSON.parse((await evict(h, json(ALICE))).body), { evicted: 1 }, 'the admin port evicts');
+});
+
+t.test('rotation and removal of the admin token by reload', async (t) => {
+  const h = await start(t);
+  await check(h, ALICE);
+  t.same(h.app.reload(h.config({ token: 'another-admin-token-1234' })), [], 'a changed token needs no restart');
   t.equal((await evict(h, json(ALICE))).status, 401, 'the old token is refused after rotation');
   t.equal((await evict(h, { ...json(ALICE), authorization: 'Bearer another-admin-token-1234' })).status, 200);
   h.app.reload(h.config(null));

@@ -275,6 +275,7 @@ t.test('--help mentions check-config; an unknown command or option exits 2', asy
   ]);
   t.same(help.exit, { code: 0, signal: null }, '--help: exit 0');
   t.match(help.stdout, /^\s+introspection-authz check-config FILE\s+\S/m, '--help has a check-config line');
+  t.match(help.stdout, /^\s+--skip-secrets\s+\S/m, '--help explains --skip-secrets');
   t.equal(help.stderr, '');
 
   t.same(unknown.exit, { code: 2, signal: null }, 'unknown command: exit 2');
@@ -311,7 +312,7 @@ ${workers}endpoints:
     ['0', zero, /server\.workers: must be a whole number from 1 to 64/],
     ['65', tooMany, /server\.workers: must be a whole number from 1 to 64/],
     ['a string', notNumber, /server\.workers: must be a number/],
-    ['WORKERS=99', envTooMany, /server\.workers: must be a whole number from 1 to 64/],
+    ['WORKERS=99', envTooMany, /server\.workers \(from WORKERS\): must be a whole number from 1 to 64/],
   ] as const) {
     t.same(result.exit, { code: 2, signal: null }, `${what}: exit 2`);
     t.match(result.stderr, line, `${what}: names server.workers`);
@@ -365,4 +366,83 @@ endpoints:
   );
   proc.child.kill('SIGTERM');
   t.same(await within(proc.exited, 20_000, 'exit'), { code: 0, signal: null }, 'a warning changes no exit code');
+});
+
+t.test('--skip-secrets: secret files and variables are not read, everything else is checked', async (t) => {
+  const missing = join(dir, 'not-mounted-here');
+  const base = `admin:
+  tokenFile: ${missing}/admin-token
+redis:
+  url: redis://127.0.0.1:6379
+  passwordFile: ${missing}/redis-password
+  keySecretFile: ${missing}/redis-key
+endpoints:
+  - name: file
+    url: https://as.example/introspect
+    clientId: authz
+    clientSecretFile: ${missing}/client-secret
+  - name: env
+    url: https://as.example/introspect
+    clientId: authz
+    clientSecretEnv: NOT_SET_ANYWHERE
+  - name: bearer
+    url: https://as.example/introspect
+    authorizationValueFile: ${missing}/authorization
+policies:
+  - name: default
+    endpoint: file
+`;
+  const path = writeConfig(base);
+  const [plain, skipped, broken, both, notCheckConfig] = await Promise.all([
+    finished(run(t, ['check-config', path])),
+    finished(run(t, ['check-config', '--skip-secrets', path])),
+    finished(run(t, ['check-config', '--skip-secrets', writeConfig(base.replace('clientId: authz', 'clientld: authz'))])),
+    finished(run(t, ['check-config', '--skip-secrets', writeConfig(base.replace('clientSecretEnv: NOT_SET_ANYWHERE', 'clientSecretEnv: NOT_SET_ANYWHERE\n    clientSecret: inline-too'))])),
+    finished(run(t, ['--skip-secrets', '--config', path])),
+  ]);
+  t.same(plain.exit, { code: 2, signal: null }, 'without it: exit 2');
+  t.match(plain.stderr, /endpoints\[0\]\.clientSecretFile: cannot read .*client-secret: ENOENT/, 'the first missing file is named');
+
+  t.same(skipped.exit, { code: 0, signal: null }, `with it: exit 0 (${skipped.stderr.trim()})`);
+  const printed = JSON.parse(skipped.stdout);
+  t.same(
+    printed.endpoints.map((e: any) => [e.name, e.authMethod, e.clientSecret ?? e.authorizationValue]),
+    [
+      ['file', 'client_secret_basic', '[redacted]'],
+      ['env', 'client_secret_basic', '[redacted]'],
+      ['bearer', 'authorization_value', '[redacted]'],
+    ],
+    'each unread secret still counts as given, so authMethod resolves as in the pod',
+  );
+  t.equal(printed.admin.token, '[redacted]', 'admin token');
+  t.match(printed.redis, { password: '[redacted]', keySecret: '[redacted]' }, 'redis secrets');
+
+  t.same(broken.exit, { code: 2, signal: null }, 'a misspelt key is still an error');
+  t.match(broken.stderr, /endpoints\[0\]\.clientld: unknown option/);
+  t.same(both.exit, { code: 2, signal: null }, 'a secret given twice is still an error');
+  t.match(both.stderr, /endpoints\[1\]\.clientSecret: give it inline, as a file or as an environment variable, not several/);
+
+  t.same(notCheckConfig.exit, { code: 2, signal: null }, 'outside check-config: exit 2, the service never runs without its secrets');
+  t.match(notCheckConfig.stderr, /^error: --skip-secrets is an option of check-config/);
+});
+
+t.test('an invalid environment override names its variable', async (t) => {
+  const path = writeConfig(`endpoints:
+  - name: as
+    url: http://127.0.0.1:9/introspect
+    authMethod: none
+`);
+  const [level, port, workers] = await Promise.all([
+    finished(run(t, ['check-config', path], { LOG_LEVEL: 'loud' })),
+    finished(run(t, ['check-config', path], { GRPC_PORT: 'ninety' })),
+    finished(run(t, ['check-config', path], { WORKERS: '99' })),
+  ]);
+  for (const [what, result, line] of [
+    ['LOG_LEVEL=loud', level, /^error: .*: log\.level \(from LOG_LEVEL\): must be one of /],
+    ['GRPC_PORT=ninety', port, /^error: .*: server\.grpc\.port \(from GRPC_PORT\): must be a whole number/],
+    ['WORKERS=99', workers, /^error: .*: server\.workers \(from WORKERS\): must be a whole number from 1 to 64/],
+  ] as const) {
+    t.same(result.exit, { code: 2, signal: null }, `${what}: exit 2`);
+    t.match(result.stderr, line, `${what}: names the key and the variable`);
+  }
 });

@@ -2,44 +2,24 @@
  * The real process: `node dist/src/main.js --config FILE`, its start-up
  * errors, its graceful shutdown on SIGTERM, and what it writes to its logs.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
 import { startAuthorizationServer } from '../support/authorization-server.js';
 import { connectEnvoy, healthClientConstructor, summarize, type EnvoyClient } from '../support/envoy.js';
+import { ensureBuilt, logLines, MAIN, ROOT, run, serving, within, type Proc } from '../support/service-process.js';
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const MAIN = join(ROOT, 'dist', 'src', 'main.js');
 const PACKAGE_VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
-/** Newest modification time of the files under `dir`, in ms. */
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isFile()) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
-  }
-  return newest;
-}
-
-t.before(() => {
-  // The Makefile builds dist/ before the tests; build it here when it is missing or older than src/.
-  if (existsSync(MAIN) && statSync(MAIN).mtimeMs >= newestMtime(join(ROOT, 'src'))) return;
-  try {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'pipe', timeout: 120_000 });
-  } catch {
-    // tsc still emits when some other file has a type error; only a missing program is fatal.
-  }
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} was not built`);
-});
+t.before(ensureBuilt);
 
 const dir = mkdtempSync(join(tmpdir(), 'authz-shutdown-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,65 +30,9 @@ function writeConfig(text: string): string {
   return path;
 }
 
-/** process.env without the variables that would override the configuration under test. */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of ['LOG_LEVEL', 'GRPC_PORT', 'GRPC_HOST', 'SHUTDOWN_TIMEOUT', 'CONFIG_FILE', 'NODE_OPTIONS']) delete env[name];
-  return { ...env, ...extra };
-}
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-interface Proc {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<Exit>;
-}
-
-/** Start the program; it is killed at teardown if still running. */
-function run(t: Test, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [MAIN, ...args], { cwd: ROOT, env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
-  const exited = new Promise<Exit>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Reject after `ms` so that every wait in this file is bounded. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-function logLines(text: string): Array<Record<string, unknown>> {
-  return text
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
-
 /** The gRPC port from the 'serving' log line. */
 async function servingPort(proc: Proc): Promise<number> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const serving = logLines(proc.stdout()).find((line) => line.msg === 'serving');
-    if (serving) return serving.grpcPort as number;
-    if (proc.child.exitCode !== null) throw new Error(`exited ${proc.child.exitCode} before serving: ${proc.stderr()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`no 'serving' line within 10 s; stdout: ${proc.stdout()} stderr: ${proc.stderr()}`);
+  return (await serving(proc)).grpcPort;
 }
 
 /** An introspection endpoint that answers "active" only after `delayMs`. */
@@ -152,6 +76,7 @@ function slowConfig(url: string, shutdownTimeout: number): string {
   grpc:
     host: 127.0.0.1
     port: 0
+  ops: {host: 127.0.0.1, port: 0}
   shutdownTimeout: ${shutdownTimeout}
 log:
   level: info
@@ -244,6 +169,31 @@ t.test('health is SERVING after start; SIGTERM drains an in-flight Check and exi
     { decision: 'allow', reason: 'ok', endpoint: 'slow' },
     'the drained Check was logged as an allow',
   );
+});
+
+t.test('eight shutdowns at once: each logs serving, draining, stopped, in that order', async (t) => {
+  // Several at once load the machine, which is when an exit used to write the
+  // buffered "stopped" ahead of a "draining" still being written.
+  const path = writeConfig(`server:
+  grpc: {host: 127.0.0.1, port: 0}
+  ops: {host: 127.0.0.1, port: 0}
+endpoints:
+  - name: as
+    url: http://127.0.0.1:9/introspect
+    authMethod: none
+`);
+  const procs = Array.from({ length: 8 }, () => run(t, ['--config', path]));
+  const orders = await Promise.all(
+    procs.map(async (proc) => {
+      await serving(proc, 20_000);
+      proc.child.kill('SIGTERM');
+      const exit = await within(proc.exited, 10_000, 'exit');
+      const messages = logLines(proc.stdout()).map((line) => line.msg);
+      return { exit, order: messages.filter((m) => m === 'serving' || m === 'draining' || m === 'stopped').join(' ') };
+    }),
+  );
+  t.same(orders.map((o) => o.exit), procs.map(() => ({ code: 0, signal: null })), 'every one exits 0');
+  t.same(orders.map((o) => o.order), procs.map(() => 'serving draining stopped'), 'every log has the three lines in order');
 });
 
 t.test('SIGTERM with a Check that outlives shutdownTimeout: exit 0 on time, and no allow', async (t) => {
@@ -354,26 +304,40 @@ t.test('--version prints the package version and exits 0', async (t) => {
   t.equal(proc.stderr(), '', 'nothing on stderr');
 });
 
-t.test('the gRPC port is already in use: non-zero exit saying so', async (t) => {
+t.test('--version and --help load none of the service (no gRPC, no HTTP)', async (t) => {
+  // Node's own list of the built-in modules it loaded, read as the process exits.
+  const dir = t.testdir({
+    'probe.cjs': "process.on('exit', () => process.stderr.write(JSON.stringify(process.moduleLoadList) + '\\n'));\n",
+  });
+  for (const flag of ['--version', '--help']) {
+    const result = spawnSync(process.execPath, ['--require', join(dir, 'probe.cjs'), MAIN, flag], { encoding: 'utf8', timeout: 20_000, env: {} });
+    t.equal(result.status, 0, `${flag}: exit 0`);
+    const loaded = JSON.parse(result.stderr.trim().split('\n').pop()!) as string[];
+    t.ok(loaded.length > 0, `${flag}: the probe ran`);
+    for (const module of ['http2', 'http', 'zlib']) t.notOk(loaded.includes(`NativeModule ${module}`), `${flag}: node:${module} is not loaded`);
+  }
+});
+
+t.test('the gRPC port is already in use: exit 2, one stderr line, nothing from grpc-js on stdout', async (t) => {
   const blocker = createNetServer();
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
   const port = (blocker.address() as AddressInfo).port;
   const path = writeConfig(`server:
   grpc: {host: 127.0.0.1, port: ${port}}
+  ops: {host: 127.0.0.1, port: 0}
 endpoints:
   - name: as
     url: http://127.0.0.1:9/introspect
     authMethod: none
+    issuer: https://as.example
 `);
   const proc = run(t, ['--config', path]);
   const exit = await within(proc.exited, 10_000, 'exit');
-  t.not(exit.code, 0, `non-zero exit (${exit.code})`);
-  t.equal(exit.signal, null);
-  const line = proc.stderr().split('\n').find((l) => /in use/.test(l));
-  t.ok(line, `a line says the port is in use: ${proc.stderr()}`);
-  t.match(line ?? '', `127.0.0.1:${port}`, 'and names the address');
-  t.notOk(logLines(proc.stdout()).some((l) => l.msg === 'serving'), 'never said serving');
+  t.same(exit, { code: 2, signal: null }, 'exit 2: a configuration error');
+  t.same(proc.stderr().trimEnd().split('\n'), [`error: server.grpc.port: 127.0.0.1:${port} is already in use`], 'one line names the key and the address');
+  // grpc-js logs its own bind failure; the line above already says it, once.
+  t.equal(proc.stdout(), '', 'nothing on stdout: no grpc-js warning, never serving');
 });
 
 t.test('debug logs never carry tokens, client secrets or Basic credentials', async (t) => {
@@ -382,6 +346,7 @@ t.test('debug logs never carry tokens, client secrets or Basic credentials', asy
   const wrongSecret = `wrong-${randomBytes(16).toString('base64url')}`;
   const path = writeConfig(`server:
   grpc: {host: 127.0.0.1, port: 0}
+  ops: {host: 127.0.0.1, port: 0}
   shutdownTimeout: 2000
 log:
   level: info

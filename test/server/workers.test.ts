@@ -43,6 +43,7 @@ function config(url: string, identityHeader: string, extra = ''): string {
   return `server:
   grpc: {host: 127.0.0.1, port: 0}
   ops: {host: 127.0.0.1, port: 0}
+  admin: {host: 127.0.0.1, port: 0}
   shutdownTimeout: 2000
 log:
   level: info
@@ -58,7 +59,7 @@ ${extra}policies:
 `;
 }
 
-/** Ask the ops port to drop a token's cached answers. */
+/** Ask the admin port to drop a token's cached answers. */
 function deleteCache(port: number, body: object): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const text = JSON.stringify(body);
@@ -142,7 +143,7 @@ t.test('WORKERS=2: shared port, aggregated ops port, eviction, SIGHUP, a replace
   symlinkSync(join(real, 'config.yaml'), path);
 
   const proc = run(t, ['--config', path], { WORKERS: '2' });
-  const { grpcPort, opsPort } = await serving(proc, 20_000);
+  const { grpcPort, opsPort, adminPort } = await serving(proc, 20_000);
   const servingLine = linesOf(proc, 'serving')[0]!;
   t.equal(servingLine.workers, 2, 'the serving line says 2 workers (from WORKERS)');
   const started = await waitFor(() => (linesOf(proc, 'worker serving').length === 2 ? linesOf(proc, 'worker serving') : undefined), 3000, 'two worker lines');
@@ -186,8 +187,8 @@ t.test('WORKERS=2: shared port, aggregated ops port, eviction, SIGHUP, a replace
     t.ok([...answered.values()].every((a) => a.allowed), 'allowed at both');
     const introspected = fake.requests.filter((r) => r.body.get('token') === SHARED).length - before;
     t.equal(introspected, 2, 'each worker has its own cache: the token was introspected once per worker');
-    t.same(await deleteCache(opsPort, { token: SHARED }), { status: 200, body: '{"evicted":2}\n' }, 'evicted: one endpoint at each of the 2 workers');
-    t.same(await deleteCache(opsPort, { token: SHARED }), { status: 200, body: '{"evicted":0}\n' }, 'gone everywhere: 0 the second time');
+    t.same(await deleteCache(adminPort!, { token: SHARED }), { status: 200, body: '{"evicted":2}\n' }, 'evicted: one endpoint at each of the 2 workers');
+    t.same(await deleteCache(adminPort!, { token: SHARED }), { status: 200, body: '{"evicted":0}\n' }, 'gone everywhere: 0 the second time');
     const metrics = samples((await httpGet(opsPort, '/metrics')).body);
     t.equal(metrics.get('authz_cache_admin_evictions_total{scope="token"}'), 2, 'the primary counted the two admin requests once each');
   });
@@ -279,4 +280,40 @@ endpoints:
   const lines = proc.stderr().trimEnd().split('\n');
   t.same(lines, [`error: server.grpc.port: 127.0.0.1:${port} is already in use`], 'one line, as without workers');
   t.notOk(linesOf(proc, 'serving').length > 0, 'never said serving');
+});
+
+t.test('workers that keep dying: after 10 restarts within a minute the service drains and exits 1', { timeout: 120_000 }, async (t) => {
+  const dir = join(root, 'dying');
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, 'config.yaml');
+  writeFileSync(path, config('http://127.0.0.1:9/introspect', 'x-auth-user', '').replace(/^server:\n/, 'server:\n  workers: 2\n'));
+  const proc = run(t, ['--config', path]);
+  await serving(proc, 20_000);
+  // Kill every worker as soon as it serves, as a crash loop would, until the primary gives up.
+  const killed = new Set<number>();
+  const until = Date.now() + 100_000;
+  while (proc.child.exitCode === null && proc.child.signalCode === null && Date.now() < until && killed.size < 30) {
+    for (const line of linesOf(proc, 'worker serving')) {
+      const pid = line.pid as number;
+      if (killed.has(pid)) continue;
+      killed.add(pid);
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  const exit = await within(proc.exited, 15_000, 'exit');
+  t.same(exit, { code: 1, signal: null }, 'exit 1: the orchestrator restarts the pod');
+  const restarts = linesOf(proc, 'worker exited; restarting it');
+  t.equal(restarts.length, 10, 'ten restarts');
+  t.match(linesOf(proc, 'workers keep dying; giving up'), [{ level: 'fatal', restarts: 10 }], 'the eleventh death gives up, once');
+  const messages = logLines(proc.stdout()).map((line) => line.msg);
+  t.ok(messages.indexOf('draining') > messages.indexOf('workers keep dying; giving up'), 'then the service drains');
+  t.equal(messages.at(-1), 'stopped', 'and says stopped last');
+  for (const pid of linesOf(proc, 'worker serving').map((l) => l.pid as number)) {
+    t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, `worker ${pid} is gone`);
+  }
 });

@@ -168,12 +168,15 @@ export function logLines(text: string): LogLine[] {
     .map((line) => JSON.parse(line) as LogLine);
 }
 
-/** The ports from the 'serving' log line. */
-export async function serving(proc: Proc, ms = 10_000): Promise<{ grpcPort: number; opsPort: number }> {
+/** The ports from the 'serving' log line (adminPort: only with an admin token). */
+export async function serving(proc: Proc, ms = 10_000): Promise<{ grpcPort: number; opsPort: number; adminPort?: number }> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const line = logLines(proc.stdout()).find((l) => l.msg === 'serving');
-    if (line) return { grpcPort: line.grpcPort as number, opsPort: line.opsPort as number };
+    if (line) {
+      const ports = { grpcPort: line.grpcPort as number, opsPort: line.opsPort as number };
+      return typeof line.adminPort === 'number' ? { ...ports, adminPort: line.adminPort } : ports;
+    }
     const { exitCode, signalCode } = proc.child;
     if (exitCode !== null || signalCode !== null) throw new Error(`exited (${exitCode ?? signalCode}) before serving: ${proc.stderr()}`);
     await sleep(20);
