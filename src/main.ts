@@ -120,6 +120,7 @@ function digest(path: string): string | null {
 interface Running {
   readonly config: Config;
   readonly grpc: { readonly port: number };
+  readonly http?: { readonly port: number } | null;
   readonly ops: { readonly port: number };
   readonly metrics: { readonly configReloads: { inc(labels: { result: string }): void } };
   /** Set when the service cannot go on (workers keep dying). */
@@ -194,6 +195,7 @@ async function serve(path: string | undefined): Promise<void> {
     {
       version: VERSION,
       grpcPort: app.grpc.port,
+      ...(app.http ? { httpPort: app.http.port } : {}),
       opsPort: app.ops.port,
       ...(config.server.workers > 1 ? { workers: config.server.workers } : {}),
       policies: config.policies.map((p) => p.name),

@@ -31,6 +31,7 @@ export interface Config {
   server: {
     grpc: { host: string; port: number; maxCheckRequestBytes: number };
     ops: { host: string; port: number; maxConnections: number; headersTimeout: number };
+    http: HttpServerConfig;
     shutdownTimeout: number;
     maxTokenLength: number;
     /** Worker processes; 1: no cluster at all. */
@@ -46,6 +47,17 @@ export interface Config {
   defaultPolicy: string;
   endpoints: EndpointConfig[];
   policies: PolicyConfig[];
+}
+
+/** The HTTP authorization listener (server.http). */
+export interface HttpServerConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
+  decisionTimeout: number;
+  maxConnections: number;
+  headersTimeout: number;
+  maxHeaderBytes: number;
 }
 
 export interface RedisConfig {

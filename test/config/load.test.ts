@@ -41,6 +41,15 @@ t.test('defaults', async (t) => {
   t.same(config.server, {
     grpc: { host: '0.0.0.0', port: 9001, maxCheckRequestBytes: 16 * 1024 * 1024 },
     ops: { host: '0.0.0.0', port: 9090, maxConnections: 64, headersTimeout: 5000 },
+    http: {
+      enabled: false,
+      host: '0.0.0.0',
+      port: 9002,
+      decisionTimeout: 5000,
+      maxConnections: 1024,
+      headersTimeout: 10_000,
+      maxHeaderBytes: 80 * 1024,
+    },
     shutdownTimeout: 10_000,
     maxTokenLength: 8192,
     workers: 1,
