@@ -20,6 +20,8 @@ export interface Cluster {
   /** The configuration in force. */
   readonly config: Config;
   readonly grpc: { readonly port: number };
+  /** The HTTP authorization port the workers share; null when server.http is off. */
+  readonly http: { readonly port: number } | null;
   readonly ops: OpsServer;
   readonly metrics: PrimaryMetrics;
   /** Resolves if workers die faster than they may be restarted: the service should stop. */
@@ -47,7 +49,12 @@ export async function startCluster(initial: Config, text: string, source: string
   let current = { config: initial, text };
   let draining = false;
   // Every worker listens where the primary's configuration said, whatever a later reload says.
-  const pin = { GRPC_HOST: initial.server.grpc.host, GRPC_PORT: String(initial.server.grpc.port) };
+  const pin = {
+    GRPC_HOST: initial.server.grpc.host,
+    GRPC_PORT: String(initial.server.grpc.port),
+    HTTP_HOST: initial.server.http.host,
+    HTTP_PORT: String(initial.server.http.port),
+  };
   const supervisor: Supervisor = new Supervisor({
     workers: initial.server.workers,
     fork: options.fork ?? (() => cluster.fork()),
@@ -126,6 +133,7 @@ export async function startCluster(initial: Config, text: string, source: string
       return current.config;
     },
     grpc: { port },
+    http: supervisor.httpPort === null ? null : { port: supervisor.httpPort },
     ops: opsServer,
     metrics,
     gaveUp: supervisor.gaveUp,

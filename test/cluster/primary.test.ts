@@ -280,7 +280,7 @@ t.test('a restarted worker starts with the configuration in force, on the pinned
     slot: 1,
     text: 'text-2',
     source: 'test.yaml',
-    pin: { GRPC_HOST: '127.0.0.1', GRPC_PORT: '0' },
+    pin: { GRPC_HOST: '127.0.0.1', GRPC_PORT: '0', HTTP_HOST: '0.0.0.0', HTTP_PORT: '9002' },
   });
   t.equal((await get(`${ops}/readyz`)).status, 200, 'ready again');
 });
