@@ -117,3 +117,12 @@ t.test('a client cannot pick a weaker policy', async (t) => {
   t.equal(query.status, 403, 'the original query Caddy appends to the sub-request path changes nothing');
   t.equal(upstreamCalls(), before);
 });
+
+// Last: it stops the service.
+t.test('the service itself down: the proxy answers its own error, the upstream is not reached', async (t) => {
+  await service.app.stop();
+  const before = upstreamCalls();
+  const answer = await get('/orders', [bearer(TOKENS.reader)]);
+  t.equal(answer.status, 502);
+  t.equal(upstreamCalls(), before);
+});

@@ -136,3 +136,12 @@ t.test('a client cannot pick a weaker policy', async (t) => {
   const encoded = await get('/orders/../admin/users', [bearer(TOKENS.reader)]);
   t.equal(encoded.status, 403, 'nginx normalises the path first: /admin/ and its policy');
 });
+
+// Last: it stops the service.
+t.test('the service itself down: the proxy answers its own error, the upstream is not reached', async (t) => {
+  await service.app.stop();
+  const before = upstreamCalls();
+  const answer = await get('/orders', [bearer(TOKENS.reader)]);
+  t.equal(answer.status, 500);
+  t.equal(upstreamCalls(), before);
+});
