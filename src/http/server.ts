@@ -71,6 +71,9 @@ export async function startHttpServer(host: string, port: number, options: HttpS
     },
   );
   server.maxConnections = limits.maxConnections;
+  // Node drops header lines past 2,000 without a word: a client's copy of one of our headers among them would
+  // never be listed for removal. maxHeaderBytes bounds the head instead.
+  server.maxHeadersCount = 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
