@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { first, plainRequest } from '../support/http-client.js';
 import { TOKENS, startHttpModeService } from '../support/http-mode.js';
-import { CADDY, freePort, prefixFolder, spawnProxy, startEcho } from '../support/proxies.js';
+import { CADDY, freePort, prefixFolder, spawnProxy, startEcho, substitute } from '../support/proxies.js';
 import { ROOT } from '../support/service-process.js';
 
 if (CADDY === null) {
@@ -16,20 +16,16 @@ if (CADDY === null) {
   process.exit(0);
 }
 
-function substitute(text: string, from: string, to: string, times = 1): string {
-  const count = text.split(from).length - 1;
-  if (count !== times) throw new Error(`deploy/caddy/Caddyfile: expected "${from}" ${times} times, found it ${count} times`);
-  return text.replaceAll(from, to);
-}
+const FILE = 'deploy/caddy/Caddyfile';
 
 const service = await startHttpModeService(t);
 const echo = await startEcho(t);
 const port = await freePort();
 const prefix = prefixFolder(t, 'caddy');
 let site = readFileSync(join(ROOT, 'deploy', 'caddy', 'Caddyfile'), 'utf8');
-site = substitute(site, 'forward_auth 127.0.0.1:9002 {', `forward_auth 127.0.0.1:${service.httpPort} {`, 2);
-site = substitute(site, 'reverse_proxy 127.0.0.1:8080', `reverse_proxy 127.0.0.1:${echo.port}`, 2);
-site = substitute(site, 'shop.example.com {', `http://:${port} {\n\tbind 127.0.0.1`);
+site = substitute(FILE, site, 'forward_auth 127.0.0.1:9002 {', `forward_auth 127.0.0.1:${service.httpPort} {`, 2);
+site = substitute(FILE, site, 'reverse_proxy 127.0.0.1:8080', `reverse_proxy 127.0.0.1:${echo.port}`, 2);
+site = substitute(FILE, site, 'shop.example.com {', `http://:${port} {\n\tbind 127.0.0.1`);
 writeFileSync(join(prefix, 'Caddyfile'), `{\n\tadmin off\n\tauto_https off\n}\n\n${site}`);
 const home = { HOME: prefix, XDG_DATA_HOME: join(prefix, 'data'), XDG_CONFIG_HOME: join(prefix, 'config') };
 await spawnProxy(t, CADDY, ['run', '--config', join(prefix, 'Caddyfile'), '--adapter', 'caddyfile'], {

@@ -3,11 +3,9 @@
 // that reports the headers it received. nginx runs deploy/nginx/ as shipped,
 // only its ports changed, inside a main config giving it a prefix of its own.
 import t from 'tap';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { first, plainRequest } from '../support/http-client.js';
 import { TOKENS, startHttpModeService } from '../support/http-mode.js';
-import { NGINX, freePort, prefixFolder, spawnProxy, startEcho } from '../support/proxies.js';
+import { NGINX, freePort, prefixFolder, spawnProxy, startEcho, writeNginxConfig } from '../support/proxies.js';
 import { ROOT } from '../support/service-process.js';
 
 if (NGINX === null) {
@@ -15,45 +13,12 @@ if (NGINX === null) {
   process.exit(0);
 }
 
-const SHIPPED = join(ROOT, 'deploy', 'nginx');
-
-/** The shipped file with one line replaced; fails when that line is not there exactly once. */
-function substitute(text: string, from: string, to: string): string {
-  const count = text.split(from).length - 1;
-  if (count !== 1) throw new Error(`deploy/nginx/authz.conf: expected "${from}" once, found it ${count} times`);
-  return text.replace(from, to);
-}
-
 const service = await startHttpModeService(t);
 const echo = await startEcho(t);
 const port = await freePort();
 const prefix = prefixFolder(t, 'nginx');
-let site = readFileSync(join(SHIPPED, 'authz.conf'), 'utf8');
-site = substitute(site, 'server 127.0.0.1:9002;', `server 127.0.0.1:${service.httpPort};`);
-site = substitute(site, 'server 127.0.0.1:8080;', `server 127.0.0.1:${echo.port};`);
-site = substitute(site, 'listen 80;', `listen 127.0.0.1:${port};`);
-writeFileSync(join(prefix, 'authz.conf'), site);
-mkdirSync(join(prefix, 'snippets'));
-for (const name of ['authz-subrequest.conf', 'authz-protected.conf']) copyFileSync(join(SHIPPED, 'snippets', name), join(prefix, 'snippets', name));
-mkdirSync(join(prefix, 'tmp'));
-writeFileSync(
-  join(prefix, 'nginx.conf'),
-  [
-    // As root, workers would run as nobody, who cannot read this folder.
-    process.getuid?.() === 0 ? 'user root;' : '',
-    'daemon off;',
-    'master_process off;',
-    `pid ${prefix}/nginx.pid;`,
-    'error_log stderr warn;',
-    'events { worker_connections 256; }',
-    'http {',
-    '  access_log off;',
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${prefix}/tmp/${kind};`),
-    `  include ${prefix}/authz.conf;`,
-    '}',
-  ].join('\n'),
-);
-await spawnProxy(t, NGINX, ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-e', 'stderr'], { port, prefix });
+const args = writeNginxConfig({ root: ROOT, prefix, port, authzPort: service.httpPort, upstreamPort: echo.port });
+await spawnProxy(t, NGINX, args, { port, prefix });
 
 const get = (path: string, headers: Array<[string, string]> = []) => plainRequest(port, { path, headers: [['host', 'shop.example.com'], ...headers] });
 const bearer = (token: string): [string, string] => ['authorization', `Bearer ${token}`];

@@ -6,7 +6,7 @@
  * stopped by the teardown registered next to it, by pid. Every wait is bounded.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -97,6 +97,66 @@ export async function spawnProxy(
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return { port: options.port, prefix: options.prefix, output: () => output };
+}
+
+/** The shipped text with one string replaced `times` times; fails when the file no longer has it so. */
+export function substitute(file: string, text: string, from: string, to: string, times = 1): string {
+  const count = text.split(from).length - 1;
+  if (count !== times) throw new Error(`${file}: expected "${from}" ${times} time(s), found it ${count} times`);
+  return text.replaceAll(from, to);
+}
+
+export interface NginxSite {
+  /** The repository root (deploy/nginx/ is read from there). */
+  root: string;
+  prefix: string;
+  port: number;
+  authzPort: number;
+  upstreamPort: number;
+  /** Extra text inside http {} (the bench's direct server block). */
+  extra?: string;
+  /** Policy names to put in place of the shipped ones (default, admin). */
+  policies?: { default?: string; admin?: string };
+}
+
+/**
+ * Write nginx.conf in `prefix`: deploy/nginx/authz.conf as shipped, its ports
+ * changed, included in a main config of the prefix's own (temp paths, pid,
+ * stderr log, one process). Returns the nginx command line.
+ */
+export function writeNginxConfig(site: NginxSite): string[] {
+  const shipped = join(site.root, 'deploy', 'nginx');
+  const file = 'deploy/nginx/authz.conf';
+  let text = readFileSync(join(shipped, 'authz.conf'), 'utf8');
+  text = substitute(file, text, 'server 127.0.0.1:9002;', `server 127.0.0.1:${site.authzPort};`);
+  text = substitute(file, text, 'server 127.0.0.1:8080;', `server 127.0.0.1:${site.upstreamPort};`);
+  text = substitute(file, text, 'listen 80;', `listen 127.0.0.1:${site.port};`);
+  if (site.policies?.default) text = substitute(file, text, '/nginx/default;', `/nginx/${site.policies.default};`);
+  if (site.policies?.admin) text = substitute(file, text, '/nginx/admin;', `/nginx/${site.policies.admin};`);
+  const { prefix } = site;
+  writeFileSync(join(prefix, 'authz.conf'), text);
+  mkdirSync(join(prefix, 'snippets'), { recursive: true });
+  for (const name of ['authz-subrequest.conf', 'authz-protected.conf']) copyFileSync(join(shipped, 'snippets', name), join(prefix, 'snippets', name));
+  mkdirSync(join(prefix, 'tmp'), { recursive: true });
+  writeFileSync(
+    join(prefix, 'nginx.conf'),
+    [
+      // As root, workers would run as nobody, who cannot read this folder.
+      process.getuid?.() === 0 ? 'user root;' : '',
+      'daemon off;',
+      'master_process off;',
+      `pid ${prefix}/nginx.pid;`,
+      'error_log stderr warn;',
+      'events { worker_connections 1024; }',
+      'http {',
+      '  access_log off;',
+      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((kind) => `  ${kind}_temp_path ${prefix}/tmp/${kind};`),
+      `  include ${prefix}/authz.conf;`,
+      site.extra ?? '',
+      '}',
+    ].join('\n'),
+  );
+  return ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-e', 'stderr'];
 }
 
 export { freePort };
