@@ -15,6 +15,7 @@ import type { DecisionRun } from './scenarios/decisions.js';
 import type { Memory } from './scenarios/memory.js';
 import type { Startup } from './scenarios/startup.js';
 import type { Workers } from './scenarios/workers.js';
+import type { HttpMode } from './scenarios/http-mode.js';
 import type { Settings } from './settings.js';
 import { ratio } from './support/stats.js';
 
@@ -36,6 +37,7 @@ export interface Results {
   deny?: DecisionRun;
   negative?: DecisionRun;
   workers?: Workers;
+  http?: HttpMode;
   cold?: ColdPath;
   coalescing?: Coalescing;
   memory?: Memory;
@@ -99,6 +101,22 @@ function rows(r: Results): string[][] {
   decisionRow('cached allow (scopes, 8 attributes)', r.cached);
   decisionRow('deny, no token', r.deny);
   decisionRow('deny, negative cache (inactive)', r.negative);
+  if (r.http) {
+    const h = r.http;
+    out.push([
+      'HTTP mode: cached allow (h1, 1 request per connection at a time)',
+      `${int(h.cached.reqPerSec)} req/s, ${latency(h.cached)}`,
+      `${x(ratio(h.cached.reqPerSec, h.plain.reqPerSec))} plain node:http 200 (${int(h.plain.reqPerSec)} req/s)`,
+    ]);
+    if (!h.nginx.available) out.push(['nginx -> service -> upstream', `not available (${h.nginx.reason})`, '']);
+    else {
+      out.push([
+        `nginx -> service -> upstream at ${int(h.nginx.rate)} req/s`,
+        `${latency(h.nginx.authorized)}`,
+        `nginx -> upstream alone: ${latency(h.nginx.direct)}; added p50 ${ms(h.nginx.authorized.latency.p50 - h.nginx.direct.latency.p50)} ms, p99 ${ms(h.nginx.authorized.latency.p99 - h.nginx.direct.latency.p99)} ms`,
+      ]);
+    }
+  }
   if (r.workers) {
     if (!r.workers.available) out.push(['cached allow, 2 workers', `not available (${r.workers.reason})`, '']);
     else

@@ -20,6 +20,7 @@ import { bodyDir } from './scenarios/load.js';
 import { measureMemory } from './scenarios/memory.js';
 import { measureStartup } from './scenarios/startup.js';
 import { measureWorkers } from './scenarios/workers.js';
+import { measureHttpMode } from './scenarios/http-mode.js';
 import { readSettings, SCENARIOS, type ScenarioName } from './settings.js';
 import { startIdp } from './support/idp.js';
 import { killAll } from './support/processes.js';
@@ -75,6 +76,7 @@ async function main(): Promise<number> {
       }
     }
     if (wanted('workers')) results.workers = await attempt('workers', () => measureWorkers(idp, settings));
+    if (wanted('http')) results.http = await attempt('http', () => measureHttpMode(idp, settings));
 
     if (wanted('cold') || wanted('coalescing')) {
       const service = await attempt('service (cold path)', () => startService({ idpUrl: idp.url, maxCacheEntries: 250_000 }));

@@ -10,6 +10,7 @@ import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { Runtime } from './server/authorization-service.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
+import { startHttpServer, type HttpServer } from './http/server.js';
 import { startAdminServer, startOpsServer, type OpsServer } from './server/ops-server.js';
 
 /** What answers Checks: authorizer, gRPC server and metrics. A cluster's worker runs this alone. */
@@ -17,6 +18,8 @@ export interface CheckService {
   /** The configuration in force. */
   readonly config: Config;
   readonly grpc: GrpcServer;
+  /** The HTTP authorization server (server.http), null when not enabled. */
+  readonly http: HttpServer | null;
   readonly metrics: Metrics;
   readonly authorizer: Authorizer;
   /** True from the start of stop(). */
@@ -69,12 +72,30 @@ export async function startCheckService(initial: Config, logger: Logger, options
   }
   const grpcServer = grpc;
 
+  let http: HttpServer | null = null;
+  if (config.server.http.enabled) {
+    try {
+      http = await startHttpServer(config.server.http.host, config.server.http.port, {
+        runtime: () => runtime,
+        logger,
+        metrics,
+        limits: config.server.http,
+      });
+    } catch (error) {
+      await grpcServer.shutdown(0);
+      await authorizer.close();
+      throw new ListenError('server.http', config.server.http, error);
+    }
+  }
+  const httpServer = http;
+
   let stopping: Promise<void> | undefined;
   return {
     get config() {
       return config;
     },
     grpc: grpcServer,
+    http: httpServer,
     metrics,
     get authorizer() {
       return authorizer;
@@ -98,7 +119,8 @@ export async function startCheckService(initial: Config, logger: Logger, options
     stop(): Promise<void> {
       stopping ??= (async () => {
         draining = true;
-        await grpcServer.shutdown(config.server.shutdownTimeout);
+        const timeout = config.server.shutdownTimeout;
+        await Promise.all([grpcServer.shutdown(timeout), httpServer?.shutdown(timeout)]);
         await authorizer.close();
       })();
       return stopping;
@@ -150,6 +172,7 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
       return service.config;
     },
     grpc: service.grpc,
+    http: service.http,
     ops: opsServer,
     admin: adminServer,
     metrics,
@@ -202,6 +225,9 @@ export function changedServerKeys(before: Config, after: Config): string[] {
   if (a.admin.port !== b.admin.port) keys.push('server.admin.port');
   // The admin listener starts with a token only: one set by a reload has nowhere to be served yet.
   if (before.admin.token === null && after.admin.token !== null) keys.push('admin.token');
+  for (const key of ['enabled', 'host', 'port', 'decisionTimeout', 'maxConnections', 'headersTimeout', 'maxHeaderBytes'] as const) {
+    if (a.http[key] !== b.http[key]) keys.push(`server.http.${key}`);
+  }
   if (a.workers !== b.workers) keys.push('server.workers');
   return keys;
 }

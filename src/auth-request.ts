@@ -1,11 +1,18 @@
 /**
- * What the pipeline knows of a request to authorize, independent of how Envoy
- * encoded it. Header names are lower case; each header line is one value.
+ * What the pipeline knows of a request to authorize, independent of the edge
+ * (Envoy's gRPC CheckRequest, an HTTP sub-request) that carried it. Header
+ * names are lower case; each header line is one value.
  */
 export interface AuthRequest {
   readonly headers: ReadonlyMap<string, readonly string[]>;
   /** Trusted per-route settings from Envoy's ExtAuthzPerRoute (never from the client). */
   readonly contextExtensions: ReadonlyMap<string, string>;
+  /**
+   * A policy named by the proxy's own configuration outside context_extensions
+   * (the HTTP edge's sub-request path, /<contract>/<policy>/...), never by
+   * anything a client can send. Wins over context_extensions.
+   */
+  readonly policy?: string;
   readonly method: string;
   readonly host: string;
   readonly path: string;

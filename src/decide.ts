@@ -159,14 +159,15 @@ type Selection =
   | { ok: false; problem: 'unknown_policy' | 'abnormal_path' | 'invalid_host'; detail: string };
 
 /**
- * The route's policy: named by Envoy's context_extensions, else by the host
+ * The route's policy: named by the proxy's configuration (the HTTP edge's
+ * sub-request path, or Envoy's context_extensions), else by the host
  * and path rules, else the default. An unknown name is a configuration error
  * and never falls back to the default, which may be weaker than what the
  * route asked for; so is a path or host that a rule would judge but that is
  * not in normal form.
  */
 function selectPolicy(request: AuthRequest, context: DecideContext): Selection {
-  const name = request.contextExtensions.get(context.policySelector);
+  const name = request.policy ?? request.contextExtensions.get(context.policySelector);
   if (name !== undefined) {
     const policy = context.policies.get(name);
     if (!policy) return { ok: false, problem: 'unknown_policy', detail: `the route names policy "${name}", which is not configured` };

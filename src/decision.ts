@@ -1,6 +1,7 @@
 /**
- * Decisions are data: the pipeline produces one of these, and exactly one
- * place (envoy/response.ts) turns it into Envoy's CheckResponse.
+ * Decisions are data: the pipeline produces one of these, and one place per
+ * edge turns it into an answer (envoy/response.ts: Envoy's CheckResponse;
+ * http/response.ts: an HTTP answer to a proxy's sub-request).
  */
 
 /** Why a request was allowed or denied: used alike in logs, metrics and deny bodies. */
@@ -73,3 +74,8 @@ export interface Deny {
 }
 
 export type Decision = Allow | Deny;
+
+/** The JSON body of a deny, the same on every edge: RFC 6750's error code when one applies, else our reason. */
+export function denyBody(decision: Deny): string {
+  return JSON.stringify({ error: decision.bearerError ?? decision.reason, error_description: decision.description });
+}

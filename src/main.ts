@@ -144,6 +144,7 @@ function digest(path: string): string | null {
 interface Running {
   readonly config: Config;
   readonly grpc: { readonly port: number };
+  readonly http?: { readonly port: number } | null;
   readonly ops: { readonly port: number };
   readonly admin: { readonly port: number } | null;
   readonly metrics: { readonly configReloads: { inc(labels: { result: string }): void } };
@@ -223,6 +224,7 @@ async function serve(path: string | undefined): Promise<void> {
     {
       version: VERSION,
       grpcPort: app.grpc.port,
+      ...(app.http ? { httpPort: app.http.port } : {}),
       opsPort: app.ops.port,
       ...(app.admin ? { adminPort: app.admin.port } : {}),
       ...(config.server.workers > 1 ? { workers: config.server.workers } : {}),

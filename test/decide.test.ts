@@ -313,6 +313,22 @@ t.test('the policy is selected by context_extensions', async (t) => {
   t.equal((await run(request(bearer(), { policy: 'partner' }), ignored)).policy, 'main', 'other keys are ignored');
 });
 
+t.test('a policy named by the proxy configuration (request.policy) wins, and an unknown one is never the default', async (t) => {
+  const claims = { sub: 'alice', scope: 'read' };
+  const main = compiled(policyConfig({ name: 'main' }));
+  const partner = compiled(policyConfig({ name: 'partner', identityHeader: 'x-partner' }), endpointOther);
+  const named = fakeContext({ result: active(claims), policies: [main, partner], defaultPolicy: 'main' });
+  const byPath = { ...request(bearer(), { policy: 'main' }), policy: 'partner' };
+  t.equal((await run(byPath, named)).policy, 'partner', 'over context_extensions');
+  t.equal(named.calls[0]!.endpoint, endpointOther);
+
+  const unknown = fakeContext({ result: active(claims), policies: [main, partner], defaultPolicy: 'main' });
+  const deny = asDeny(t, await run({ ...request(bearer()), policy: 'nope' }, unknown));
+  t.equal(deny.reason, 'policy_error');
+  t.equal(deny.status, 500);
+  t.equal(unknown.calls.length, 0, 'nobody asked');
+});
+
 t.test('an unknown policy name: 500 policy_error, nobody asked', async (t) => {
   for (const headers of [bearer(), {}]) {
     const fake = fakeContext({ result: active({ sub: 'alice' }) });

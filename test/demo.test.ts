@@ -40,7 +40,7 @@ t.test('make demo: every section, in order, and nothing left running', async (t)
     ['5. The revoked token, right after revocation', /ALLOW[\s\S]*cache=hit/],
     ['DELETE /cache', /HTTP 200 \{"evicted":1\}/],
     ['6. The revoked token, after DELETE /cache', /HTTP 401[\s\S]*reason=inactive cache=miss/],
-    ['Metrics at http://127.0.0.1:', /\/metrics[\s\S]*\n {2}authz_check_decisions_total\{decision="deny",reason="insufficient_scope",policy="reports"\} 1\n {2}authz_cache_lookups_total\{result="hit"\} \d+\n/],
+    ['Metrics at http://127.0.0.1:', /\/metrics[\s\S]*\n {2}authz_check_decisions_total\{decision="deny",reason="insufficient_scope",policy="reports",transport="grpc"\} 1\n {2}authz_cache_lookups_total\{result="hit"\} \d+\n/],
     ['7. A valid token while the authorization server is down', /HTTP 401[\s\S]*reason=introspection_error[\s\S]*ECONNREFUSED/],
     ['Again, with the circuit breaker open', /circuit breaker is open[\s\S]*authz_introspection_circuit_state\{endpoint="demo-idp"\} 2/],
     ['stopped on SIGTERM', /exit code 0/],

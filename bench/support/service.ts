@@ -33,6 +33,8 @@ export interface ServiceOptions {
   opsPort: number;
   /** server.workers, written only when given. */
   workers?: number;
+  /** server.http.port: the HTTP mode on, at this port. */
+  httpPort?: number;
   nodeFlags?: string[];
   env?: Record<string, string>;
 }
@@ -54,6 +56,7 @@ export function serviceConfig(options: ServiceOptions): string {
     `  ops: { host: 127.0.0.1, port: ${options.opsPort} }`,
     '  shutdownTimeout: 1000',
     ...(options.workers === undefined ? [] : [`  workers: ${options.workers}`]),
+    ...(options.httpPort === undefined ? [] : [`  http: { enabled: true, host: 127.0.0.1, port: ${options.httpPort} }`]),
     'log: { level: warn, decisions: none }',
     `cache: { maxCacheEntries: ${options.maxCacheEntries ?? 10_000}, validatedTokenTTL: 600, negativeTTL: ${options.negativeTTL ?? 600}, maxNegativeEntries: 1000 }`,
     'endpoints:',

@@ -20,6 +20,8 @@ export interface Cluster {
   /** The configuration in force. */
   readonly config: Config;
   readonly grpc: { readonly port: number };
+  /** The HTTP authorization port the workers share; null when server.http is off. */
+  readonly http: { readonly port: number } | null;
   readonly ops: OpsServer;
   /** null: no admin token at start, no admin listener. */
   readonly admin: OpsServer | null;
@@ -49,7 +51,12 @@ export async function startCluster(initial: Config, text: string, source: string
   let current = { config: initial, text };
   let draining = false;
   // Every worker listens where the primary's configuration said, whatever a later reload says.
-  const pin = { GRPC_HOST: initial.server.grpc.host, GRPC_PORT: String(initial.server.grpc.port) };
+  const pin = {
+    GRPC_HOST: initial.server.grpc.host,
+    GRPC_PORT: String(initial.server.grpc.port),
+    HTTP_HOST: initial.server.http.host,
+    HTTP_PORT: String(initial.server.http.port),
+  };
   const supervisor: Supervisor = new Supervisor({
     workers: initial.server.workers,
     fork: options.fork ?? (() => cluster.fork()),
@@ -144,6 +151,7 @@ export async function startCluster(initial: Config, text: string, source: string
       return current.config;
     },
     grpc: { port },
+    http: supervisor.httpPort === null ? null : { port: supervisor.httpPort },
     ops: opsServer,
     admin: adminServer,
     metrics,

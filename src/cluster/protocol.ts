@@ -42,7 +42,8 @@ export type Reply =
 
 export type FromWorker =
   | { type: 'hello' }
-  | { type: 'serving'; port: number }
+  /** port: the gRPC port; httpPort: the HTTP authorization port, null when server.http is off. */
+  | { type: 'serving'; port: number; httpPort: number | null }
   /** Start-up failed: the line for stderr, and the exit code the process ends with. */
   | { type: 'failed'; message: string; exitCode: number }
   | { type: 'reply'; id: number; reply: Reply };

@@ -76,6 +76,7 @@ export class Supervisor {
   #stopping = false;
   #started = false;
   #port: number | null = null;
+  #httpPort: number | null = null;
   #startup: { resolve(port: number): void; reject(error: StartError): void } | null = null;
   #failure: { message: string; exitCode: number } | null = null;
   #giveUp!: (error: Error) => void;
@@ -104,6 +105,11 @@ export class Supervisor {
   /** The gRPC port the workers share (once one has served). */
   get port(): number | null {
     return this.#port;
+  }
+
+  /** The HTTP authorization port the workers share (once one has served), null when server.http is off. */
+  get httpPort(): number | null {
+    return this.#httpPort;
   }
 
   get size(): number {
@@ -204,6 +210,8 @@ export class Supervisor {
       case 'serving':
         if (slot.state !== 'starting') return;
         slot.state = 'serving';
+        // node:cluster shares one listening socket per address and port, 0 included: every worker reports the same ports.
+        this.#httpPort ??= message.httpPort ?? null;
         if (this.#port === null) this.#port = message.port;
         else if (message.port !== this.#port) {
           this.#options.logger.warn({ worker: slot.index, grpcPort: message.port, expected: this.#port }, 'worker serving on another port');

@@ -76,8 +76,9 @@ export function runWorker(): void {
       stop();
       return;
     }
-    send({ type: 'serving', port: service.grpc.port });
-    logger.info({ grpcPort: service.grpc.port }, 'worker serving');
+    const httpPort = service.http?.port ?? null;
+    send({ type: 'serving', port: service.grpc.port, httpPort });
+    logger.info({ grpcPort: service.grpc.port, ...(httpPort === null ? {} : { httpPort }) }, 'worker serving');
   };
 
   /** Tell the primary (which writes the line to stderr while the service starts, or logs it later) and exit. */

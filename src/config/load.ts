@@ -33,6 +33,7 @@ export interface Config {
     ops: { host: string; port: number; maxConnections: number; headersTimeout: number };
     /** Where DELETE /cache is served; it listens only when admin.token is set at start. */
     admin: { host: string; port: number };
+    http: HttpServerConfig;
     shutdownTimeout: number;
     maxTokenLength: number;
     /** Envoy's ext_authz timeout as the operator declared it (ms); 0: not declared. */
@@ -50,6 +51,17 @@ export interface Config {
   defaultPolicy: string;
   endpoints: EndpointConfig[];
   policies: PolicyConfig[];
+}
+
+/** The HTTP authorization listener (server.http). */
+export interface HttpServerConfig {
+  enabled: boolean;
+  host: string;
+  port: number;
+  decisionTimeout: number;
+  maxConnections: number;
+  headersTimeout: number;
+  maxHeaderBytes: number;
 }
 
 export interface RedisConfig {

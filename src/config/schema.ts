@@ -608,6 +608,55 @@ export const schema = {
         env: 'ADMIN_PORT',
       },
     },
+    http: {
+      enabled: {
+        doc:
+          'Serve the HTTP authorization mode: sub-requests from Envoy http_service (Istio envoyExtAuthzHttp), nginx ' +
+          'auth_request (ingress-nginx auth-url), Caddy forward_auth and Traefik ForwardAuth, decided by the same ' +
+          'pipeline as gRPC Checks (see the README, HTTP mode). Off by default.',
+        format: Boolean,
+        default: false,
+      },
+      host: {
+        doc:
+          'Address the HTTP authorization server binds to. Only the proxy should reach it: the answers tell whether a ' +
+          'token is good, and the original-request headers are trusted as the proxy sent them.',
+        format: nonEmptyString,
+        default: '0.0.0.0',
+        env: 'HTTP_HOST',
+      },
+      port: {
+        doc: 'Port of the HTTP authorization server; 0 picks a free port.',
+        format: wholeNumber(0, 65535),
+        default: 9002,
+        env: 'HTTP_PORT',
+      },
+      decisionTimeout: {
+        doc:
+          'Milliseconds a sub-request may take to be decided; past it the answer is the deny of an unreachable ' +
+          'endpoint (the policy\'s unreachableStatus). Keep it below the proxy\'s own timeout (Envoy http_service: ' +
+          'timeout, default 200 ms; nginx: proxy_read_timeout), or the proxy answers its own error first.',
+        format: wholeNumber(10, 600_000),
+        default: 5000,
+      },
+      maxConnections: {
+        doc: 'Most connections open at once on the HTTP authorization port; more are closed as soon as they are accepted.',
+        format: wholeNumber(1, 100_000),
+        default: 1024,
+      },
+      headersTimeout: {
+        doc: 'Milliseconds a connection to the HTTP authorization port has to send its request headers; a slower one is closed.',
+        format: wholeNumber(100, 60_000),
+        default: 10_000,
+      },
+      maxHeaderBytes: {
+        doc:
+          'Largest request head (request line and headers) taken, in bytes; a larger one is answered 431, which every ' +
+          'proxy turns into a deny. Keep it above what the proxy forwards (Envoy: max_request_headers_kb, 60 KiB by default).',
+        format: wholeNumber(8 * 1024, 1024 * 1024),
+        default: 80 * 1024,
+      },
+    },
     shutdownTimeout: {
       doc: 'Milliseconds in-flight Checks may take to finish after SIGTERM before the server closes their streams.',
       format: wholeNumber(0, 600_000),

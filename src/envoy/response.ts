@@ -12,7 +12,7 @@
  * envoy.config.core.v3, google.rpc, google.protobuf.Struct).
  */
 import protobuf from 'protobufjs/minimal.js';
-import type { Allow, Deny, Decision, HeaderToSet, Metadata } from '../decision.js';
+import { denyBody, type Allow, type Deny, type Decision, type HeaderToSet, type Metadata } from '../decision.js';
 
 const { Writer } = protobuf;
 type Writer = protobuf.Writer;
@@ -161,8 +161,7 @@ function writeDeny(decision: Deny): Uint8Array {
   writer.uint32(DENIED_HEADERS).bytes(DENY_CONTENT_TYPE);
   writer.uint32(DENIED_HEADERS).bytes(DENY_CACHE_CONTROL);
   if (decision.challenge) writer.uint32(DENIED_HEADERS).bytes(headerOption({ name: 'www-authenticate', value: decision.challenge }));
-  const body = JSON.stringify({ error: decision.bearerError ?? decision.reason, error_description: decision.description });
-  writer.uint32(DENIED_BODY).string(body);
+  writer.uint32(DENIED_BODY).string(denyBody(decision));
   writer.ldelim();
   return writer.finish();
 }

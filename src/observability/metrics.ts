@@ -9,6 +9,9 @@ import type { CircuitState } from '../introspection/circuit-breaker.js';
 import type { Outcome } from '../introspection/result.js';
 import { VERSION } from '../version.js';
 
+/** Which edge a decision was asked through: the gRPC Check, or an HTTP sub-request. */
+export type Transport = 'grpc' | 'http';
+
 /** Check latency: from 100 µs (a cached answer) to 10 s (the longest authenticationTimeout in use). */
 const CHECK_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Introspection latency: a loopback or in-cluster authorization server answers in ms. */
@@ -58,14 +61,14 @@ function flush(counter: Counter, tallies: Iterable<Tally>): void {
 
 export class Metrics {
   readonly registry = new Registry();
-  /** Check decisions by reason, then policy. */
+  /** Check decisions by transport and reason, then policy. */
   readonly #decisionTallies = new Map<string, Map<string, Tally>>();
   readonly #cacheTallies = new Map<CacheResult, Tally>();
 
   readonly decisions = new Counter({
     name: 'authz_check_decisions_total',
-    help: 'Check decisions by decision (allow, deny), reason and policy.',
-    labelNames: ['decision', 'reason', 'policy'] as const,
+    help: 'Check decisions by decision (allow, deny), reason, policy and transport (grpc, http).',
+    labelNames: ['decision', 'reason', 'policy', 'transport'] as const,
     registers: [this.registry],
     collect: () => {
       for (const byPolicy of this.#decisionTallies.values()) flush(this.decisions, byPolicy.values());
@@ -208,14 +211,15 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Count one answered Check. */
-  recordDecision(decision: Decision, seconds: number): void {
+  /** Count one answered Check (or HTTP sub-request). */
+  recordDecision(decision: Decision, seconds: number, transport: Transport = 'grpc'): void {
     const policy = decision.policy ?? '';
-    let byPolicy = this.#decisionTallies.get(decision.reason);
-    if (byPolicy === undefined) this.#decisionTallies.set(decision.reason, (byPolicy = new Map()));
+    const group = transport === 'grpc' ? decision.reason : `http\0${decision.reason}`;
+    let byPolicy = this.#decisionTallies.get(group);
+    if (byPolicy === undefined) this.#decisionTallies.set(group, (byPolicy = new Map()));
     let tally = byPolicy.get(policy);
     if (tally === undefined) {
-      tally = { labels: { decision: decision.allow ? 'allow' : 'deny', reason: decision.reason, policy }, pending: 0 };
+      tally = { labels: { decision: decision.allow ? 'allow' : 'deny', reason: decision.reason, policy, transport }, pending: 0 };
       byPolicy.set(policy, tally);
     }
     tally.pending += 1;

@@ -15,7 +15,8 @@ import type { Authorizer } from '../authorizer.js';
 import type { Config } from '../config/load.js';
 import type { Metrics } from '../observability/metrics.js';
 
-const INTERNAL_ERROR: Decision = Object.freeze({
+/** The answer when deciding failed in a way the pipeline did not foresee: a deny, on every edge. */
+export const INTERNAL_ERROR: Decision = Object.freeze({
   allow: false,
   reason: 'policy_error',
   policy: null,
@@ -101,7 +102,7 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
  * allows sampled by allowSampleRate. The check for whether a line is wanted
  * comes first, so a sampled-out decision costs no logging work.
  */
-function logDecision(
+export function logDecision(
   logger: Logger,
   settings: Config['log'],
   decision: Decision,
@@ -132,6 +133,6 @@ function logDecision(
 }
 
 /** Name and message of an error, never its full object (which may hold request data). */
-function describe(error: unknown): string {
+export function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : 'unknown error';
 }

@@ -174,7 +174,7 @@ t.test('/metrics: the workers added up, process metrics per process', async (t) 
   const { status, body } = await get(`${ops}/metrics`);
   t.equal(status, 200);
   const metrics = parse(body);
-  t.equal(metrics.get('authz_check_decisions_total{decision="allow",reason="ok",policy="default"}'), 3, 'counters: summed');
+  t.equal(metrics.get('authz_check_decisions_total{decision="allow",reason="ok",policy="default",transport="grpc"}'), 3, 'counters: summed');
   t.equal(metrics.get('authz_cache_lookups_total{result="miss"}'), 3);
   t.equal(metrics.get('authz_check_duration_seconds_count'), 3, 'histogram count summed');
   t.equal(metrics.get('authz_check_duration_seconds_bucket{le="0.00025"}'), 2, 'buckets summed');
@@ -193,7 +193,7 @@ t.test('/metrics: the workers added up, process metrics per process', async (t) 
   // A worker that does not answer in time is left out (after 2 s), the rest still served.
   workers[1]!.options.answer = (r) => (r.type === 'metrics' ? 'silence' : undefined);
   const partial = parse((await get(`${ops}/metrics`)).body);
-  t.equal(partial.get('authz_check_decisions_total{decision="allow",reason="ok",policy="default"}'), 2, 'only worker 1 counted');
+  t.equal(partial.get('authz_check_decisions_total{decision="allow",reason="ok",policy="default",transport="grpc"}'), 2, 'only worker 1 counted');
   t.notOk(partial.has('process_start_time_seconds{worker="2"}'), 'worker 2 left out');
 });
 
@@ -286,7 +286,7 @@ t.test('a restarted worker starts with the configuration in force, on the pinned
     slot: 1,
     text: 'text-2',
     source: 'test.yaml',
-    pin: { GRPC_HOST: '127.0.0.1', GRPC_PORT: '0' },
+    pin: { GRPC_HOST: '127.0.0.1', GRPC_PORT: '0', HTTP_HOST: '0.0.0.0', HTTP_PORT: '9002' },
   });
   t.equal((await get(`${ops}/readyz`)).status, 200, 'ready again');
 });

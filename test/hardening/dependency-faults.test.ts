@@ -302,7 +302,7 @@ t.test('a host name that does not resolve: fast 503 denies, then the breaker sto
   t.equal(outcomes.filter((o) => o.allowed).length, 0, 'nothing allowed');
   m = await s.metrics();
   t.equal(m.get('authz_introspection_requests_total{endpoint="idp",outcome="circuit_open"}'), 50, 'the burst was denied by the open circuit, without a lookup');
-  t.equal(m.get('authz_check_decisions_total{decision="deny",reason="introspection_error",policy="idp"}'), FAILURES + 50, 'the service counted every deny as introspection_error');
+  t.equal(m.get('authz_check_decisions_total{decision="deny",reason="introspection_error",policy="idp",transport="grpc"}'), FAILURES + 50, 'the service counted every deny as introspection_error');
   t.equal(m.get('authz_introspection_in_flight{endpoint="idp"}'), 0, 'nothing left in flight');
   t.equal(await s.envoy.health(), 'SERVING', 'the service stays healthy');
 });

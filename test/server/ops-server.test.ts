@@ -94,11 +94,11 @@ t.test('/metrics counts a known sequence of Checks exactly', async (t) => {
   t.same(
     new Map(decisions),
     new Map([
-      ['authz_check_decisions_total{decision="allow",reason="ok",policy="orders"}', 7],
-      ['authz_check_decisions_total{decision="deny",reason="missing_token",policy="orders"}', 1],
-      ['authz_check_decisions_total{decision="deny",reason="inactive",policy="orders"}', 1],
-      ['authz_check_decisions_total{decision="deny",reason="bad_response",policy="orders"}', 1],
-      ['authz_check_decisions_total{decision="deny",reason="introspection_error",policy="orders"}', 1],
+      ['authz_check_decisions_total{decision="allow",reason="ok",policy="orders",transport="grpc"}', 7],
+      ['authz_check_decisions_total{decision="deny",reason="missing_token",policy="orders",transport="grpc"}', 1],
+      ['authz_check_decisions_total{decision="deny",reason="inactive",policy="orders",transport="grpc"}', 1],
+      ['authz_check_decisions_total{decision="deny",reason="bad_response",policy="orders",transport="grpc"}', 1],
+      ['authz_check_decisions_total{decision="deny",reason="introspection_error",policy="orders",transport="grpc"}', 1],
     ]),
     'decisions by decision, reason and policy',
   );

@@ -152,7 +152,7 @@ t.test('circuit breaker: opens after consecutive failures, fails fast, closes af
   t.equal(h.fake.requests.length, 3, 'the endpoint was not asked while the circuit is open');
   m = await h.metrics();
   t.equal(m.get('authz_introspection_requests_total{endpoint="idp",outcome="circuit_open"}'), 20);
-  t.equal(m.get('authz_check_decisions_total{decision="deny",reason="introspection_error",policy="p"}'), 20);
+  t.equal(m.get('authz_check_decisions_total{decision="deny",reason="introspection_error",policy="p",transport="grpc"}'), 20);
   t.equal(m.get('authz_introspection_duration_seconds_count{endpoint="idp"}'), 3, 'fast failures are not timed as calls');
 
   h.clock.ms += 5_000;

@@ -162,7 +162,7 @@ t.test('WORKERS=2: shared port, aggregated ops port, eviction, SIGHUP, a replace
 
     const metrics = samples((await httpGet(opsPort, '/metrics')).body);
     t.equal(
-      metrics.get('authz_check_decisions_total{decision="allow",reason="ok",policy="default"}'),
+      metrics.get('authz_check_decisions_total{decision="allow",reason="ok",policy="default",transport="grpc"}'),
       6,
       'authz_check_decisions_total is the sum over the workers',
     );

@@ -77,7 +77,7 @@ export function ensureBuilt(also: readonly string[] = []): void {
 }
 
 /** Variables the tap run sets (or a developer may have) that would override the configuration under test. */
-const OVERRIDES = ['LOG_LEVEL', 'GRPC_PORT', 'GRPC_HOST', 'OPS_PORT', 'OPS_HOST', 'SHUTDOWN_TIMEOUT', 'WORKERS', 'CONFIG_FILE', 'NODE_OPTIONS'];
+const OVERRIDES = ['LOG_LEVEL', 'GRPC_PORT', 'GRPC_HOST', 'HTTP_PORT', 'HTTP_HOST', 'OPS_PORT', 'OPS_HOST', 'SHUTDOWN_TIMEOUT', 'WORKERS', 'CONFIG_FILE', 'NODE_OPTIONS'];
 
 /** process.env without the variables that would override the configuration under test. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

@@ -26,7 +26,7 @@ export function fromRepo(path: string): string {
   return relative(REPO, path);
 }
 
-export type YamlKind = 'manifest' | 'JSON patch' | 'envoy bootstrap' | 'service configuration';
+export type YamlKind = 'manifest' | 'JSON patch' | 'envoy bootstrap' | 'traefik dynamic configuration' | 'service configuration';
 
 /**
  * What a YAML file under deploy/ is. Whatever is not recognisably something
@@ -40,6 +40,9 @@ export function yamlKind(path: string): YamlKind {
   const [only] = documents;
   if (documents.length === 1 && Array.isArray(only) && only.every((op) => mapping(op) && 'op' in op && 'path' in op)) return 'JSON patch';
   if (documents.length === 1 && mapping(only) && 'static_resources' in only) return 'envoy bootstrap';
+  // Traefik's file provider: routers, middlewares and services under `http` (or tcp/udp).
+  const traefik = (d: unknown) => mapping(d) && mapping(d.http) && ['routers', 'middlewares', 'services'].some((k) => k in (d.http as object));
+  if (documents.length === 1 && traefik(only)) return 'traefik dynamic configuration';
   return 'service configuration';
 }
 
