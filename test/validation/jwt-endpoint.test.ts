@@ -13,6 +13,7 @@ import { buildConfig } from '../../src/config/load.js';
 import type { Decision } from '../../src/decision.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { startAuthorizationServer, type AuthorizationServer } from '../support/authorization-server.js';
+import { startFakeAuthorizationServer } from '../support/fake-authorization-server.js';
 
 const API = 'https://api.example';
 const OTHER_API = 'https://other.example';
@@ -164,6 +165,44 @@ t.test('JWT access tokens of a real server, validated locally', async (t) => {
     t.equal(as.jwksCount() - before, 1, 'one more fetch once the cooldown passed');
     t.equal(reasonOf(await authz.check(request(token), NO_DEADLINE)), 'allow', 'the real key still works');
   });
+});
+
+t.test('introspect: always verifies first, then makes exactly one call per token', async (t) => {
+  // oidc-provider will not introspect its own JWT access tokens: a fake plays the introspection half.
+  const as = await startAuthorizationServer({ jwtResources: [API] });
+  t.teardown(() => as.close());
+  const revoked = new Set<string>();
+  const fake = await startFakeAuthorizationServer((incoming) => {
+    const token = incoming.body.get('token') ?? '';
+    if (revoked.has(token)) return { json: { active: false } };
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString() || '{}') as Record<string, unknown>;
+    return { json: { active: true, ...claims } };
+  });
+  t.teardown(() => fake.close());
+  const authz = authorizer(t, [jwtEndpoint(as, { introspect: 'always', url: fake.url, clientId: 'rs', clientSecret: 'secret' })]);
+
+  const first = await as.issueToken({ scope: 'read', resource: API });
+  const second = await as.issueToken({ scope: 'read', resource: API });
+  for (let i = 0; i < 3; i += 1) {
+    t.equal(reasonOf(await authz.check(request(first), NO_DEADLINE)), 'allow');
+    t.equal(reasonOf(await authz.check(request(second), NO_DEADLINE)), 'allow');
+  }
+  t.equal(fake.requests.length, 2, 'one introspection per token, the rest from the cache');
+  t.equal(fake.requests[0]!.body.get('token'), first);
+
+  const [header, payload] = first.split('.') as [string, string];
+  const forged = `${header}.${b64({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), sub: 'admin' })}.${first.split('.')[2]}`;
+  t.equal(reasonOf(await authz.check(request(forged), NO_DEADLINE)), 'inactive');
+  t.equal(fake.requests.length, 2, 'a forged token costs no call');
+
+  const third = await as.issueToken({ scope: 'read', resource: API });
+  revoked.add(third);
+  t.equal(reasonOf(await authz.check(request(third), NO_DEADLINE)), 'inactive', 'a revoked token with a good signature is denied');
+  t.equal(fake.requests.length, 3);
+
+  await fake.setAvailability('refuse');
+  const fourth = await as.issueToken({ scope: 'read', resource: API });
+  t.equal(reasonOf(await authz.check(request(fourth), NO_DEADLINE)), 'introspection_error', 'no introspection, no allow');
 });
 
 t.test('configuration of kind jwt', async (t) => {
