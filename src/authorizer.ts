@@ -142,6 +142,7 @@ export class Authorizer {
       issuer: endpoint.issuer!,
       jwksUri: endpoint.jwksUri,
       cooldown: endpoint.jwksCooldown,
+      maxAge: endpoint.jwksMaxAge,
       fetchJson: fetcher.fetchJson,
       permitted: (url) => permittedUrl(endpoint, url),
       clock,

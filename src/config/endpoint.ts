@@ -22,6 +22,7 @@ export interface EndpointConfig {
   /** null: found through the issuer's metadata. */
   jwksUri: string | null;
   jwksCooldown: number;
+  jwksMaxAge: number;
   algorithms: readonly string[];
   tokenTypes: readonly string[];
   introspect: 'never' | 'always';
@@ -139,6 +140,7 @@ export function resolveEndpoint(
     maxAnswerAge: raw.maxAnswerAge,
     jwksUri: raw.jwksUri,
     jwksCooldown: raw.jwksCooldown,
+    jwksMaxAge: raw.jwksMaxAge,
     algorithms: Object.freeze([...raw.algorithms]),
     tokenTypes: Object.freeze(raw.tokenTypes.map(normalizeType)),
     introspect: raw.introspect,

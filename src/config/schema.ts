@@ -197,6 +197,14 @@ export const endpointSchema = {
     format: wholeNumber(0, 3_600_000),
     default: 30_000,
   },
+  jwksMaxAge: {
+    doc:
+      'Milliseconds a fetched key set is used before it is fetched again in the background (the old one serving ' +
+      'meanwhile, and for as long as the fetch fails), so a key the issuer withdrew stops verifying within this ' +
+      'time; 0 never ages it.',
+    format: wholeNumber(0, 86_400_000),
+    default: 600_000,
+  },
   algorithms: {
     doc:
       'Signature algorithms accepted (kind jwt, responseFormat jwt): asymmetric JWS algorithms only; none and ' +

@@ -21,6 +21,8 @@ export interface KeySetOptions {
   jwksUri: string | null;
   /** Milliseconds between two fetches (and between two attempts of a failing one). */
   cooldown: number;
+  /** Milliseconds after which a set in use is fetched again in the background; 0: never. */
+  maxAge?: number;
   fetchJson: FetchJson;
   /** May a jwks_uri found in the metadata be fetched (the endpoint's transport rule)? */
   permitted?: (url: URL) => boolean;
@@ -40,6 +42,7 @@ export class KeySet {
   #keys: JWTVerifyGetKey | null = null;
   #jwksUri: string | null;
   #attemptedAt = -Infinity;
+  #fetchedAt = -Infinity;
   #pending: Promise<boolean> | null = null;
   #retry: NodeJS.Timeout | null = null;
   #closed = false;
@@ -75,6 +78,7 @@ export class KeySet {
    */
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
     if (this.#keys === null) await this.refresh();
+    else if (this.#options.maxAge && this.#clock.now() - this.#fetchedAt >= this.#options.maxAge) void this.refresh();
     const keys = this.#keys;
     if (keys === null) throw new KeysUnavailableError(this.lastProblem ?? 'the key set has not been fetched yet');
     try {
@@ -98,6 +102,7 @@ export class KeySet {
       const jwks = await this.#options.fetchJson(this.#jwksUri);
       // Throws on anything that is not a set of JWKs; private or secret members are refused when used.
       this.#keys = createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
+      this.#fetchedAt = this.#clock.now();
       this.lastProblem = null;
       this.#options.onFetch?.('success');
       return true;
