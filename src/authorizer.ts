@@ -34,12 +34,14 @@ export class Authorizer {
   readonly #clients: EndpointClient[];
   /** Every endpoint, by configuration order: introspection clients and JWT validators alike. */
   readonly #endpoints: Endpoint[];
-  readonly #keySets: Array<{ keys: KeySet; fetcher: JsonFetcher }>;
+  readonly #keySets: Array<{ keys: KeySet; fetcher: JsonFetcher; source: string }>;
   readonly #context: DecideContext;
   readonly #cacheSettings: string;
   /** Some endpoint takes its client id from a request header: introspection then needs the request's headers. */
   readonly #needsHeaders: boolean;
   readonly introspector: Introspector;
+  /** Key sets of the authorizer this one replaces, to start from (see #keySet). */
+  #previousKeySets: ReadonlyArray<{ keys: KeySet; source: string }>;
   readonly cache: IntrospectionCache;
   /** The shared cache tier, when configured; passed on to the next authorizer with the introspector. */
   readonly shared: RedisSharedCache | null;
@@ -52,6 +54,7 @@ export class Authorizer {
     const fingerprintKey = config.redis ? sharedKeys(config.redis.keySecret.reveal()).fingerprint : undefined;
     this.#clients = [];
     this.#keySets = [];
+    this.#previousKeySets = options.previous ? options.previous.#keySets : [];
     this.#endpoints = config.endpoints.map((endpoint) => {
       const keys = endpoint.kind === 'jwt' || endpoint.responseFormat === 'jwt' ? this.#keySet(endpoint, clock, metrics) : undefined;
       const cacheId = endpointCacheId(endpoint, fingerprintKey);
@@ -148,8 +151,12 @@ export class Authorizer {
       clock,
       onFetch: metrics ? (result) => metrics.jwksFetches.inc({ endpoint: endpoint.name, result }) : undefined,
     });
-    this.#keySets.push({ keys, fetcher });
-    void keys.refresh();
+    // Keys fetched from the same place over the same transport carry over a reload.
+    const source = JSON.stringify([endpoint.issuer, endpoint.jwksUri, endpoint.tls.ca, endpoint.tls.cert, endpoint.proxy?.url ?? null, endpoint.allowInsecure]);
+    const previous = this.#previousKeySets.find((set) => set.source === source);
+    if (previous) keys.adopt(previous.keys);
+    this.#keySets.push({ keys, fetcher, source });
+    if (!keys.loaded) void keys.refresh();
     return keys;
   }
 

@@ -90,6 +90,18 @@ export class KeySet {
     }
   };
 
+  /**
+   * Start from the keys another set holds (the one a reload replaces, for the
+   * same issuer and source), so a reload neither refetches nor goes unready.
+   */
+  adopt(previous: KeySet): void {
+    if (previous.#keys === null || this.#keys !== null) return;
+    this.#keys = previous.#keys;
+    this.#jwksUri = previous.#jwksUri;
+    this.#fetchedAt = previous.#fetchedAt;
+    this.#attemptedAt = previous.#attemptedAt;
+  }
+
   /** Stop retrying in the background. */
   close(): void {
     this.#closed = true;

@@ -263,3 +263,22 @@ t.test('key rotation at the server', async (t) => {
   }
   t.equal(verdict, 'inactive', 'a withdrawn key verifies nothing once the set was fetched again');
 });
+
+t.test('a reload keeps the keys: no refetch, never unready', async (t) => {
+  const as = await startAuthorizationServer({ jwtResources: [API] });
+  t.teardown(() => as.close());
+  const first = authorizer(t, [jwtEndpoint(as)]);
+  const token = await as.issueToken({ scope: 'read', resource: API });
+  t.equal(reasonOf(await first.check(request(token), NO_DEADLINE)), 'allow');
+  const fetches = as.jwksCount();
+  const config = buildConfig({ log: { level: 'silent' }, endpoints: [jwtEndpoint(as, { jwksCooldown: 1000 })] }, 'test', { env: {} });
+  const next = new Authorizer(config, { previous: first });
+  t.teardown(() => next.close());
+  t.same(next.keysMissing(), [], 'ready at once');
+  t.equal(reasonOf(await next.check(request(await as.issueToken({ scope: 'read', resource: API })), NO_DEADLINE)), 'allow');
+  t.equal(as.jwksCount(), fetches, 'no fetch');
+  const moved = new Authorizer(buildConfig({ log: { level: 'silent' }, endpoints: [jwtEndpoint(as, { jwksUri: `${as.jwksUrl}?v=2` })] }, 'test', { env: {} }), { previous: next });
+  t.teardown(() => moved.close());
+  t.equal(reasonOf(await moved.check(request(token), NO_DEADLINE)), 'allow');
+  t.equal(as.jwksCount(), fetches + 1, 'another jwksUri: fetched afresh');
+});
