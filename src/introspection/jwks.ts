@@ -5,7 +5,7 @@
  * ids never turn into a flood of fetches. The last good set stays in use while
  * the issuer cannot be reached.
  */
-import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions, type JWTVerifyResult } from 'jose';
 import type { Dispatcher } from 'undici';
 import type { EndpointConfig } from '../config/load.js';
 import { readLimited } from './endpoint-client.js';
@@ -161,6 +161,27 @@ export class KeySet {
       return jwksUri;
     }
     throw new Error(`no metadata (${problemOf(last)})`);
+  }
+}
+
+/**
+ * jose's jwtVerify, and when a token names no kid and several keys of the set
+ * fit its alg (two keys of one type while a rotation is under way), each of
+ * them in turn: jose leaves that to the caller. Bounded by the set's size.
+ */
+export async function verifyWithKeySet(token: string, getKey: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTVerifyResult> {
+  try {
+    return await jwtVerify(token, getKey, options);
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ERR_JWKS_MULTIPLE_MATCHING_KEYS') throw error;
+    for await (const key of error as AsyncIterable<Parameters<typeof jwtVerify>[1]>) {
+      try {
+        return await jwtVerify(token, key as Exclude<Parameters<typeof jwtVerify>[1], JWTVerifyGetKey>, options);
+      } catch (failure) {
+        if ((failure as { code?: unknown }).code !== 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') throw failure;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
   }
 }
 

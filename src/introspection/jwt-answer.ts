@@ -8,7 +8,8 @@
  * we cannot trust says nothing about the token. Encrypted answers (JWE) are
  * not read.
  */
-import { jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
+import { verifyWithKeySet } from './jwks.js';
 import { readIntrospectionAnswer, type IntrospectionResult, type ReadOptions } from './result.js';
 
 export interface SignedAnswerRules {
@@ -28,7 +29,7 @@ export async function readSignedAnswer(
 ): Promise<IntrospectionResult> {
   let claims: Record<string, unknown>;
   try {
-    const verified = await jwtVerify(body.trim(), getKey, {
+    const verified = await verifyWithKeySet(body.trim(), getKey, {
       typ: 'token-introspection+jwt',
       issuer: rules.issuer,
       audience: rules.clientId,

@@ -4,8 +4,9 @@
  * the keys are public), typ, iss, aud, exp, nbf and iat; then the claims take
  * the same shape as an introspection answer's, for the same policy evaluation.
  */
-import { jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
 import { normalizeType } from '../config/endpoint.js';
+import { verifyWithKeySet } from '../introspection/jwks.js';
 import { activeClaims, INACTIVE, type IntrospectionResult } from '../introspection/result.js';
 
 export interface AccessTokenRules {
@@ -41,7 +42,7 @@ export async function verifyAccessToken(
   let payload: Record<string, unknown>;
   let typ: unknown;
   try {
-    const verified = await jwtVerify(token, getKey, {
+    const verified = await verifyWithKeySet(token, getKey, {
       issuer: rules.issuer,
       audience: [...rules.audience],
       algorithms: [...rules.algorithms],

@@ -7,7 +7,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, exportJWK, jwtVerify } from 'jose';
 import t from 'tap';
-import { KeySet, type FetchJson } from '../../src/introspection/jwks.js';
+import { KeySet, verifyWithKeySet, type FetchJson } from '../../src/introspection/jwks.js';
 
 const ISSUER = 'https://as.example/t/acme';
 
@@ -15,7 +15,7 @@ async function key(kid: string) {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const jwk = { ...(await exportJWK(publicKey)), kid, alg: 'ES256' };
   const sign = () => new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'ES256', kid }).sign(privateKey);
-  return { jwk, sign };
+  return { jwk, sign, privateKey };
 }
 
 function source(documents: Map<string, () => unknown>) {
@@ -121,4 +121,20 @@ t.test('discovery: RFC 8414 then OpenID, and only metadata that names the issuer
     const hs = await new SignJWT({}).setProtectedHeader({ alg: 'HS256', kid: 'a' }).sign(Buffer.from('secret'));
     await t.rejects(jwtVerify(hs, keys.getKey), 'a secret key in the set verifies nothing');
   }
+});
+
+t.test('a token without kid, two keys of its type in the set: each is tried', async (t) => {
+  const a = await key('a');
+  const b = await key('b');
+  const noKid = ({ kid: _kid, ...jwk }: Record<string, unknown>) => jwk;
+  const { fetchJson } = source(new Map<string, () => unknown>([['https://as.example/jwks', () => ({ keys: [noKid(a.jwk), noKid(b.jwk)] })]]));
+  const keys = new KeySet({ issuer: ISSUER, jwksUri: 'https://as.example/jwks', cooldown: 60_000, fetchJson });
+  t.teardown(() => keys.close());
+  const kidless = await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'ES256' }).sign(b.privateKey);
+  await t.rejects(jwtVerify(kidless, keys.getKey), { code: 'ERR_JWKS_MULTIPLE_MATCHING_KEYS' }, 'what jose alone does');
+  const verified = await verifyWithKeySet(kidless, keys.getKey, {});
+  t.equal(verified.payload.sub, 'x', 'the second key of the set verified it');
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const stranger = await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'ES256' }).sign(privateKey);
+  await t.rejects(verifyWithKeySet(stranger, keys.getKey, {}), { code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' }, 'a key outside the set fails');
 });
