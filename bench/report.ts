@@ -12,6 +12,7 @@ import type { Baselines } from './scenarios/baselines.js';
 import type { Coalescing } from './scenarios/coalescing.js';
 import type { ColdPath } from './scenarios/cold-path.js';
 import type { DecisionRun } from './scenarios/decisions.js';
+import type { JwtPath } from './scenarios/jwt-path.js';
 import type { Memory } from './scenarios/memory.js';
 import type { Startup } from './scenarios/startup.js';
 import type { Workers } from './scenarios/workers.js';
@@ -39,6 +40,7 @@ export interface Results {
   workers?: Workers;
   http?: HttpMode;
   cold?: ColdPath;
+  jwt?: JwtPath;
   coalescing?: Coalescing;
   memory?: Memory;
   startup?: Startup;
@@ -135,6 +137,16 @@ function rows(r: Results): string[][] {
       `overhead ${x(c.overhead)} undici (CPU ${x(c.serviceCpuMsPerCheck / c.undiciCpuMsPerRequest)}), ${c.introspectionsPerCheck.toFixed(3)} introspections/Check`,
     ]);
   }
+  if (r.jwt) {
+    const j = r.jwt;
+    out.push([
+      `JWT access tokens, kind jwt (RS256, ${j.concurrency} in flight)`,
+      `cold (new token each, signature verified): ${int(j.cold.perSec)} Checks/s, CPU ${j.serviceCpuMsPerCold.toFixed(3)} ms/Check; ` +
+        `cached: ${int(j.cached.perSec)} Checks/s; JWKS fetched ${j.jwksFetches} time(s)`,
+      `cold: ${x(ratio(j.cold.perSec, r.cold?.checks.perSec))} the cold introspection path (same loop)` +
+        (r.cold ? `, CPU ${x(r.cold.serviceCpuMsPerCheck / j.serviceCpuMsPerCold)} less per Check` : ''),
+    ]);
+  }
   if (r.coalescing) {
     const c = r.coalescing;
     out.push([
@@ -187,6 +199,7 @@ export function targets(r: Results): Target[] {
     x,
   );
   add('cold-path overhead <= 1.3x plain undici loop', r.cold?.overhead ?? Number.NaN, (v) => v <= 1.3, x);
+  add('cold local JWT validation >= 2x the cold introspection rate', ratio(r.jwt?.cold.perSec, r.cold?.checks.perSec), (v) => v >= 2, x);
   add('heap per cached entry <= 2 KiB', r.memory?.heapPerEntry ?? Number.NaN, (v) => v <= 2048, (v) => `${int(v)} B`);
   add('start-up to SERVING <= 1 s (median)', r.startup?.median ?? Number.NaN, (v) => v <= 1000, (v) => `${int(v)} ms`);
   add(

@@ -14,6 +14,7 @@ import { measurePeer } from './peer/express-gateway.js';
 import { render, save, targets, type Results } from './report.js';
 import { measureCoalescing } from './scenarios/coalescing.js';
 import { measureColdPath } from './scenarios/cold-path.js';
+import { measureJwtPath } from './scenarios/jwt-path.js';
 import type { DecisionKind } from './scenarios/decisions.js';
 import { measureThroughput } from './scenarios/throughput.js';
 import { bodyDir } from './scenarios/load.js';
@@ -90,6 +91,7 @@ async function main(): Promise<number> {
         }
       }
     }
+    if (wanted('jwt')) results.jwt = await attempt('jwt', () => measureJwtPath(settings));
     if (wanted('memory')) results.memory = await attempt('memory', () => measureMemory(idp, settings));
     if (wanted('startup')) results.startup = await attempt('startup', () => measureStartup(idp, settings));
     if (wanted('peer')) {

@@ -136,7 +136,12 @@ export async function startApp(initial: Config, logger: Logger, options: AppOpti
     ops = await startOpsServer(initial.server.ops.host, initial.server.ops.port, {
       limits: initial.server.ops,
       metrics,
-      notReady: () => (service.draining ? 'draining' : null),
+      notReady: () => {
+        if (service.draining) return 'draining';
+        // A token of an endpoint without keys can only be refused: not ready until they are loaded.
+        const missing = service.authorizer.keysMissing();
+        return missing.length === 0 ? null : `keys not loaded: ${missing.join('; ')}`;
+      },
       logger,
     });
   } catch (error) {

@@ -8,7 +8,10 @@ import { decide, type DecideContext, type DecisionNote } from './decide.js';
 import type { Decision } from './decision.js';
 import { IntrospectionCache } from './introspection/cache.js';
 import type { CircuitState } from './introspection/circuit-breaker.js';
-import { EndpointClient, type Clock } from './introspection/endpoint-client.js';
+import { EndpointClient, endpointCacheId, type Clock } from './introspection/endpoint-client.js';
+import { JsonFetcher, KeySet } from './introspection/jwks.js';
+import { permittedUrl } from './config/endpoint.js';
+import { JwtEndpoint } from './validation/jwt-endpoint.js';
 import { Introspector, type Answer, type CallerSignal, type Endpoint } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
 import { RedisSharedCache } from './introspection/redis-cache.js';
@@ -29,11 +32,16 @@ export interface AuthorizerOptions {
 
 export class Authorizer {
   readonly #clients: EndpointClient[];
+  /** Every endpoint, by configuration order: introspection clients and JWT validators alike. */
+  readonly #endpoints: Endpoint[];
+  readonly #keySets: Array<{ keys: KeySet; fetcher: JsonFetcher; source: string }>;
   readonly #context: DecideContext;
   readonly #cacheSettings: string;
   /** Some endpoint takes its client id from a request header: introspection then needs the request's headers. */
   readonly #needsHeaders: boolean;
   readonly introspector: Introspector;
+  /** Key sets of the authorizer this one replaces, to start from (see #keySet). */
+  #previousKeySets: ReadonlyArray<{ keys: KeySet; source: string }>;
   readonly cache: IntrospectionCache;
   /** The shared cache tier, when configured; passed on to the next authorizer with the introspector. */
   readonly shared: RedisSharedCache | null;
@@ -44,18 +52,28 @@ export class Authorizer {
     const metrics = options.metrics;
     // Replicas sharing a tier must agree on cache ids; its secret keeps them from being guessed at.
     const fingerprintKey = config.redis ? sharedKeys(config.redis.keySecret.reveal()).fingerprint : undefined;
-    this.#clients = config.endpoints.map(
-      (endpoint) =>
-        new EndpointClient(endpoint, {
-          clock,
-          fingerprintKey,
-          onRetry: metrics ? () => metrics.introspectionRetries.inc({ endpoint: endpoint.name }) : undefined,
-        }),
-    );
+    this.#clients = [];
+    this.#keySets = [];
+    this.#previousKeySets = options.previous ? options.previous.#keySets : [];
+    this.#endpoints = config.endpoints.map((endpoint) => {
+      const keys = endpoint.kind === 'jwt' || endpoint.responseFormat === 'jwt' ? this.#keySet(endpoint, clock, metrics) : undefined;
+      const cacheId = endpointCacheId(endpoint, fingerprintKey);
+      const client =
+        endpoint.url === null
+          ? undefined
+          : new EndpointClient(endpoint, {
+              clock,
+              fingerprintKey,
+              keys,
+              onRetry: metrics ? () => metrics.introspectionRetries.inc({ endpoint: endpoint.name }) : undefined,
+            });
+      if (client) this.#clients.push(client);
+      const introspection = client && metrics ? instrumented(client, metrics) : client;
+      if (endpoint.kind === 'jwt') return new JwtEndpoint(endpoint, { cacheId, keys: keys!, introspection, clock });
+      return introspection!;
+    });
     this.#needsHeaders = this.#clients.some((client) => client.clientIdHeader !== null);
-    const byName = new Map<string, Endpoint>(
-      this.#clients.map((client) => [client.name, metrics ? instrumented(client, metrics) : client]),
-    );
+    const byName = new Map<string, Endpoint>(this.#endpoints.map((endpoint) => [endpoint.name, endpoint]));
 
     this.#cacheSettings = JSON.stringify({ cache: config.cache, redis: redisSettings(config) });
     const previous = options.previous;
@@ -64,7 +82,7 @@ export class Authorizer {
       this.introspector = previous.introspector;
       this.shared = previous.shared;
       previous.#handedOver = true;
-      this.cache.retainEndpoints(new Set(this.#clients.map((client) => client.cacheId)));
+      this.cache.retainEndpoints(new Set(this.#endpoints.map((endpoint) => endpoint.cacheId ?? endpoint.name)));
     } else {
       this.cache = new IntrospectionCache({
         maxEntries: config.cache.maxCacheEntries,
@@ -109,8 +127,45 @@ export class Authorizer {
   /** Drop a token's cached answers (active and inactive) at every endpoint; how many endpoints held one. */
   evictToken(token: string): number {
     return this.introspector.evict(
-      this.#clients.map((client) => client.cacheId),
+      this.#endpoints.map((endpoint) => endpoint.cacheId ?? endpoint.name),
       token,
+    );
+  }
+
+  /** Endpoints whose issuer's keys are not loaded yet, each with why (readiness). */
+  keysMissing(): string[] {
+    return this.#endpoints
+      .filter((endpoint) => endpoint.keys !== undefined && !endpoint.keys.loaded)
+      .map((endpoint) => `endpoint ${endpoint.name}: ${endpoint.keys!.lastProblem ?? 'keys not loaded yet'}`);
+  }
+
+  #keySet(endpoint: Config['endpoints'][number], clock: Clock, metrics: Metrics | undefined): KeySet {
+    const fetcher = new JsonFetcher(endpoint);
+    const keys = new KeySet({
+      issuer: endpoint.issuer!,
+      jwksUri: endpoint.jwksUri,
+      cooldown: endpoint.jwksCooldown,
+      maxAge: endpoint.jwksMaxAge,
+      fetchJson: fetcher.fetchJson,
+      permitted: (url) => permittedUrl(endpoint, url),
+      clock,
+      onFetch: metrics ? (result) => metrics.jwksFetches.inc({ endpoint: endpoint.name, result }) : undefined,
+    });
+    // Keys fetched from the same place over the same transport carry over a reload.
+    const source = JSON.stringify([endpoint.issuer, endpoint.jwksUri, endpoint.tls.ca, endpoint.tls.cert, endpoint.proxy?.url ?? null, endpoint.allowInsecure]);
+    const previous = this.#previousKeySets.find((set) => set.source === source);
+    if (previous) keys.adopt(previous.keys);
+    this.#keySets.push({ keys, fetcher, source });
+    if (!keys.loaded) void keys.refresh();
+    return keys;
+  }
+
+  async #closeKeySets(): Promise<void> {
+    await Promise.all(
+      this.#keySets.map(({ keys, fetcher }) => {
+        keys.close();
+        return fetcher.close();
+      }),
     );
   }
 
@@ -126,13 +181,13 @@ export class Authorizer {
 
   /** Close at once, cutting calls under way (shutdown, after the drain). */
   async close(): Promise<void> {
-    await Promise.all(this.#clients.map((client) => client.destroy()));
+    await Promise.all([...this.#clients.map((client) => client.destroy()), this.#closeKeySets()]);
     if (!this.#handedOver) await this.shared?.close();
   }
 
   /** Close once the calls under way have finished (a reload replaced this authorizer). */
   async retire(): Promise<void> {
-    await Promise.all(this.#clients.map((client) => client.close()));
+    await Promise.all([...this.#clients.map((client) => client.close()), this.#closeKeySets()]);
     if (!this.#handedOver) await this.shared?.close();
   }
 }
@@ -181,6 +236,8 @@ function instrumented(client: EndpointClient, metrics: Metrics): Endpoint {
     name: client.name,
     cacheId: client.cacheId,
     clientIdHeader: client.clientIdHeader,
+    issuer: client.issuer,
+    keys: client.keys,
     async introspect(token: string, signal?: AbortSignal, clientId?: string | null) {
       const started = performance.now();
       metrics.introspectionsInFlight.inc(labels);

@@ -9,6 +9,7 @@ import { extractBearer } from './credentials/bearer.js';
 import type { Allow, BearerError, CacheResult, Decision, Deny, HeaderToSet } from './decision.js';
 import type { Answer, CallerSignal, Endpoint } from './introspection/introspector.js';
 import type { CompiledPolicy } from './policy/compile.js';
+import { selectEndpoint } from './policy/endpoint-selection.js';
 import { evaluatePolicy } from './policy/evaluate.js';
 import { matchRoute, type RouteTable } from './policy/routes.js';
 import { spoofedHeaders } from './policy/upstream-headers.js';
@@ -62,8 +63,14 @@ export async function decide(
     return deny(config, 'invalid_request', 400, 'invalid_request', bearer.description, null, 'none');
   }
 
-  const { result, cache } = await context.introspect(policy.endpoint, bearer.token, signal);
-  const endpoint = policy.endpoint.name;
+  const chosen = selectEndpoint(policy, bearer.token);
+  if (chosen === null) {
+    note.detail = 'the token names an issuer none of the policy\'s endpoints has';
+    if (config.passThrough) return anonymous(policy, request, null, 'none', note, 'the token is not active');
+    return deny(config, 'inactive', 401, 'invalid_token', 'the token is not active', null, 'none');
+  }
+  const { result, cache } = await context.introspect(chosen, bearer.token, signal);
+  const endpoint = chosen.name;
   switch (result.outcome) {
     case 'inactive':
       if (config.passThrough) return anonymous(policy, request, endpoint, cache, note, 'the token is not active');

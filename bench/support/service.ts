@@ -37,6 +37,8 @@ export interface ServiceOptions {
   httpPort?: number;
   nodeFlags?: string[];
   env?: Record<string, string>;
+  /** Validate JWT access tokens locally (kind: jwt) with the keys at this JWKS URL, instead of introspecting at idpUrl. */
+  jwt?: { issuer: string; jwksUri: string; audience: string };
 }
 
 export interface Service {
@@ -61,10 +63,14 @@ export function serviceConfig(options: ServiceOptions): string {
     `cache: { maxCacheEntries: ${options.maxCacheEntries ?? 10_000}, validatedTokenTTL: 600, negativeTTL: ${options.negativeTTL ?? 600}, maxNegativeEntries: 1000 }`,
     'endpoints:',
     '  - name: idp',
-    `    url: "${options.idpUrl}"`,
-    '    authMethod: client_secret_basic',
-    `    clientId: ${IDP_CLIENT_ID}`,
-    '    clientSecretEnv: BENCH_IDP_SECRET',
+    ...(options.jwt
+      ? ['    kind: jwt', `    issuer: "${options.jwt.issuer}"`, `    jwksUri: "${options.jwt.jwksUri}"`, `    audience: "${options.jwt.audience}"`]
+      : [
+          `    url: "${options.idpUrl}"`,
+          '    authMethod: client_secret_basic',
+          `    clientId: ${IDP_CLIENT_ID}`,
+          '    clientSecretEnv: BENCH_IDP_SECRET',
+        ]),
     'policies:',
     '  - name: api',
     '    endpoint: idp',

@@ -12,7 +12,20 @@ import { readSecret, readText, Secret, type Fail, type SecretSources } from './s
 
 export interface EndpointConfig {
   name: string;
-  url: string;
+  kind: 'introspection' | 'jwt';
+  allowInsecure: boolean;
+  /** The introspection URL; null only for kind jwt without introspect: always. */
+  url: string | null;
+  responseFormat: 'json' | 'jwt';
+  /** Seconds a signed answer's iat may lie in the past. */
+  maxAnswerAge: number;
+  /** null: found through the issuer's metadata. */
+  jwksUri: string | null;
+  jwksCooldown: number;
+  jwksMaxAge: number;
+  algorithms: readonly string[];
+  tokenTypes: readonly string[];
+  introspect: 'never' | 'always';
   method: 'POST' | 'GET';
   tokenParameter: string;
   /** Extra request headers, names lower-cased; values held as secrets (one may be an API key). */
@@ -51,8 +64,32 @@ export function resolveEndpoint(
 ): EndpointConfig {
   const clientSecret = readSecret(raw.clientSecret, raw.clientSecretFile, raw.clientSecretEnv, 'clientSecret', sources, fail);
   const authorizationValue = readSecret(raw.authorizationValue, raw.authorizationValueFile, null, 'authorizationValue', sources, fail);
-  const url = new URL(raw.url);
-  checkTransport(raw, url, fail, warn);
+  const needsUrl = raw.kind === 'introspection' || raw.introspect === 'always';
+  if (needsUrl && raw.url === null) fail('url', raw.kind === 'jwt' ? 'required by introspect: always' : 'is required');
+  if (!needsUrl && raw.url !== null) fail('url', 'not used by kind jwt without introspect: always');
+  if (raw.kind === 'introspection' && raw.introspect !== 'never') fail('introspect', 'only used by kind jwt');
+  const signed = raw.kind === 'jwt' || raw.responseFormat === 'jwt';
+  if (signed && raw.issuer === null) fail('issuer', `required by ${raw.kind === 'jwt' ? 'kind jwt' : 'responseFormat jwt'}`);
+  if (raw.kind === 'jwt' && raw.audience === null) fail('audience', 'required by kind jwt (RFC 9068: a token for another resource server must not pass)');
+  if (raw.responseFormat === 'jwt' && raw.clientId === null) fail('clientId', 'required by responseFormat jwt (the answer\'s aud)');
+  if (raw.kind === 'jwt' && raw.responseFormat === 'jwt' && raw.introspect !== 'always') fail('responseFormat', 'not used by kind jwt without introspect: always');
+  if (!signed && raw.jwksUri !== null) fail('jwksUri', 'only used by kind jwt or responseFormat jwt');
+  // The key set and the metadata that names it decide what is true: the same transport rule as url.
+  const keysUrl = raw.jwksUri ?? (signed ? raw.issuer : null);
+  if (keysUrl !== null) {
+    let parsed: URL;
+    try {
+      parsed = new URL(keysUrl);
+    } catch {
+      fail(raw.jwksUri === null ? 'issuer' : 'jwksUri', 'must be an absolute http(s) URL to fetch the key set from');
+    }
+    if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') fail(raw.jwksUri === null ? 'issuer' : 'jwksUri', 'must use http or https');
+    checkTransport(raw, parsed, fail, warn, raw.jwksUri === null ? 'issuer' : 'jwksUri', false);
+  }
+  const url = raw.url === null ? null : new URL(raw.url);
+  if (url !== null) checkTransport(raw, url, fail, warn, 'url', keysUrl === null);
+  // Without a url, the TLS settings are the key set's.
+  const tlsUrl = url ?? new URL(keysUrl!);
 
   const given = raw.authMethod === null ? null : (AUTH_METHOD_ALIASES[raw.authMethod] ?? raw.authMethod);
   const authMethod: AuthMethod =
@@ -65,7 +102,8 @@ export function resolveEndpoint(
   if (raw.clientId && raw.clientIdHeader) fail('clientIdHeader', 'give clientId or clientIdHeader, not both');
   const withClientId = ['client_secret_basic', 'client_secret_post', 'none'];
   if (raw.clientIdHeader && !withClientId.includes(authMethod)) fail('clientIdHeader', `not used by authMethod ${authMethod}`);
-  switch (authMethod) {
+  // Without a url nobody is called, so nobody is authenticated to.
+  if (raw.url !== null) switch (authMethod) {
     case 'client_secret_basic':
     case 'client_secret_post':
       if (!raw.clientId && !raw.clientIdHeader) fail('clientId', `required by authMethod ${authMethod}`);
@@ -96,7 +134,17 @@ export function resolveEndpoint(
 
   return {
     name: raw.name,
+    kind: raw.kind,
+    allowInsecure: raw.allowInsecure,
     url: raw.url,
+    responseFormat: raw.responseFormat,
+    maxAnswerAge: raw.maxAnswerAge,
+    jwksUri: raw.jwksUri,
+    jwksCooldown: raw.jwksCooldown,
+    jwksMaxAge: raw.jwksMaxAge,
+    algorithms: Object.freeze([...raw.algorithms]),
+    tokenTypes: Object.freeze(raw.tokenTypes.map(normalizeType)),
+    introspect: raw.introspect,
     method: raw.method,
     tokenParameter: raw.tokenParameter,
     headers,
@@ -106,7 +154,7 @@ export function resolveEndpoint(
     clientSecret,
     authorizationValue,
     tokenTypeHint: raw.tokenTypeHint,
-    tls: resolveTls(raw, url, sources, fail),
+    tls: resolveTls(raw, tlsUrl, sources, fail),
     proxy: resolveProxy(raw.proxy),
     issuer: raw.issuer,
     audience: raw.audience === null ? [] : typeof raw.audience === 'string' ? [raw.audience] : raw.audience,
@@ -133,18 +181,38 @@ export function resolveEndpoint(
  * every load. No issuer or audience check is legal but worth a warning: a
  * token the endpoint calls active for any other resource server passes here.
  */
-function checkTransport(raw: RawEndpoint, url: URL, fail: Fail, warn: (key: string, problem: string) => void): void {
+function checkTransport(
+  raw: RawEndpoint,
+  url: URL,
+  fail: Fail,
+  warn: (key: string, problem: string) => void,
+  key = 'url',
+  checkInsecureUse = true,
+): void {
   if (url.protocol === 'https:') {
-    if (raw.allowInsecure) fail('allowInsecure', 'has no effect with an https url');
+    if (raw.allowInsecure && checkInsecureUse) fail('allowInsecure', `has no effect with an https ${key}`);
   } else if (!isLoopback(url.hostname) || (raw.proxy !== null && !isLoopback(new URL(raw.proxy).hostname))) {
     if (!raw.allowInsecure) {
-      fail('url', 'http sends the client secret and every token in clear: use https, or set allowInsecure: true on this endpoint (a loopback host, reached without a remote proxy, needs neither)');
+      const risk = key === 'url' ? 'sends the client secret and every token in clear' : 'lets anyone on the path hand us the keys that sign tokens';
+      fail(key, `http ${risk}: use https, or set allowInsecure: true on this endpoint (a loopback host, reached without a remote proxy, needs neither)`);
     }
-    warn('url', 'http (allowed by allowInsecure): the client secret and every token cross the network in clear, and anyone on the path can answer for the endpoint');
+    warn(key, 'http (allowed by allowInsecure): the client secret and every token cross the network in clear, and anyone on the path can answer for the endpoint');
   }
-  if (raw.issuer === null && raw.audience === null) {
+  if (key === 'url' && raw.issuer === null && raw.audience === null) {
     warn('', 'neither issuer nor audience is set: a token this endpoint calls active is accepted whoever it was issued to or by');
   }
+}
+
+/** typ compared as RFC 8725 says media types are: without case, and without an application/ prefix. */
+export function normalizeType(typ: string): string {
+  const lower = typ.toLowerCase();
+  return lower.startsWith('application/') ? lower.slice('application/'.length) : lower;
+}
+
+/** May a URL found at run time (a metadata's jwks_uri) be fetched under the endpoint's transport rule? */
+export function permittedUrl(config: EndpointConfig, url: URL): boolean {
+  if (url.protocol === 'https:' || config.allowInsecure) return url.protocol === 'https:' || url.protocol === 'http:';
+  return url.protocol === 'http:' && isLoopback(url.hostname) && (config.proxy === null || isLoopback(new URL(config.proxy.url).hostname));
 }
 
 /** 127.0.0.0/8, ::1 and localhost, as the URL parser writes them. */

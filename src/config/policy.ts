@@ -20,7 +20,10 @@ import type { RawPolicy } from './schema.js';
 
 export interface PolicyConfig {
   name: string;
+  /** The endpoint asked about an opaque token: the first of `endpoints`. */
   endpoint: string;
+  /** Every endpoint the policy names, in order; more than one: JWTs go by issuer. */
+  endpoints: readonly string[];
   match: readonly RouteRule[];
   realm: string;
   scopes: readonly string[];
@@ -47,6 +50,34 @@ export type Fail = (key: string, problem: string) => never;
 interface EndpointRef {
   name: string;
   restricted: boolean;
+  issuer: string | null;
+}
+
+/**
+ * The endpoints a policy asks. Several are chosen between by a JWT's issuer,
+ * so each needs an issuer of its own: two with one issuer, or one with none,
+ * would leave the choice to configuration order.
+ */
+function resolveEndpoints(given: string | string[] | null, endpoints: readonly EndpointRef[], fail: Fail): string[] {
+  if (given === null) {
+    // A restricted endpoint (IBM Verify Access: restricted) is never picked for a policy that does not name it.
+    const open = endpoints.filter((e) => !e.restricted);
+    if (endpoints.length !== 1 || open.length !== 1) {
+      fail('endpoint', 'required when more than one endpoint is configured or the only one is restricted');
+    }
+    return [open[0]!.name];
+  }
+  const names = typeof given === 'string' ? [given] : given;
+  const issuers = new Set<string>();
+  for (const name of names) {
+    const endpoint = endpoints.find((e) => e.name === name);
+    if (!endpoint) fail('endpoint', `no endpoint is named "${name}"`);
+    if (names.length === 1) break;
+    if (endpoint.issuer === null) fail('endpoint', `endpoint ${name} has no issuer, which a list of endpoints chooses by`);
+    if (issuers.has(endpoint.issuer)) fail('endpoint', `two endpoints of the list have the issuer of ${name}`);
+    issuers.add(endpoint.issuer);
+  }
+  return names;
 }
 
 /** A Set that prints as a list (check-config prints the resolved configuration as JSON). */
@@ -57,17 +88,7 @@ class NameSet extends Set<string> {
 }
 
 export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[], fail: Fail): PolicyConfig {
-  let endpointName = raw.endpoint;
-  if (endpointName === null) {
-    // A restricted endpoint (IBM Verify Access: restricted) is never picked for a policy that does not name it.
-    const open = endpoints.filter((e) => !e.restricted);
-    if (endpoints.length !== 1 || open.length !== 1) {
-      fail('endpoint', 'required when more than one endpoint is configured or the only one is restricted');
-    }
-    endpointName = open[0]!.name;
-  } else if (!endpoints.some((e) => e.name === endpointName)) {
-    fail('endpoint', `no endpoint is named "${endpointName}"`);
-  }
+  const endpointNames = resolveEndpoints(raw.endpoint, endpoints, fail);
 
   const match = raw.match.map((item, index) => resolveRule(item, (key, problem) => fail(`match[${index}]${key}`, problem)));
 
@@ -127,7 +148,8 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
 
   return {
     name: raw.name,
-    endpoint: endpointName,
+    endpoint: endpointNames[0]!,
+    endpoints: Object.freeze(endpointNames),
     match,
     realm: raw.realm,
     scopes,

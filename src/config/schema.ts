@@ -121,6 +121,11 @@ function proxyUrl(value: unknown): void {
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) throw new Error('must be a proxy origin without a path, query or fragment');
 }
 
+/** Asymmetric JWS algorithms (RFC 7518, RFC 8037) a key set may verify. */
+export const JWS_ALGORITHMS: readonly string[] = Object.freeze([
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+]);
+
 /** Options of one introspection endpoint (an entry of `endpoints`). */
 export const endpointSchema = {
   name: {
@@ -128,12 +133,94 @@ export const endpointSchema = {
     format: objectName,
     default: null as unknown as string,
   },
+  kind: {
+    doc:
+      'introspection: ask the RFC 7662 endpoint at url about each new token. jwt: validate RFC 9068 JWT access ' +
+      'tokens here, against the issuer\'s keys (jwksUri, or found through the issuer\'s metadata), with no call ' +
+      'per token unless introspect says so.',
+    format: oneOf(['introspection', 'jwt'] as const),
+    default: 'introspection' as 'introspection' | 'jwt',
+  },
   url: {
     doc:
       'RFC 7662 introspection endpoint URL (MuleSoft: introspectionURL; IBM: introspection_endpoint): https, or http ' +
-      'on loopback (127.0.0.0/8, [::1], localhost, with no proxy off this host) unless allowInsecure.',
-    format: httpUrl,
-    default: null as unknown as string,
+      'on loopback (127.0.0.0/8, [::1], localhost, with no proxy off this host) unless allowInsecure. Required, ' +
+      'except for kind jwt without introspect: always.',
+    format: (value: unknown) => {
+      if (value !== null) httpUrl(value);
+    },
+    default: null as string | null,
+  },
+  responseFormat: {
+    doc:
+      'json: RFC 7662 answers. jwt: ask for RFC 9701 signed answers (Accept: application/token-introspection+jwt) ' +
+      'and take only those: typ token-introspection+jwt, an algorithm of algorithms, a signature by a key of the ' +
+      'issuer\'s key set, iss equal to issuer, aud holding clientId, iat within maxAnswerAge. Anything else, a ' +
+      'JSON answer included, is a bad response. Needs issuer and clientId. Encrypted (JWE) answers are not read.',
+    format: oneOf(['json', 'jwt'] as const),
+    default: 'json' as 'json' | 'jwt',
+  },
+  maxAnswerAge: {
+    doc: 'Seconds a signed (responseFormat jwt) answer\'s iat may lie in the past, clockSkew aside; older is a bad response.',
+    format: wholeNumber(1, 3600),
+    default: 60,
+  },
+  jwksUri: {
+    doc:
+      'URL of the issuer\'s JSON Web Key Set (kind jwt, responseFormat jwt). Unset: read from the issuer\'s ' +
+      'metadata (RFC 8414 /.well-known/oauth-authorization-server, then /.well-known/openid-configuration). ' +
+      'Fetched with this endpoint\'s TLS, proxy and timeout settings, under the same https rule as url.',
+    format: (value: unknown) => {
+      if (value !== null) httpUrl(value);
+    },
+    default: null as string | null,
+  },
+  jwksCooldown: {
+    doc:
+      'Milliseconds between two fetches of the key set: a token or answer signed with an unknown key id fetches ' +
+      'it again at most this often, so random key ids cannot flood the issuer. The last key set fetched stays ' +
+      'in use while the issuer cannot be reached.',
+    format: wholeNumber(0, 3_600_000),
+    default: 30_000,
+  },
+  jwksMaxAge: {
+    doc:
+      'Milliseconds a fetched key set is used before it is fetched again in the background (the old one serving ' +
+      'meanwhile, and for as long as the fetch fails), so a key the issuer withdrew stops verifying within this ' +
+      'time; 0 never ages it.',
+    format: wholeNumber(0, 86_400_000),
+    default: 600_000,
+  },
+  algorithms: {
+    doc:
+      'Signature algorithms accepted (kind jwt, responseFormat jwt): asymmetric JWS algorithms only; none and ' +
+      'the HMAC algorithms are refused, since the key set is public.',
+    format: (value: unknown) => {
+      if (!Array.isArray(value) || value.length === 0) throw new Error('must be a non-empty list of JWS algorithms');
+      for (const alg of value) {
+        if (!JWS_ALGORITHMS.includes(alg as string)) throw new Error(`must hold only ${JWS_ALGORITHMS.join(', ')}`);
+      }
+    },
+    default: ['RS256', 'PS256', 'ES256', 'EdDSA'] as string[],
+  },
+  tokenTypes: {
+    doc:
+      'JWT typ headers a JWT access token may carry (kind jwt), compared without case and without an application/ ' +
+      'prefix: at+jwt per RFC 9068; add JWT for servers that send that.',
+    format: (value: unknown) => {
+      if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string' && v !== '')) {
+        throw new Error('must be a non-empty list of strings');
+      }
+    },
+    default: ['at+jwt'] as string[],
+  },
+  introspect: {
+    doc:
+      'For kind jwt: never (the signature and claims decide; a revoked token passes until its exp or the cache ' +
+      'TTL) or always (a token whose signature and claims pass is then introspected at url, and that answer, ' +
+      'cached as any other, decides: revocation counts, forged tokens cost no call).',
+    format: oneOf(['never', 'always'] as const),
+    default: 'never' as 'never' | 'always',
   },
   allowInsecure: {
     doc:
@@ -275,7 +362,10 @@ export const endpointSchema = {
     default: null as string | null,
   },
   issuer: {
-    doc: 'When set, an answer whose iss is not exactly this is inactive. Neither issuer nor audience set: a warning at load.',
+    doc:
+      'When set, an answer (or JWT access token) whose iss is not exactly this is inactive; a policy with several ' +
+      'endpoints sends a JWT to the one whose issuer is its iss. Required by kind jwt and responseFormat jwt. ' +
+      'Neither issuer nor audience set: a warning at load.',
     format: optionalString,
     default: null as string | null,
   },
@@ -374,11 +464,22 @@ export const policySchema = {
     default: null as unknown as string,
   },
   endpoint: {
-    doc: 'Name of the introspection endpoint this policy asks. May be omitted when exactly one endpoint is configured.',
+    doc:
+      'Name of the endpoint this policy asks, or a list of names: a JWT then goes to the endpoint whose issuer is ' +
+      'its (unverified) iss, where it is verified by that endpoint\'s rules, and is an inactive deny without any ' +
+      'call when none matches; an opaque token goes to the first. Every endpoint of a list needs a distinct issuer. ' +
+      'May be omitted when exactly one endpoint is configured.',
     format: (value: unknown) => {
-      if (value !== null) objectName(value);
+      if (value === null) return;
+      if (Array.isArray(value)) {
+        if (value.length === 0) throw new Error('must be a name or a non-empty list of names');
+        value.forEach(objectName);
+        return;
+      }
+      objectName(value);
     },
-    default: null as string | null,
+    alsoList: true,
+    default: null as string | string[] | null,
   },
   match: {
     doc:

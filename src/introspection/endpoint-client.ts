@@ -13,6 +13,8 @@ import { RequestTemplate } from './endpoint-request.js';
 import { InFlightLimit } from './in-flight-limit.js';
 import { DEADLINE_REACHED } from './introspector.js';
 import { readIntrospectionResponse, type IntrospectionResult, type ReadOptions } from './result.js';
+import type { KeySet } from './jwks.js';
+import { readSignedAnswer, type SignedAnswerRules } from './jwt-answer.js';
 import { createDispatcher } from './transport.js';
 
 export interface Clock {
@@ -32,6 +34,8 @@ export interface EndpointClientOptions {
    * uses its own random key, since its cache ids never leave it.
    */
   fingerprintKey?: Buffer;
+  /** The issuer's key set, for signed (responseFormat jwt) answers. */
+  keys?: KeySet;
 }
 
 /** The fingerprint key of a process without a shared tier. */
@@ -95,6 +99,9 @@ export class EndpointClient {
   readonly cacheId: string;
   /** Request header whose value is the client id sent to the endpoint (IBM: client_id_hdr), or null. */
   readonly clientIdHeader: string | null;
+  readonly issuer: string | null;
+  readonly keys: KeySet | undefined;
+  readonly #signed: SignedAnswerRules | null;
   readonly #config: EndpointConfig;
   readonly #dispatcher: Dispatcher;
   readonly #origin: string;
@@ -112,13 +119,22 @@ export class EndpointClient {
 
   constructor(config: EndpointConfig, options: EndpointClientOptions = {}) {
     this.name = config.name;
-    this.cacheId = `${config.name}\0${fingerprint(config, options.fingerprintKey ?? PROCESS_FINGERPRINT_KEY)}`;
+    this.cacheId = endpointCacheId(config, options.fingerprintKey);
     this.clientIdHeader = config.clientIdHeader;
+    this.issuer = config.issuer;
     this.#config = config;
+    if (config.responseFormat === 'jwt' && (options.keys === undefined || config.issuer === null || config.clientId === null)) {
+      throw new TypeError(`endpoint ${config.name}: responseFormat jwt needs keys, an issuer and a clientId`);
+    }
+    this.keys = options.keys;
+    this.#signed =
+      config.responseFormat === 'jwt'
+        ? { issuer: config.issuer!, clientId: config.clientId!, algorithms: config.algorithms, maxAnswerAge: config.maxAnswerAge }
+        : null;
     this.#clock = options.clock ?? Date;
     this.#onRetry = options.onRetry ?? (() => {});
     this.#random = options.random ?? Math.random;
-    this.#origin = new URL(config.url).origin;
+    this.#origin = new URL(config.url!).origin;
     this.#dispatcher = createDispatcher(config);
     this.#template = new RequestTemplate(config);
     this.#breaker = new CircuitBreaker({
@@ -245,7 +261,10 @@ export class EndpointClient {
           retry: false,
         };
       }
-      const result = readIntrospectionResponse(status, body, { now: this.#clock.now(), ...this.#readOptions });
+      const options = { now: this.#clock.now(), ...this.#readOptions };
+      const result = this.#signed
+        ? await readSignedAnswer(body, this.keys!.getKey, this.#signed, options)
+        : readIntrospectionResponse(status, body, options);
       return { result, verdict: 'ok', retry: false };
     } catch (error) {
       if (signal.aborted) return { result: NO_TIME, verdict: this.#verdictOfAbort(signal, performance.now() - started), retry: false };
@@ -307,6 +326,11 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   });
 }
 
+/** What the cache keys an endpoint's answers by: its name and a fingerprint of its settings. */
+export function endpointCacheId(config: EndpointConfig, fingerprintKey: Buffer = PROCESS_FINGERPRINT_KEY): string {
+  return `${config.name}\0${fingerprint(config, fingerprintKey)}`;
+}
+
 /**
  * A MAC of every setting that shapes an endpoint's answers (where it is, who
  * asks and how, the client certificate included, how the answer is read),
@@ -333,6 +357,13 @@ function fingerprint(config: EndpointConfig, key: Buffer): string {
     config.audience,
     config.multiValuedScope,
     config.tls.cert,
+    config.kind,
+    config.responseFormat,
+    config.maxAnswerAge,
+    config.jwksUri,
+    config.algorithms,
+    config.tokenTypes,
+    config.introspect,
   ]);
   return createHmac('sha256', key).update(shape).digest('base64url');
 }
@@ -352,7 +383,7 @@ function discard(body: Body): void {
 }
 
 /** Read a body up to `limit` bytes; null (and the body destroyed) when it is larger. */
-async function readLimited(body: Body, limit: number, contentLength: string | string[] | undefined): Promise<string | null> {
+export async function readLimited(body: Body, limit: number, contentLength: string | string[] | undefined): Promise<string | null> {
   if (typeof contentLength === 'string' && Number(contentLength) > limit) {
     discard(body);
     return null;

@@ -34,12 +34,15 @@ export class RequestTemplate {
 
   constructor(config: EndpointConfig) {
     this.#config = config;
+    if (config.url === null) throw new TypeError(`endpoint ${config.name} has no url to introspect at`);
     const url = new URL(config.url);
     this.#pathname = url.pathname;
     this.#query = url.search.slice(1);
     this.#headers = { accept: 'application/json' };
     // Static headers first: the protocol's own (content-type, authorization) are never theirs to change.
     for (const [name, value] of Object.entries(config.headers)) this.#headers[name] = value.reveal();
+    // RFC 9701: a signed answer is asked for, and nothing else will do (the header is ours, not a static one's).
+    if (config.responseFormat === 'jwt') this.#headers.accept = 'application/token-introspection+jwt';
     if (config.method === 'POST') this.#headers['content-type'] = 'application/x-www-form-urlencoded';
     this.#hint = config.tokenTypeHint ? `&token_type_hint=${formEncode(config.tokenTypeHint)}` : '';
     this.#fixedAuth = config.clientIdHeader === null ? this.#auth(config.clientId) : null;

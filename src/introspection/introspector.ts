@@ -46,6 +46,10 @@ export interface Endpoint {
    * answer must match.
    */
   readonly clientIdHeader?: string | null;
+  /** The issuer whose tokens this endpoint judges: a policy with several endpoints sends a JWT by its iss. */
+  readonly issuer?: string | null;
+  /** The issuer's key set, when the endpoint verifies signatures (readiness asks whether it is loaded). */
+  readonly keys?: { readonly loaded: boolean; readonly lastProblem: string | null };
   introspect(token: string, signal?: AbortSignal, clientId?: string | null): Promise<IntrospectionResult>;
 }
 

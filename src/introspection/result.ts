@@ -49,12 +49,34 @@ export function readIntrospectionResponse(status: number, body: string, options:
   } catch {
     return bad('the answer is not JSON');
   }
+  return readIntrospectionAnswer(parsed, options);
+}
+
+/**
+ * Interpret an RFC 7662 answer object, wherever it came from: a JSON body, or
+ * the token_introspection claim of a verified RFC 9701 JWT.
+ */
+export function readIntrospectionAnswer(parsed: unknown, options: ReadOptions): IntrospectionResult {
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return bad('the answer is not a JSON object');
   const answer = parsed as Record<string, unknown>;
   // Frozen whole here: the claims made below are its values, shared by every later Check.
   if (!deepFreezeWithin(answer, MAX_ANSWER_DEPTH)) return bad(`the answer is nested deeper than ${MAX_ANSWER_DEPTH} levels`);
   if (typeof answer.active !== 'boolean') return bad('"active" is missing or not a boolean');
   if (!answer.active) return INACTIVE;
+  return checkedClaims(answer, options);
+}
+
+/**
+ * The claims of a token some authority calls active (an introspection answer,
+ * or a JWT access token whose signature we verified), checked against the
+ * clock, issuer and audience, frozen, and shaped for the policy.
+ */
+export function activeClaims(answer: Record<string, unknown>, options: ReadOptions): IntrospectionResult {
+  if (!deepFreezeWithin(answer, MAX_ANSWER_DEPTH)) return bad(`the answer is nested deeper than ${MAX_ANSWER_DEPTH} levels`);
+  return checkedClaims(answer, options);
+}
+
+function checkedClaims(answer: Record<string, unknown>, options: ReadOptions): IntrospectionResult {
 
   for (const name of ['exp', 'nbf', 'iat'] as const) {
     const value = answer[name];

@@ -7,7 +7,11 @@
 import { Pool, ProxyAgent, type Dispatcher } from 'undici';
 import type { EndpointConfig } from '../config/load.js';
 
-export function createDispatcher(config: EndpointConfig): Dispatcher {
+/**
+ * @param origin where the dispatcher connects: the endpoint's url by default, or
+ *   another origin reached with the same settings (the issuer's key set and metadata)
+ */
+export function createDispatcher(config: EndpointConfig, origin = new URL(config.url!).origin): Dispatcher {
   const backstop = config.authenticationTimeout + 1000;
   const tls = {
     ...(config.tls.ca === null ? {} : { ca: config.tls.ca }),
@@ -22,7 +26,6 @@ export function createDispatcher(config: EndpointConfig): Dispatcher {
     headersTimeout: backstop,
     bodyTimeout: backstop,
   };
-  const origin = new URL(config.url).origin;
   if (config.proxy === null) {
     return new Pool(origin, { ...poolOptions, connect: { timeout: backstop, ...tls } });
   }

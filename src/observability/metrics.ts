@@ -116,6 +116,13 @@ export class Metrics {
     collect: (): void => flush(this.cacheLookups, this.#cacheTallies.values()),
   });
 
+  readonly jwksFetches = new Counter({
+    name: 'authz_jwks_fetches_total',
+    help: 'Fetches of an issuer\'s key set (JWKS, with its metadata when discovered), by endpoint and result (success, failure).',
+    labelNames: ['endpoint', 'result'] as const,
+    registers: [this.registry],
+  });
+
   readonly introspectionRetries = new Counter({
     name: 'authz_introspection_retries_total',
     help: 'Retries of introspections after a connection failure or an HTTP 502/503/504, by endpoint.',

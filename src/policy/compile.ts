@@ -14,7 +14,10 @@ import { statusHeaderName } from './upstream-headers.js';
 
 export interface CompiledPolicy {
   readonly config: PolicyConfig;
+  /** The endpoint of an opaque token: the first the policy names. */
   readonly endpoint: Endpoint;
+  /** With several endpoints, each by its issuer (see endpoint-selection.ts); null with one. */
+  readonly endpointsByIssuer: ReadonlyMap<string, Endpoint> | null;
   /**
    * Header names outside `prefixes` that only this service may set: the
    * identity and attributes headers of every policy, since one upstream may
@@ -50,9 +53,12 @@ export function compilePolicies(
   const prefixList = Object.freeze([...prefixes]);
   const compiled = new Map<string, CompiledPolicy>();
   for (const policy of policies) {
-    const endpoint = endpoints.get(policy.endpoint);
-    if (!endpoint) throw new Error(`policy ${policy.name} names endpoint ${policy.endpoint}, which was not built`);
-    compiled.set(policy.name, compilePolicy(policy, endpoint, ownHeaders, prefixList));
+    const named = policy.endpoints.map((name) => {
+      const endpoint = endpoints.get(name);
+      if (!endpoint) throw new Error(`policy ${policy.name} names endpoint ${name}, which was not built`);
+      return endpoint;
+    });
+    compiled.set(policy.name, compilePolicy(policy, named, ownHeaders, prefixList));
   }
   return compiled;
 }
@@ -60,15 +66,19 @@ export function compilePolicies(
 /** One policy; `ownHeaders` and `prefixes` default to its own (tests, a single policy). */
 export function compilePolicy(
   policy: PolicyConfig,
-  endpoint: Endpoint,
+  endpoints: Endpoint | readonly Endpoint[],
   ownHeaders: ReadonlySet<string> = new Set([policy.identityHeader, ...(policy.attributesHeader ? [policy.attributesHeader] : [])]),
   prefixes: readonly string[] = [policy.headerPrefix],
 ): CompiledPolicy {
+  const list = Array.isArray(endpoints) ? (endpoints as readonly Endpoint[]) : [endpoints as Endpoint];
+  // resolvePolicy gives every endpoint of a list its own issuer.
+  const byIssuer = list.length > 1 ? new Map(list.map((endpoint) => [endpoint.issuer!, endpoint])) : null;
   const status = statusHeaderName(policy.headerPrefix);
   const description = insufficientScopeDescription(policy.scopeValidationCriteria);
   return Object.freeze({
     config: policy,
-    endpoint,
+    endpoint: list[0]!,
+    endpointsByIssuer: byIssuer,
     ownHeaders,
     prefixes,
     scopeChallenge:

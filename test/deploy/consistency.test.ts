@@ -172,7 +172,8 @@ t.test('egress: DNS, the introspection endpoints and Redis, nothing else', async
   t.same(allows(53, 'TCP'), dns, 'and TCP (large answers), to the same place');
   t.match(dns[0].to[0], { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } });
   for (const endpoint of config.endpoints) {
-    const url = new URL(endpoint.url);
+    // Introspection goes to url; a kind jwt endpoint only fetches its key set.
+    const url = new URL(endpoint.url ?? endpoint.jwksUri ?? endpoint.issuer!);
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     const rules = allows(port, 'TCP');
     t.equal(rules.length, 1, `endpoint ${endpoint.name}: port ${port} is open`);

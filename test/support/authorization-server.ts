@@ -38,6 +38,11 @@ export interface StartAuthorizationServerOptions {
   scopes?: string[];
   /** Lifetime of issued access tokens in seconds. Default: 3600. */
   accessTokenTtlSeconds?: number;
+  /**
+   * Resource indicators (RFC 8707) for which tokens are RFC 9068 JWTs (features.resourceIndicators); a token
+   * asked for with `resource` gets that aud. Default: none (every token is opaque).
+   */
+  jwtResources?: string[];
 }
 
 export interface IssueTokenOptions {
@@ -45,6 +50,8 @@ export interface IssueTokenOptions {
   scope?: string;
   /** Which application client gets the token. Default: the first application client. */
   clientId?: string;
+  /** RFC 8707 resource: one of jwtResources gives a JWT access token for it. */
+  resource?: string;
 }
 
 export interface AuthorizationServer {
@@ -65,6 +72,17 @@ export interface AuthorizationServer {
   revoke(token: string): Promise<void>;
   /** Number of HTTP requests that reached the introspection endpoint path since start. */
   introspectionCount(): number;
+  /** The JWK Set (public signing keys). */
+  jwksUrl: string;
+  /** Number of HTTP requests for the JWK Set since start. */
+  jwksCount(): number;
+  /**
+   * Sign new tokens with a fresh key from now on; the keys before it stay published unless `dropOld`.
+   * Issued tokens are kept (the store is shared by the provider before and after).
+   */
+  rotateKeys(options?: { dropOld?: boolean }): Promise<void>;
+  /** The key id new tokens are signed with. */
+  currentKid(): string;
   /** Stops listening and destroys all (keep-alive) connections. */
   close(): Promise<void>;
 }
@@ -85,12 +103,13 @@ interface OidcProvider {
 }
 interface OidcProviderModule {
   Provider: new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
-  errors: { InvalidRequest: new (description: string) => Error };
+  errors: { InvalidRequest: new (description: string) => Error; InvalidTarget: new () => Error };
 }
 
 const INTROSPECTION_PATH = '/token/introspection';
 const REVOCATION_PATH = '/token/revocation';
 const TOKEN_PATH = '/token';
+const JWKS_PATH = '/jwks';
 
 let providerModule: Promise<OidcProviderModule> | undefined;
 
@@ -120,16 +139,18 @@ function loadOidcProvider(): Promise<OidcProviderModule> {
 /** One signing key per process (RSA generation costs tens of ms). Supplying it avoids the dev-keys warning. */
 let signingJwk: Record<string, unknown> | undefined;
 function getSigningJwk(): Record<string, unknown> {
-  if (!signingJwk) {
-    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    signingJwk = {
-      ...(privateKey.export({ format: 'jwk' }) as Record<string, unknown>),
-      kid: randomBytes(8).toString('hex'),
-      use: 'sig',
-      alg: 'RS256',
-    };
-  }
+  signingJwk ??= newSigningJwk();
   return signingJwk;
+}
+
+function newSigningJwk(): Record<string, unknown> {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    ...(privateKey.export({ format: 'jwk' }) as Record<string, unknown>),
+    kid: randomBytes(8).toString('hex'),
+    use: 'sig',
+    alg: 'RS256',
+  };
 }
 
 function newSecret(): string {
@@ -250,9 +271,12 @@ export async function startAuthorizationServer(
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
 
-  const provider = new Provider(issuer, {
-    adapter: createMemoryAdapterFactory(),
-    jwks: { keys: [getSigningJwk()] },
+  const jwtResources = new Set(options.jwtResources ?? []);
+  const adapter = createMemoryAdapterFactory();
+  let signingKeys = [getSigningJwk()];
+  const makeProvider = () => new Provider(issuer, {
+    adapter,
+    jwks: { keys: signingKeys },
     cookies: { keys: [newSecret(), newSecret()] },
     scopes,
     clients: [
@@ -282,13 +306,23 @@ export async function startAuthorizationServer(
         scope: appScopes.get(c.clientId) ?? scopes.join(' '),
       })),
     ],
-    routes: { introspection: INTROSPECTION_PATH, revocation: REVOCATION_PATH, token: TOKEN_PATH },
+    routes: { introspection: INTROSPECTION_PATH, revocation: REVOCATION_PATH, token: TOKEN_PATH, jwks: JWKS_PATH },
     ttl: { AccessToken: ttl, ClientCredentials: ttl },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      // Without resource indicators, client_credentials tokens are always opaque.
-      resourceIndicators: { enabled: false },
+      // Without a resource (or without jwtResources), client_credentials tokens are opaque.
+      resourceIndicators: {
+        enabled: jwtResources.size > 0,
+        defaultResource: () => undefined,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx: unknown, resource: string) => {
+          if (!jwtResources.has(resource)) throw new errors.InvalidTarget();
+          return { scope: scopes.join(' '), audience: resource, accessTokenFormat: 'jwt', accessTokenTTL: ttl };
+        },
+      },
+      // RFC 9701: signed answers for an introspector asking with Accept: application/token-introspection+jwt.
+      jwtIntrospection: { enabled: true },
       introspection: {
         enabled: true,
         // Default policy lets any confidential client introspect any token (and prints a notice).
@@ -313,13 +347,20 @@ export async function startAuthorizationServer(
     },
   });
 
-  const handler = provider.callback();
+  let handler = makeProvider().callback();
   let introspections = 0;
+  let jwksRequests = 0;
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '').split('?', 1)[0];
     if (path === INTROSPECTION_PATH) introspections += 1;
+    if (path === JWKS_PATH) jwksRequests += 1;
     handler(req, res);
   });
+
+  async function rotateKeys(rotation: { dropOld?: boolean } = {}): Promise<void> {
+    signingKeys = rotation.dropOld ? [newSigningJwk()] : [newSigningJwk(), ...signingKeys];
+    handler = makeProvider().callback();
+  }
 
   const tokenUrl = `${issuer}${TOKEN_PATH}`;
   const introspectionUrl = `${issuer}${INTROSPECTION_PATH}`;
@@ -332,6 +373,7 @@ export async function startAuthorizationServer(
     if (!client) throw new Error(`unknown application client ${opts.clientId ?? '(none configured)'}`);
     const form = new URLSearchParams({ grant_type: 'client_credentials' });
     if (opts.scope !== undefined) form.set('scope', opts.scope);
+    if (opts.resource !== undefined) form.set('resource', opts.resource);
     const res = await request(tokenUrl, {
       method: 'POST',
       headers: {
@@ -384,6 +426,10 @@ export async function startAuthorizationServer(
     issueToken,
     revoke,
     introspectionCount: () => introspections,
+    jwksUrl: `${issuer}${JWKS_PATH}`,
+    jwksCount: () => jwksRequests,
+    rotateKeys,
+    currentKid: () => signingKeys[0]!.kid as string,
     close,
   };
 }

@@ -6,8 +6,8 @@ import { resolvePolicy, type PolicyConfig } from '../../src/config/policy.js';
 import { policySchema, type RawPolicy } from '../../src/config/schema.js';
 
 export const TEST_ENDPOINTS = [
-  { name: 'as', restricted: false },
-  { name: 'other-as', restricted: false },
+  { name: 'as', restricted: false, issuer: 'https://as.example' },
+  { name: 'other-as', restricted: false, issuer: 'https://other-as.example' },
 ];
 
 const DEFAULTS = Object.fromEntries(Object.entries(policySchema).map(([key, option]) => [key, option.default])) as RawPolicy;
