@@ -15,10 +15,16 @@ import { RedisSharedCache } from './introspection/redis-cache.js';
 import { sharedKeys } from './introspection/sealed-entry.js';
 import { createHash } from 'node:crypto';
 import { compilePolicies, routeTable } from './policy/compile.js';
+import type { Logger } from './observability/logger.js';
+
+/** Least time between two warnings that an endpoint is being answered for from stale answers. */
+export const STALE_WARNING_MS = 60_000;
 
 export interface AuthorizerOptions {
   clock?: Clock;
   metrics?: Metrics;
+  /** Where the warning of stale answers goes (at most once per STALE_WARNING_MS and endpoint). */
+  logger?: Pick<Logger, 'warn'>;
   /**
    * The authorizer this one replaces on a reload: its cache and in-flight calls
    * are kept when the cache settings did not change, less the answers of
@@ -54,7 +60,7 @@ export class Authorizer {
     );
     this.#needsHeaders = this.#clients.some((client) => client.clientIdHeader !== null);
     const byName = new Map<string, Endpoint>(
-      this.#clients.map((client) => [client.name, metrics ? instrumented(client, metrics) : client]),
+      this.#clients.map((client, i) => [client.name, endpointOf(client, config.endpoints[i]!.staleIfError, metrics)]),
     );
 
     this.#cacheSettings = JSON.stringify({ cache: config.cache, redis: redisSettings(config) });
@@ -77,7 +83,11 @@ export class Authorizer {
       // Evictions matter as long as the longest-lived answer written before them.
       const retention = Math.max(config.cache.validatedTokenTTL, config.cache.negativeTTL) * 1000;
       this.shared = config.redis ? sharedCache(config.redis, retention, clock, metrics) : null;
-      this.introspector = new Introspector(this.cache, { shared: this.shared ?? undefined, clock });
+      this.introspector = new Introspector(this.cache, {
+        shared: this.shared ?? undefined,
+        clock,
+        onStale: staleReporter(clock, metrics, options.logger),
+      });
       const introspector = this.introspector;
       this.shared?.listen({ evict: (keys) => introspector.dropKeys(keys), clear: () => introspector.clearLocal() });
     }
@@ -174,13 +184,39 @@ function sharedCache(
   });
 }
 
-/** An endpoint whose calls are counted and timed. */
-function instrumented(client: EndpointClient, metrics: Metrics): Endpoint {
+/**
+ * Counts stale serves, and warns at most once per STALE_WARNING_MS and
+ * endpoint: while an endpoint is down every Check would log otherwise.
+ */
+function staleReporter(clock: Clock, metrics: Metrics | undefined, logger: Pick<Logger, 'warn'> | undefined): (endpoint: string) => void {
+  const warned = new Map<string, number>();
+  return (endpoint) => {
+    metrics?.staleAnswers.inc({ endpoint });
+    const now = clock.now();
+    const last = warned.get(endpoint);
+    if (last !== undefined && now - last < STALE_WARNING_MS) return;
+    warned.set(endpoint, now);
+    logger?.warn({ endpoint }, 'the endpoint is failing: serving expired answers within staleIfError');
+  };
+}
+
+/** The endpoint as the introspector sees it: with its stale window, and with metrics, its calls counted and timed. */
+function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metrics | undefined): Endpoint {
+  if (!metrics) {
+    return {
+      name: client.name,
+      cacheId: client.cacheId,
+      clientIdHeader: client.clientIdHeader,
+      staleIfError,
+      introspect: (token, signal, clientId) => client.introspect(token, signal, clientId),
+    };
+  }
   const labels = { endpoint: client.name };
   return {
     name: client.name,
     cacheId: client.cacheId,
     clientIdHeader: client.clientIdHeader,
+    staleIfError,
     async introspect(token: string, signal?: AbortSignal, clientId?: string | null) {
       const started = performance.now();
       metrics.introspectionsInFlight.inc(labels);

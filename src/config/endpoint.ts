@@ -39,6 +39,8 @@ export interface EndpointConfig {
   queueTimeout: number;
   maxResponseBytes: number;
   clockSkew: number;
+  /** Seconds an expired active answer may be served while the endpoint fails; 0 = never. */
+  staleIfError: number;
   restricted: boolean;
 }
 
@@ -118,6 +120,7 @@ export function resolveEndpoint(
     queueTimeout: raw.queueTimeout,
     maxResponseBytes: raw.maxResponseBytes,
     clockSkew: raw.clockSkew,
+    staleIfError: raw.staleIfError,
     restricted: raw.restricted,
   };
 }

@@ -364,6 +364,15 @@ export const endpointSchema = {
     format: wholeNumber(0, 600),
     default: 0,
   },
+  staleIfError: {
+    doc:
+      'Seconds an expired active answer may still be served while this endpoint fails (error, timeout, circuit ' +
+      'open, bad response such as a 5xx or 429), counted past the answer\'s cache lifetime; never past the token\'s ' +
+      'exp, never for an inactive answer, never after an admin eviction or a reload that changed the endpoint. ' +
+      'Availability against revocation delay: a token revoked at the endpoint may work that much longer. 0 = off.',
+    format: wholeNumber(0, 86_400),
+    default: 0,
+  },
   restricted: {
     doc: 'Reserved for policies that name this endpoint explicitly (IBM Verify Access: restricted).',
     format: Boolean,

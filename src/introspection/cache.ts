@@ -58,6 +58,11 @@ function lru<V>(maxEntries: number, ttlSeconds: number, onEviction?: () => void)
   return new QuickLRU<string, V>({ maxSize: Math.max(1, Math.floor(maxEntries / 2)), onEviction });
 }
 
+/** The end of an entry's stale window: never past the token's own expiry. */
+function staleUntil(entry: CacheEntry, staleMs: number): number {
+  return Math.min(entry.expiresAt + staleMs, entry.tokenExpiresAt ?? Infinity);
+}
+
 export class IntrospectionCache {
   readonly #lru: QuickLRU<string, CacheEntry> | null;
   readonly #negative: QuickLRU<string, NegativeEntry> | null;
@@ -83,16 +88,33 @@ export class IntrospectionCache {
     return this.#negative !== null;
   }
 
-  /** The active answer for a key, if held, unexpired, and obtained with the same client id. */
-  get(key: string, clientId: string | null = null): CacheEntry | undefined {
+  /**
+   * The active answer for a key, if held, unexpired, and obtained with the same client id.
+   * @param staleMs how long past its lifetime an expired answer is still kept for stale() (staleIfError)
+   */
+  get(key: string, clientId: string | null = null, staleMs = 0): CacheEntry | undefined {
     if (!this.#lru) return undefined;
     const entry = this.#lru.get(key);
     if (entry === undefined || entry.clientId !== clientId) return undefined;
-    if (entry.expiresAt <= this.#clock.now()) {
-      this.#lru.delete(key);
+    const now = this.#clock.now();
+    if (entry.expiresAt <= now) {
+      if (staleUntil(entry, staleMs) <= now) this.#lru.delete(key);
       return undefined;
     }
     return entry;
+  }
+
+  /**
+   * An active answer whose lifetime has ended less than `staleMs` ago, and
+   * whose token has not expired: what staleIfError may serve while the
+   * endpoint fails. An evicted answer is gone and never comes back here.
+   */
+  stale(key: string, clientId: string | null, staleMs: number): CacheEntry | undefined {
+    if (!this.#lru || staleMs <= 0) return undefined;
+    const entry = this.#lru.peek(key);
+    if (entry === undefined || entry.clientId !== clientId) return undefined;
+    const now = this.#clock.now();
+    return entry.expiresAt <= now && now < staleUntil(entry, staleMs) ? entry : undefined;
   }
 
   /**

@@ -28,6 +28,8 @@ export interface SharedCache {
 export interface IntrospectorOptions {
   shared?: SharedCache;
   clock?: { now(): number };
+  /** Told of every Check answered from an expired answer under staleIfError, with the endpoint's name. */
+  onStale?: (endpoint: string) => void;
 }
 
 /** The part of EndpointClient the introspector needs. */
@@ -46,6 +48,11 @@ export interface Endpoint {
    * answer must match.
    */
   readonly clientIdHeader?: string | null;
+  /**
+   * Seconds an expired active answer may still be served while the endpoint
+   * fails (error, timeout, circuit open, bad response); 0 or absent: never.
+   */
+  readonly staleIfError?: number;
   introspect(token: string, signal?: AbortSignal, clientId?: string | null): Promise<IntrospectionResult>;
 }
 
@@ -89,11 +96,13 @@ export class Introspector {
   readonly #flights = new Map<string, Flight>();
   readonly #shared: SharedCache | undefined;
   readonly #clock: { now(): number };
+  readonly #onStale: ((endpoint: string) => void) | undefined;
 
   constructor(cache: IntrospectionCache, options: IntrospectorOptions = {}) {
     this.#cache = cache;
     this.#shared = options.shared;
     this.#clock = options.clock ?? Date;
+    this.#onStale = options.onStale;
   }
 
   #key(cacheId: string, token: string): string {
@@ -117,12 +126,13 @@ export class Introspector {
       }
     }
     const key = this.#key(endpoint.cacheId ?? endpoint.name, token);
-    const cached = this.#cache.get(key, clientId);
+    const staleMs = (endpoint.staleIfError ?? 0) * 1000;
+    const cached = this.#cache.get(key, clientId, staleMs);
     if (cached) {
       return { result: { outcome: 'active', claims: cached.claims, expiresAt: cached.tokenExpiresAt }, cache: 'hit' };
     }
     if (this.#cache.isInactive(key, clientId)) return { result: INACTIVE, cache: 'negative_hit' };
-    if (signal.aborted) return { result: TIMED_OUT, cache: 'miss' };
+    if (signal.aborted) return this.#orStale(endpoint, key, clientId, staleMs, { result: TIMED_OUT, cache: 'miss' });
 
     // Calls are the same when token, endpoint and client id are: only then may they share an answer.
     const flightKey = clientId === null ? key : `${key}\0${clientId}`;
@@ -138,7 +148,8 @@ export class Introspector {
       signal.addEventListener('abort', onAbort, { once: true });
     });
     try {
-      return { result: await Promise.race([current.promise, abandoned]), cache };
+      const result = await Promise.race([current.promise, abandoned]);
+      return this.#orStale(endpoint, key, clientId, staleMs, { result, cache });
     } finally {
       signal.removeEventListener('abort', onAbort!);
       current.waiters -= 1;
@@ -148,6 +159,24 @@ export class Introspector {
         if (this.#flights.get(flightKey) === current) this.#flights.delete(flightKey);
       }
     }
+  }
+
+  /**
+   * The answer, or when it is a failure, the expired answer still inside its
+   * staleIfError window. Looked up after the call, not before: an eviction
+   * made meanwhile has deleted it.
+   */
+  #orStale(endpoint: Endpoint, key: string, clientId: string | null, staleMs: number, answer: Answer): Answer {
+    const { outcome } = answer.result;
+    if (staleMs <= 0 || outcome === 'active' || outcome === 'inactive') return answer;
+    const stale = this.#cache.stale(key, clientId, staleMs);
+    if (stale === undefined) return answer;
+    try {
+      this.#onStale?.(endpoint.name);
+    } catch {
+      // Counting and logging must not turn an answer into a failure.
+    }
+    return { result: { outcome: 'active', claims: stale.claims, expiresAt: stale.tokenExpiresAt }, cache: 'stale' };
   }
 
   /**

@@ -107,10 +107,18 @@ export class Metrics {
     name: 'authz_cache_lookups_total',
     help:
       'Cache lookups of Checks that reached introspection: hit, negative_hit (a recent inactive answer), miss ' +
-      '(this Check called the endpoint) or coalesced (it shared another Check\'s call).',
+      '(this Check called the endpoint), coalesced (it shared another Check\'s call) or stale (the endpoint ' +
+      'failed and an expired answer was served under staleIfError).',
     labelNames: ['result'] as const,
     registers: [this.registry],
     collect: (): void => flush(this.cacheLookups, this.#cacheTallies.values()),
+  });
+
+  readonly staleAnswers = new Counter({
+    name: 'authz_stale_answers_total',
+    help: 'Checks answered from an expired active answer because the endpoint failed (staleIfError), by endpoint.',
+    labelNames: ['endpoint'] as const,
+    registers: [this.registry],
   });
 
   readonly introspectionRetries = new Counter({
@@ -202,7 +210,7 @@ export class Metrics {
         for (const [endpoint, state] of options.circuitStates?.() ?? []) this.set({ endpoint }, CIRCUIT_STATE_VALUES[state]);
       },
     });
-    for (const result of ['hit', 'negative_hit', 'miss', 'coalesced']) this.cacheLookups.inc({ result }, 0);
+    for (const result of ['hit', 'negative_hit', 'miss', 'coalesced', 'stale']) this.cacheLookups.inc({ result }, 0);
     for (const scope of ['token', 'all']) this.adminEvictions.inc({ scope }, 0);
     this.configLoadedAt.setToCurrentTime();
     collectDefaultMetrics({ register: this.registry });
