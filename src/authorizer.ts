@@ -9,7 +9,7 @@ import type { Decision } from './decision.js';
 import { IntrospectionCache } from './introspection/cache.js';
 import type { CircuitState } from './introspection/circuit-breaker.js';
 import { EndpointClient, type Clock } from './introspection/endpoint-client.js';
-import { Introspector, type Answer, type CallerSignal, type Endpoint } from './introspection/introspector.js';
+import { Introspector, type Answer, type CallerSignal, type Endpoint, type SharedEviction } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
 import { RedisSharedCache } from './introspection/redis-cache.js';
 import { sharedKeys } from './introspection/sealed-entry.js';
@@ -31,6 +31,12 @@ export interface AuthorizerOptions {
    * endpoints whose settings did.
    */
   previous?: Authorizer;
+}
+
+/** An admin eviction's outcome: answers dropped, and whether the shared tier (every replica) has it. */
+export interface EvictionReport {
+  readonly evicted: number;
+  readonly shared: SharedEviction;
 }
 
 export class Authorizer {
@@ -116,17 +122,24 @@ export class Authorizer {
     return decide(request, context, signal, note);
   }
 
-  /** Drop a token's cached answers (active and inactive) at every endpoint; how many endpoints held one. */
-  evictToken(token: string): number {
-    return this.introspector.evict(
+  /**
+   * Drop a token's cached answers (active and inactive) at every endpoint: how
+   * many endpoints held one, and what became of it beyond this process.
+   * @param announce whether this process tells the other replicas (with workers, one of them does)
+   */
+  async evictToken(token: string, announce = true): Promise<EvictionReport> {
+    const { evicted, shared } = this.introspector.evict(
       this.#clients.map((client) => client.cacheId),
       token,
+      announce,
     );
+    return { evicted, shared: await shared };
   }
 
-  /** Drop every cached answer; how many there were. */
-  evictAll(): number {
-    return this.introspector.clear();
+  /** Drop every cached answer: how many there were here, and what became of it beyond this process. */
+  async evictAll(announce = true): Promise<EvictionReport> {
+    const { evicted, shared } = this.introspector.clear(announce);
+    return { evicted, shared: await shared };
   }
 
   /** Each endpoint's circuit breaker state, by endpoint name. */

@@ -19,10 +19,29 @@ export interface SharedCache {
   get(key: string, cacheId: string, token: string): Promise<SharedEntry | undefined>;
   /** Store an answer; returns at once, and never throws: a failed write is the tier's to count. */
   set(key: string, cacheId: string, token: string, entry: SharedEntry): void;
-  /** Drop the keys in the shared tier and tell every replica to drop them; returns at once. */
-  evict(keys: readonly string[]): void;
-  /** Tell every replica to drop every answer; returns at once. */
-  evictAll(): void;
+  /**
+   * Remember here that the keys were evicted (refusing older shared entries),
+   * and when `announce` (the default), drop them in the shared tier and tell
+   * every replica. Resolves with whether the shared tier took it; false: not
+   * yet, it is sent again once the tier answers. Never rejects.
+   */
+  evict(keys: readonly string[], announce?: boolean): Promise<boolean>;
+  /** Like evict, for every answer. */
+  evictAll(announce?: boolean): Promise<boolean>;
+}
+
+/**
+ * What became of an eviction beyond this process: `none`, no shared tier;
+ * `done`, the shared tier dropped it and told every replica (or another worker
+ * of this replica does); `pending`, the shared tier did not take it: dropped
+ * here and refused from the shared tier here, sent again once it answers.
+ */
+export type SharedEviction = 'none' | 'done' | 'pending';
+
+export interface Eviction {
+  /** Endpoints that held an answer for the token here (for all: answers dropped here). */
+  readonly evicted: number;
+  readonly shared: Promise<SharedEviction>;
 }
 
 export interface IntrospectorOptions {
@@ -182,18 +201,28 @@ export class Introspector {
   /**
    * Forget a token's answers (active and inactive) at every endpoint given (by
    * cacheId, or name when it has none); calls under way for it will not be
-   * cached. Returns how many endpoints held an answer.
+   * cached. With a shared tier, at every replica when `announce`; without it
+   * the shared tier only remembers the eviction here (another worker of the
+   * replica announces it, once for all).
    */
-  evict(endpoints: readonly string[], token: string): number {
+  evict(endpoints: readonly string[], token: string, announce = true): Eviction {
     const keys = endpoints.map((name) => this.#key(name, token));
-    this.#shared?.evict(keys);
-    return this.dropKeys(keys);
+    const shared = this.#sharedEviction(this.#shared?.evict(keys, announce));
+    return { evicted: this.dropKeys(keys), shared };
   }
 
-  /** Forget every answer (at every replica, with a shared tier); calls under way will not be cached. Returns how many entries went. */
-  clear(): number {
-    this.#shared?.evictAll();
-    return this.clearLocal();
+  /** Forget every answer (at every replica, with a shared tier, when `announce`); calls under way will not be cached. */
+  clear(announce = true): Eviction {
+    const shared = this.#sharedEviction(this.#shared?.evictAll(announce));
+    return { evicted: this.clearLocal(), shared };
+  }
+
+  #sharedEviction(sent: Promise<boolean> | undefined): Promise<SharedEviction> {
+    if (sent === undefined) return Promise.resolve('none');
+    return sent.then(
+      (done): SharedEviction => (done ? 'done' : 'pending'),
+      (): SharedEviction => 'pending',
+    );
   }
 
   /** Forget the answers under these keys here only (another replica's eviction); how many were held. */
