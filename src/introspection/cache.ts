@@ -7,9 +7,9 @@
  * push a valid token's answer out.
  */
 import { hash } from 'node:crypto';
-import QuickLRU from 'quick-lru';
 import type { Claims } from './result.js';
 import type { Clock } from './endpoint-client.js';
+import { Lru } from './lru.js';
 
 export interface CacheEntry {
   readonly claims: Claims;
@@ -52,10 +52,10 @@ export function cacheKey(endpoint: string, token: string): string {
   return hash('sha256', `${endpoint}\0${token}`, 'binary');
 }
 
-/** quick-lru keeps between maxSize and 2 x maxSize items: halve it so the configured number is a true upper bound. */
-function lru<V>(maxEntries: number, ttlSeconds: number, onEviction?: () => void): QuickLRU<string, V> | null {
+/** Exactly maxEntries items held, once that many were set: the number users configure is the number kept. */
+function lru<V>(maxEntries: number, ttlSeconds: number, onEviction?: () => void): Lru<string, V> | null {
   if (maxEntries <= 0 || ttlSeconds <= 0) return null;
-  return new QuickLRU<string, V>({ maxSize: Math.max(1, Math.floor(maxEntries / 2)), onEviction });
+  return new Lru<string, V>({ maxSize: maxEntries, onEviction });
 }
 
 /** The end of an entry's stale window: never past the token's own expiry. */
@@ -64,8 +64,8 @@ function staleUntil(entry: CacheEntry, staleMs: number): number {
 }
 
 export class IntrospectionCache {
-  readonly #lru: QuickLRU<string, CacheEntry> | null;
-  readonly #negative: QuickLRU<string, NegativeEntry> | null;
+  readonly #lru: Lru<string, CacheEntry> | null;
+  readonly #negative: Lru<string, NegativeEntry> | null;
   readonly #ttlMs: number;
   readonly #negativeTtlMs: number;
   readonly #clock: Clock;
@@ -133,7 +133,7 @@ export class IntrospectionCache {
     const now = this.#clock.now();
     const expiresAt = Math.min(this.activeExpiry(tokenExpiresAt) ?? now, notAfter);
     if (expiresAt <= now) return;
-    // No quick-lru maxAge: it reads Date.now(), and expiry must follow the injected clock (checked in get).
+    // Expiry follows the injected clock, checked in get.
     this.#lru.set(key, { claims, expiresAt, tokenExpiresAt, endpoint, clientId });
     // An active answer supersedes an older inactive one (e.g. a token whose nbf has come).
     this.#negative?.delete(key);
