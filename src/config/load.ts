@@ -9,6 +9,7 @@ import YAML from 'yaml';
 import { checkRoutes, resolvePolicy, type PolicyConfig } from './policy.js';
 import { resolveEndpoint, type EndpointConfig } from './endpoint.js';
 import { readSecret, type Secret } from './secret.js';
+import type { WatchedFile } from './watch.js';
 import {
   schema,
   endpointSchema,
@@ -46,6 +47,11 @@ export interface Config {
   defaultPolicy: string;
   endpoints: EndpointConfig[];
   policies: PolicyConfig[];
+  /**
+   * Every file the configuration reads besides itself (secrets, certificates,
+   * keys), by the key that names it: a change to one is applied like a reload.
+   */
+  files: WatchedFile[];
 }
 
 export interface RedisConfig {
@@ -139,9 +145,10 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
       }
     });
 
-  const endpoints = items('endpoints', endpointSchema, props.endpoints).map((item, index) =>
+  const rawEndpoints = items('endpoints', endpointSchema, props.endpoints) as RawEndpoint[];
+  const endpoints = rawEndpoints.map((item, index) =>
     resolveEndpoint(
-      item as RawEndpoint,
+      item,
       env,
       (key, problem) => {
         throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
@@ -187,7 +194,29 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     defaultPolicy,
     endpoints,
     policies,
+    files: referencedFiles(props, rawEndpoints),
   };
+}
+
+const ENDPOINT_FILES = ['clientSecretFile', 'authorizationValueFile', 'caFile', 'certFile', 'keyFile'] as const;
+
+function referencedFiles(
+  props: { admin: { tokenFile: string | null }; redis: { url: string | null; passwordFile: string | null; keySecretFile: string | null } },
+  endpoints: RawEndpoint[],
+): WatchedFile[] {
+  const files: WatchedFile[] = [];
+  endpoints.forEach((endpoint, i) => {
+    for (const key of ENDPOINT_FILES) {
+      const path = endpoint[key];
+      if (path !== null) files.push({ key: `endpoints[${i}].${key}`, path });
+    }
+  });
+  if (props.admin.tokenFile !== null) files.push({ key: 'admin.tokenFile', path: props.admin.tokenFile });
+  if (props.redis.url !== null) {
+    if (props.redis.passwordFile !== null) files.push({ key: 'redis.passwordFile', path: props.redis.passwordFile });
+    if (props.redis.keySecretFile !== null) files.push({ key: 'redis.keySecretFile', path: props.redis.keySecretFile });
+  }
+  return files;
 }
 
 type SchemaNode = { [key: string]: unknown };

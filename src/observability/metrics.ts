@@ -36,6 +36,13 @@ export const SERVICE_COUNTERS = {
     help: 'Configuration reloads by result (success, failure).',
     labelNames: ['result'] as const,
   },
+  secretReloads: {
+    name: 'authz_secret_file_reloads_total',
+    help:
+      'Reloads made because a file the configuration reads (a secret, certificate or key) changed, by result ' +
+      '(success, failure: the previous configuration stays). Also counted in authz_config_reloads_total.',
+    labelNames: ['result'] as const,
+  },
 };
 
 /**
@@ -159,6 +166,7 @@ export class Metrics {
   });
 
   readonly configReloads = new Counter({ ...SERVICE_COUNTERS.configReloads, registers: [this.registry] });
+  readonly secretReloads = new Counter({ ...SERVICE_COUNTERS.secretReloads, registers: [this.registry] });
 
   readonly configLoadedAt = new Gauge({
     name: 'authz_config_last_success_timestamp_seconds',
@@ -189,6 +197,7 @@ export class Metrics {
       },
     });
     for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
+    for (const result of ['success', 'failure']) this.secretReloads.inc({ result }, 0);
     new Gauge({
       name: 'authz_cache_negative_entries',
       help: 'Inactive introspection answers held in the negative cache.',
