@@ -169,7 +169,15 @@ function redisSettings(config: Config): object | null {
     .update('\0')
     .update(redis.password?.reveal() ?? '')
     .digest('hex');
-  return { url: redis.url, username: redis.username, keyPrefix: redis.keyPrefix, timeout: redis.timeout, secrets };
+  return {
+    url: redis.url,
+    sentinel: redis.sentinel,
+    cluster: redis.cluster,
+    username: redis.username,
+    keyPrefix: redis.keyPrefix,
+    timeout: redis.timeout,
+    secrets,
+  };
 }
 
 function sharedCache(
@@ -181,6 +189,8 @@ function sharedCache(
   return new RedisSharedCache({
     retention,
     url: redis.url,
+    sentinel: redis.sentinel,
+    cluster: redis.cluster,
     username: redis.username,
     password: redis.password?.reveal() ?? null,
     keySecret: redis.keySecret.reveal(),

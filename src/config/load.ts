@@ -55,12 +55,22 @@ export interface Config {
 }
 
 export interface RedisConfig {
-  url: string;
+  /** A single Redis (or a managed endpoint); null with Sentinel or Cluster. */
+  url: string | null;
+  /** Sentinel: where to ask for the master, and its name; null otherwise. */
+  sentinel: { nodes: RedisNode[]; masterName: string } | null;
+  /** Cluster: seed nodes; null otherwise. */
+  cluster: { nodes: RedisNode[] } | null;
   username: string | null;
   password: Secret | null;
   keySecret: Secret;
   keyPrefix: string;
   timeout: number;
+}
+
+export interface RedisNode {
+  host: string;
+  port: number;
 }
 
 export interface LoadOptions {
@@ -201,7 +211,10 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
 const ENDPOINT_FILES = ['clientSecretFile', 'authorizationValueFile', 'caFile', 'certFile', 'keyFile'] as const;
 
 function referencedFiles(
-  props: { admin: { tokenFile: string | null }; redis: { url: string | null; passwordFile: string | null; keySecretFile: string | null } },
+  props: {
+    admin: { tokenFile: string | null };
+    redis: { url: string | null; sentinels: string[]; clusterNodes: string[]; passwordFile: string | null; keySecretFile: string | null };
+  },
   endpoints: RawEndpoint[],
 ): WatchedFile[] {
   const files: WatchedFile[] = [];
@@ -212,7 +225,7 @@ function referencedFiles(
     }
   });
   if (props.admin.tokenFile !== null) files.push({ key: 'admin.tokenFile', path: props.admin.tokenFile });
-  if (props.redis.url !== null) {
+  if (props.redis.url !== null || props.redis.sentinels.length > 0 || props.redis.clusterNodes.length > 0) {
     if (props.redis.passwordFile !== null) files.push({ key: 'redis.passwordFile', path: props.redis.passwordFile });
     if (props.redis.keySecretFile !== null) files.push({ key: 'redis.keySecretFile', path: props.redis.keySecretFile });
   }
@@ -304,6 +317,9 @@ const MIN_KEY_SECRET = 32;
 function resolveRedis(
   raw: {
     url: string | null;
+    sentinels: string[];
+    masterName: string | null;
+    clusterNodes: string[];
     username: string | null;
     password: string | null;
     passwordFile: string | null;
@@ -318,17 +334,41 @@ function resolveRedis(
   const fail = (key: string, problem: string): never => {
     throw new ConfigError(`${source}: redis.${key}: ${problem}`);
   };
-  if (raw.url === null) {
-    for (const key of ['username', 'password', 'passwordFile', 'keySecret', 'keySecretFile'] as const) {
-      if (raw[key] !== null) fail(key, 'has no effect without redis.url');
+  const given = [raw.url !== null, raw.sentinels.length > 0, raw.clusterNodes.length > 0].filter(Boolean).length;
+  if (given === 0) {
+    for (const key of ['username', 'password', 'passwordFile', 'keySecret', 'keySecretFile', 'masterName'] as const) {
+      if (raw[key] !== null) fail(key, 'has no effect without redis.url, redis.sentinels or redis.clusterNodes');
     }
     return null;
   }
+  if (given > 1) fail(raw.url !== null ? 'url' : 'sentinels', 'give one of url, sentinels and clusterNodes');
+  if (raw.sentinels.length > 0 && raw.masterName === null) fail('masterName', 'required with sentinels');
+  if (raw.sentinels.length === 0 && raw.masterName !== null) fail('masterName', 'only used with sentinels');
+  const sentinel =
+    raw.sentinels.length > 0 ? { nodes: raw.sentinels.map((text, i) => redisNode(text, `sentinels[${i}]`, fail)), masterName: raw.masterName! } : null;
+  const cluster = raw.clusterNodes.length > 0 ? { nodes: raw.clusterNodes.map((text, i) => redisNode(text, `clusterNodes[${i}]`, fail)) } : null;
   const password = readSecret(raw.password, raw.passwordFile, null, 'password', env, fail);
   const keySecret = readSecret(raw.keySecret, raw.keySecretFile, null, 'keySecret', env, fail);
-  if (keySecret === null) return fail('keySecret', 'required with redis.url (or keySecretFile)');
+  if (keySecret === null) return fail('keySecret', 'required with a shared tier (or keySecretFile)');
   if (Buffer.byteLength(keySecret.reveal()) < MIN_KEY_SECRET) fail('keySecret', `must be at least ${MIN_KEY_SECRET} bytes`);
-  return { url: raw.url, username: raw.username, password, keySecret, keyPrefix: raw.keyPrefix, timeout: raw.timeout };
+  return {
+    url: raw.url,
+    sentinel,
+    cluster,
+    username: raw.username,
+    password,
+    keySecret,
+    keyPrefix: raw.keyPrefix,
+    timeout: raw.timeout,
+  };
+}
+
+/** host:port, the host a name or an IPv4 address (or [IPv6]), the port 1 to 65535. */
+function redisNode(text: string, key: string, fail: (key: string, problem: string) => never): RedisNode {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) fail(key, 'must be host:port');
+  return { host: match![1]!.replace(/^\[|\]$/g, ''), port };
 }
 
 function unique(items: Array<{ name: string }>, where: string): void {

@@ -705,6 +705,25 @@ export const schema = {
       format: redisUrl,
       default: null as string | null,
     },
+    sentinels: {
+      doc:
+        'Instead of url: the Sentinels (host:port each) that tell where the master named masterName is, so the ' +
+        'shared tier follows a failover. Plain TCP; username and password are the master\'s (and the Sentinels\').',
+      format: listOf('strings'),
+      default: [] as string[],
+    },
+    masterName: {
+      doc: 'With sentinels: the name the Sentinels monitor the master under.',
+      format: optionalString,
+      default: null as string | null,
+    },
+    clusterNodes: {
+      doc:
+        'Instead of url: seed nodes (host:port each) of a Redis Cluster; the others are found from them. Plain TCP. ' +
+        'Each command names one key, so no command spans hash slots; evictions go on the cluster-wide channel.',
+      format: listOf('strings'),
+      default: [] as string[],
+    },
     username: {
       doc: 'Redis ACL user name (Redis 6+); unset: the default user.',
       format: optionalString,

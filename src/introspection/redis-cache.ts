@@ -13,7 +13,7 @@
  * refused (eviction-journal.ts), so writing an old value back does not undo
  * the eviction.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { Clock } from './endpoint-client.js';
 import type { SharedCache } from './introspector.js';
@@ -25,8 +25,12 @@ export type SharedLookup = 'hit' | 'miss' | 'refused' | 'error' | 'skipped';
 export type SharedOperation = 'get' | 'set' | 'evict' | 'subscribe';
 
 export interface RedisCacheOptions {
-  /** redis:// or rediss:// (TLS). */
-  url: string;
+  /** redis:// or rediss:// (TLS): a single Redis. One of url, sentinel and cluster. */
+  url?: string | null;
+  /** The master named `masterName`, wherever the Sentinels (asked without credentials) say it is: a failover moves it. */
+  sentinel?: { nodes: ReadonlyArray<{ host: string; port: number }>; masterName: string } | null;
+  /** A Redis Cluster reached through these seed nodes. */
+  cluster?: { nodes: ReadonlyArray<{ host: string; port: number }> } | null;
   username?: string | null;
   password?: string | null;
   /** Deployment secret the keys of store names, entries and endpoint fingerprints derive from (>= 32 bytes). */
@@ -77,8 +81,8 @@ const PUBLISH_BATCH = 1000;
 const RESEND_INTERVAL_MS = 1000;
 
 export class RedisSharedCache implements SharedCache {
-  readonly #client: Redis;
-  readonly #subscriber: Redis;
+  readonly #client: Redis | Cluster;
+  readonly #subscriber: Redis | Cluster;
   readonly #keys: SharedKeys;
   readonly #retention: number;
   readonly #journal: EvictionJournal;
@@ -89,6 +93,8 @@ export class RedisSharedCache implements SharedCache {
   readonly #clock: Clock;
   readonly #onLookup: RedisCacheOptions['onLookup'];
   readonly #onError: RedisCacheOptions['onError'];
+  /** A Redis Cluster: no command may name keys of two hash slots. */
+  readonly #cluster: boolean;
   #listener: EvictionListener | undefined;
   #subscribed = false;
   #closed = false;
@@ -123,14 +129,38 @@ export class RedisSharedCache implements SharedCache {
       retryStrategy: (times) => Math.min(times * 50, 1000),
       lazyConnect: false,
     };
-    this.#client = new Redis(options.url, {
-      ...common,
+    const connect = (extra: RedisOptions): Redis | Cluster => {
+      if (options.cluster) {
+        const { enableOfflineQueue, ...node } = { ...common, ...extra };
+        const cluster: ClusterOptions = {
+          redisOptions: node,
+          enableOfflineQueue: enableOfflineQueue ?? true,
+          clusterRetryStrategy: (times) => Math.min(times * 50, 1000),
+          // Slots move on a failover: follow the redirection at once rather than fail the command.
+          retryDelayOnMoved: 0,
+        };
+        return new Cluster(options.cluster.nodes.map(({ host, port }) => ({ host, port })), cluster);
+      }
+      if (options.sentinel) {
+        return new Redis({
+          ...common,
+          ...extra,
+          sentinels: options.sentinel.nodes.map(({ host, port }) => ({ host, port })),
+          name: options.sentinel.masterName,
+          sentinelRetryStrategy: (times) => Math.min(times * 50, 1000),
+        });
+      }
+      if (!options.url) throw new TypeError('one of url, sentinel and cluster is required');
+      return new Redis(options.url, { ...common, ...extra });
+    };
+    this.#cluster = options.cluster ? true : false;
+    this.#client = connect({
       // Fail at once while disconnected instead of queueing: a queued lookup is a delayed Check.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       commandTimeout: options.timeout,
     });
-    this.#subscriber = new Redis(options.url, { ...common, autoResubscribe: false, maxRetriesPerRequest: null });
+    this.#subscriber = connect({ autoResubscribe: false, maxRetriesPerRequest: null });
     this.#client.on('error', () => {});
     // Back after an outage: the evictions it missed go out first thing.
     this.#client.on('ready', () => void this.#resend());
@@ -233,7 +263,7 @@ export class RedisSharedCache implements SharedCache {
     for (let i = 0; i < keys.length; i += PUBLISH_BATCH) {
       const batch = keys.slice(i, i + PUBLISH_BATCH);
       // Deleted before it is published, so no replica refills its in-process tier from the old entry.
-      if (!(await this.#attempt('evict', this.#client.del(...batch.map((key) => this.#prefix + key))))) return false;
+      if (!(await this.#attempt('evict', this.#delete(batch.map((key) => this.#prefix + key))))) return false;
       if (!(await this.#attempt('evict', this.#client.publish(this.#channel, batch.join(','))))) return false;
     }
     return true;
@@ -287,14 +317,32 @@ export class RedisSharedCache implements SharedCache {
     }
   }
 
-  /** Every key under the prefix, by SCAN: never a KEYS that would stall a shared Redis. */
+  /** One DEL, or in a Cluster one per key: the keys of a token at several endpoints lie in different slots. */
+  async #delete(names: string[]): Promise<void> {
+    if (!this.#cluster) {
+      await this.#client.del(...names);
+      return;
+    }
+    await Promise.all(names.map((name) => this.#client.del(name)));
+  }
+
+  /** Every key under the prefix, by SCAN (at each master of a Cluster): never a KEYS that would stall a shared Redis. */
   async #deleteAll(): Promise<void> {
+    const nodes = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client];
+    if (nodes.length === 0) throw new Error('no Redis Cluster master known');
+    for (const node of nodes) await this.#deleteAllAt(node);
+  }
+
+  async #deleteAllAt(node: Redis): Promise<void> {
     let cursor = '0';
     // Bounded: a million rounds of up to 1000 keys.
     for (let round = 0; round < 1_000_000; round++) {
-      const [next, names] = await this.#client.scan(cursor, 'MATCH', `${escapeGlob(this.#prefix)}*`, 'COUNT', 1000);
+      const [next, names] = await node.scan(cursor, 'MATCH', `${escapeGlob(this.#prefix)}*`, 'COUNT', 1000);
       const entries = names.filter((name) => KEY.test(name.slice(this.#prefix.length)));
-      if (entries.length > 0) await this.#client.unlink(...entries);
+      if (entries.length > 0) {
+        if (this.#cluster) await Promise.all(entries.map((name) => node.unlink(name)));
+        else await node.unlink(...entries);
+      }
       cursor = next;
       if (cursor === '0') return;
     }
