@@ -160,7 +160,9 @@ function rows(r: Results): string[][] {
     out.push([
       `memory (${int(m.entries)} cached answers, 12 members)`,
       `heap ${int(m.heapPerEntry)} B/entry, external ${int(m.externalPerEntry)} B/entry, RSS ${int(m.rssPerEntry)} B/entry ` +
-        `(heap ${m.heapBeforeMiB.toFixed(1)} -> ${m.heapAfterMiB.toFixed(1)} MiB, filled in ${m.fillSeconds.toFixed(0)} s)`,
+        `(heap ${m.heapBeforeMiB.toFixed(1)} -> ${m.heapAfterMiB.toFixed(1)} MiB, filled in ${m.fillSeconds.toFixed(0)} s); ` +
+        `maxCacheEntries ${int(m.capacity)}: ${int(m.heldAtCapacity)} held, ${int(m.evictions)} evicted past it, ` +
+        `so about ${((m.heapPerEntry * m.capacity) / 2 ** 20).toFixed(0)} MiB of heap at that setting`,
       m.method,
     ]);
   }

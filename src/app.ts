@@ -54,7 +54,7 @@ export async function startCheckService(initial: Config, logger: Logger, options
     negativeCacheEntries: () => authorizer.cache.negativeSize,
     circuitStates: () => authorizer.circuitStates(),
   });
-  authorizer = new Authorizer(config, { clock: options.clock, metrics });
+  authorizer = new Authorizer(config, { clock: options.clock, metrics, logger });
   let runtime: Runtime = { authorizer, log: config.log };
   let draining = false;
 
@@ -105,7 +105,7 @@ export async function startCheckService(initial: Config, logger: Logger, options
     },
     reload(next: Config): string[] {
       const previous = authorizer;
-      authorizer = new Authorizer(next, { clock: options.clock, metrics, previous });
+      authorizer = new Authorizer(next, { clock: options.clock, metrics, logger, previous });
       runtime = { authorizer, log: next.log };
       logger.level = next.log.level;
       // Against the addresses the servers listen on, not the last file: a reload that

@@ -12,22 +12,34 @@ import { EndpointClient, endpointCacheId, type Clock } from './introspection/end
 import { JsonFetcher, KeySet } from './introspection/jwks.js';
 import { permittedUrl } from './config/endpoint.js';
 import { JwtEndpoint } from './validation/jwt-endpoint.js';
-import { Introspector, type Answer, type CallerSignal, type Endpoint } from './introspection/introspector.js';
+import { Introspector, type Answer, type CallerSignal, type Endpoint, type SharedEviction } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
 import { RedisSharedCache } from './introspection/redis-cache.js';
 import { sharedKeys } from './introspection/sealed-entry.js';
 import { createHash } from 'node:crypto';
 import { compilePolicies, routeTable } from './policy/compile.js';
+import type { Logger } from './observability/logger.js';
+
+/** Least time between two warnings that an endpoint is being answered for from stale answers. */
+export const STALE_WARNING_MS = 60_000;
 
 export interface AuthorizerOptions {
   clock?: Clock;
   metrics?: Metrics;
+  /** Where the warning of stale answers goes (at most once per STALE_WARNING_MS and endpoint). */
+  logger?: Pick<Logger, 'warn'>;
   /**
    * The authorizer this one replaces on a reload: its cache and in-flight calls
    * are kept when the cache settings did not change, less the answers of
    * endpoints whose settings did.
    */
   previous?: Authorizer;
+}
+
+/** An admin eviction's outcome: answers dropped, and whether the shared tier (every replica) has it. */
+export interface EvictionReport {
+  readonly evicted: number;
+  readonly shared: SharedEviction;
 }
 
 export class Authorizer {
@@ -68,7 +80,7 @@ export class Authorizer {
               onRetry: metrics ? () => metrics.introspectionRetries.inc({ endpoint: endpoint.name }) : undefined,
             });
       if (client) this.#clients.push(client);
-      const introspection = client && metrics ? instrumented(client, metrics) : client;
+      const introspection = client ? endpointOf(client, endpoint.staleIfError, metrics) : undefined;
       if (endpoint.kind === 'jwt') return new JwtEndpoint(endpoint, { cacheId, keys: keys!, introspection, clock });
       return introspection!;
     });
@@ -95,7 +107,11 @@ export class Authorizer {
       // Evictions matter as long as the longest-lived answer written before them.
       const retention = Math.max(config.cache.validatedTokenTTL, config.cache.negativeTTL) * 1000;
       this.shared = config.redis ? sharedCache(config.redis, retention, clock, metrics) : null;
-      this.introspector = new Introspector(this.cache, { shared: this.shared ?? undefined, clock });
+      this.introspector = new Introspector(this.cache, {
+        shared: this.shared ?? undefined,
+        clock,
+        onStale: staleReporter(clock, metrics, options.logger),
+      });
       const introspector = this.introspector;
       this.shared?.listen({ evict: (keys) => introspector.dropKeys(keys), clear: () => introspector.clearLocal() });
     }
@@ -124,12 +140,18 @@ export class Authorizer {
     return decide(request, context, signal, note);
   }
 
-  /** Drop a token's cached answers (active and inactive) at every endpoint; how many endpoints held one. */
-  evictToken(token: string): number {
-    return this.introspector.evict(
+  /**
+   * Drop a token's cached answers (active and inactive) at every endpoint: how
+   * many endpoints held one, and what became of it beyond this process.
+   * @param announce whether this process tells the other replicas (with workers, one of them does)
+   */
+  async evictToken(token: string, announce = true): Promise<EvictionReport> {
+    const { evicted, shared } = this.introspector.evict(
       this.#endpoints.map((endpoint) => endpoint.cacheId ?? endpoint.name),
       token,
+      announce,
     );
+    return { evicted, shared: await shared };
   }
 
   /** Endpoints whose issuer's keys are not loaded yet, each with why (readiness). */
@@ -169,9 +191,10 @@ export class Authorizer {
     );
   }
 
-  /** Drop every cached answer; how many there were. */
-  evictAll(): number {
-    return this.introspector.clear();
+  /** Drop every cached answer: how many there were here, and what became of it beyond this process. */
+  async evictAll(announce = true): Promise<EvictionReport> {
+    const { evicted, shared } = this.introspector.clear(announce);
+    return { evicted, shared: await shared };
   }
 
   /** Each endpoint's circuit breaker state, by endpoint name. */
@@ -201,7 +224,15 @@ function redisSettings(config: Config): object | null {
     .update('\0')
     .update(redis.password?.reveal() ?? '')
     .digest('hex');
-  return { url: redis.url, username: redis.username, keyPrefix: redis.keyPrefix, timeout: redis.timeout, secrets };
+  return {
+    url: redis.url,
+    sentinel: redis.sentinel,
+    cluster: redis.cluster,
+    username: redis.username,
+    keyPrefix: redis.keyPrefix,
+    timeout: redis.timeout,
+    secrets,
+  };
 }
 
 function sharedCache(
@@ -213,6 +244,8 @@ function sharedCache(
   return new RedisSharedCache({
     retention,
     url: redis.url,
+    sentinel: redis.sentinel,
+    cluster: redis.cluster,
     username: redis.username,
     password: redis.password?.reveal() ?? null,
     keySecret: redis.keySecret.reveal(),
@@ -229,8 +262,35 @@ function sharedCache(
   });
 }
 
-/** An endpoint whose calls are counted and timed. */
-function instrumented(client: EndpointClient, metrics: Metrics): Endpoint {
+/**
+ * Counts stale serves, and warns at most once per STALE_WARNING_MS and
+ * endpoint: while an endpoint is down every Check would log otherwise.
+ */
+function staleReporter(clock: Clock, metrics: Metrics | undefined, logger: Pick<Logger, 'warn'> | undefined): (endpoint: string) => void {
+  const warned = new Map<string, number>();
+  return (endpoint) => {
+    metrics?.staleAnswers.inc({ endpoint });
+    const now = clock.now();
+    const last = warned.get(endpoint);
+    if (last !== undefined && now - last < STALE_WARNING_MS) return;
+    warned.set(endpoint, now);
+    logger?.warn({ endpoint }, 'the endpoint is failing: serving expired answers within staleIfError');
+  };
+}
+
+/** The endpoint as the introspector sees it: with its stale window, and with metrics, its calls counted and timed. */
+function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metrics | undefined): Endpoint {
+  if (!metrics) {
+    return {
+      name: client.name,
+      cacheId: client.cacheId,
+      clientIdHeader: client.clientIdHeader,
+      issuer: client.issuer,
+      keys: client.keys,
+      staleIfError,
+      introspect: (token, signal, clientId) => client.introspect(token, signal, clientId),
+    };
+  }
   const labels = { endpoint: client.name };
   return {
     name: client.name,
@@ -238,6 +298,7 @@ function instrumented(client: EndpointClient, metrics: Metrics): Endpoint {
     clientIdHeader: client.clientIdHeader,
     issuer: client.issuer,
     keys: client.keys,
+    staleIfError,
     async introspect(token: string, signal?: AbortSignal, clientId?: string | null) {
       const started = performance.now();
       metrics.introspectionsInFlight.inc(labels);

@@ -39,8 +39,12 @@ export type MetadataValue =
 
 export type Metadata = Readonly<Record<string, MetadataValue>>;
 
-/** How the answer was obtained, for logs and metrics; negative_hit: a recent inactive answer was reused. */
-export type CacheResult = 'hit' | 'negative_hit' | 'miss' | 'coalesced' | 'none';
+/**
+ * How the answer was obtained, for logs and metrics; negative_hit: a recent
+ * inactive answer was reused; stale: the endpoint failed and an expired active
+ * answer was served within its staleIfError window.
+ */
+export type CacheResult = 'hit' | 'negative_hit' | 'miss' | 'coalesced' | 'stale' | 'none';
 
 export interface Allow {
   readonly allow: true;

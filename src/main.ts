@@ -42,7 +42,8 @@ Options:
   --skip-secrets      check-config only: read no secret file and no variable
                       (*File, *Env) and check everything else, e.g. in CI
 
-The configuration is reloaded on SIGHUP and when the file changes. With
+The configuration is reloaded on SIGHUP, when the file changes, and when a
+secret, certificate or key file it names changes. With
 server.workers (WORKERS) above 1, this process supervises that many workers.
 Exit codes: 0 stopped by SIGTERM/SIGINT (or check-config passed), 1 runtime failure,
 2 configuration error (including a port that is already in use).`;
@@ -147,7 +148,10 @@ interface Running {
   readonly http?: { readonly port: number } | null;
   readonly ops: { readonly port: number };
   readonly admin: { readonly port: number } | null;
-  readonly metrics: { readonly configReloads: { inc(labels: { result: string }): void } };
+  readonly metrics: {
+    readonly configReloads: { inc(labels: { result: string }): void };
+    readonly secretReloads: { inc(labels: { result: string }): void };
+  };
   /** Set when the service cannot go on (workers keep dying). */
   readonly gaveUp?: Promise<Error>;
   /** Put a validated configuration in force; a ConfigError when it cannot be (nothing changed then). */
@@ -168,7 +172,7 @@ async function serve(path: string | undefined): Promise<void> {
   // SIGHUP's default action ends the process, so it is taken before anything
   // else; one that arrives before the service is up is acted on once it is.
   let hangupPending = false;
-  let reload: (trigger: string) => void = () => {
+  let reload: (trigger: string, files?: string[]) => void = () => {
     hangupPending = true;
   };
   process.on('SIGHUP', () => reload('SIGHUP'));
@@ -185,6 +189,7 @@ async function serve(path: string | undefined): Promise<void> {
   let app: Running | undefined;
   let signalled = false;
   let unwatch = () => {};
+  let unwatchFiles = () => {};
   const stop = (signal: NodeJS.Signals) => {
     if (signalled) {
       logger.warn({ signal }, 'second signal: exiting at once');
@@ -196,6 +201,7 @@ async function serve(path: string | undefined): Promise<void> {
   };
   const drain = (running: Running, signal: NodeJS.Signals | 'workers', code = 0) => {
     unwatch();
+    unwatchFiles();
     logger.info({ signal, timeoutMs: running.config.server.shutdownTimeout }, 'draining');
     running
       .stop()
@@ -246,25 +252,38 @@ async function serve(path: string | undefined): Promise<void> {
   let loaded = initialDigest;
   // One reload at a time: a cluster's takes a round trip to every worker.
   let reloading = Promise.resolve();
-  reload = (trigger: string) => {
+  // The files the configuration in force reads (secrets, certificates): watched again after each reload, which may name others.
+  let watchedFiles = '';
+  const watchReferencedFiles = () => {
+    const files = running.config.files;
+    const names = JSON.stringify(files);
+    if (names === watchedFiles) return;
+    watchedFiles = names;
+    unwatchFiles();
+    unwatchFiles = m.watchFiles(files, (keys) => reload('secret', keys));
+  };
+  reload = (trigger: string, files?: string[]) => {
     reloading = reloading.then(async () => {
       if (signalled) return;
       const current = digest(configPath);
       if (trigger === 'file' && current === loaded) return;
       loaded = current;
-      await reloadFrom(m, running, configPath, trigger, logger);
+      await reloadFrom(m, running, configPath, trigger, logger, files);
+      watchReferencedFiles();
     }).catch((error: unknown) => {
       // A reload that failed in a way reloadFrom did not foresee must neither end the process nor stop later reloads.
       logger.error({ trigger, err: (error as Error).message }, 'reload failed');
     });
   };
   unwatch = m.watchConfigFile(configPath, () => reload('file'));
+  watchReferencedFiles();
   // Nothing watched the file until now: catch up on a SIGHUP or a change since it was read.
   reload(hangupPending ? 'SIGHUP' : 'file');
 }
 
 /** Validate the file in full, then swap; an invalid file changes nothing. */
-async function reloadFrom(m: ConfigModule, app: Running, path: string, trigger: string, logger: Logger): Promise<void> {
+/** @param files with trigger `secret`: the keys of the files that changed (never their content) */
+async function reloadFrom(m: ConfigModule, app: Running, path: string, trigger: string, logger: Logger, files?: string[]): Promise<void> {
   let restartNeeded: string[];
   let next: Config;
   const warnings: string[] = [];
@@ -274,12 +293,14 @@ async function reloadFrom(m: ConfigModule, app: Running, path: string, trigger: 
     restartNeeded = await app.reload(next, text);
   } catch (error) {
     app.metrics.configReloads.inc({ result: 'failure' });
+    if (trigger === 'secret') app.metrics.secretReloads.inc({ result: 'failure' });
     const message = error instanceof m.ConfigError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
-    logger.error({ trigger, err: message }, 'configuration rejected; the previous one stays in force');
+    logger.error({ trigger, files, err: message }, 'configuration rejected; the previous one stays in force');
     return;
   }
   app.metrics.configReloads.inc({ result: 'success' });
-  logger.info({ trigger, policies: next.policies.map((p) => p.name) }, 'configuration reloaded');
+  if (trigger === 'secret') app.metrics.secretReloads.inc({ result: 'success' });
+  logger.info({ trigger, files, policies: next.policies.map((p) => p.name) }, 'configuration reloaded');
   for (const warning of warnings) logger.warn({ trigger, warning }, 'risky configuration');
   if (restartNeeded.length > 0) {
     logger.warn({ keys: restartNeeded }, 'these settings take effect only after a restart');

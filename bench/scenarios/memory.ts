@@ -5,6 +5,9 @@
  * heap is read, N distinct tokens go through gRPC (the fake authorization
  * server answers each with a typical 12-member response), and it is read
  * again; the growth is divided by the growth of authz_cache_entries.
+ * maxCacheEntries is set to exactly the warm-up plus N: every answer must be
+ * held, and past the fill, as many new tokens again as there is room left
+ * plus OVERFLOW must leave exactly maxCacheEntries held and OVERFLOW evicted.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,12 +28,20 @@ export interface Memory {
   /** Memory outside the JS heap (Buffer contents) per entry. */
   externalPerEntry: number;
   rssPerEntry: number;
+  /** maxCacheEntries of the run, and what the cache held after OVERFLOW tokens beyond it (must be equal). */
+  capacity: number;
+  heldAtCapacity: number;
+  /** authz_cache_evictions_total after the overflow (must be OVERFLOW). */
+  evictions: number;
   heapBeforeMiB: number;
   heapAfterMiB: number;
   rssAfterMiB: number;
 }
 
 const FILL_CONCURRENCY = 64;
+const WARM_COUNT = 2000;
+/** New tokens sent once the cache is full. */
+const OVERFLOW = 500;
 /** On a quiet machine 100k Checks take well under a minute; a busy one reports what it filled by then. */
 const FILL_MAX_SECONDS = 180;
 
@@ -46,8 +57,8 @@ export async function measureMemory(idp: Idp, settings: Settings): Promise<Memor
   const probe = pathToFileURL(benchScript('support/gc-probe.js')).href;
   const service = await startService({
     idpUrl: idp.url,
-    // quick-lru may start evicting at half of maxCacheEntries: stay well below that.
-    maxCacheEntries: Math.max(200_000, Math.ceil(settings.memoryEntries * 2.5)),
+    // Exactly what the run fills: the cache holds maxCacheEntries answers, no fewer.
+    maxCacheEntries: WARM_COUNT + settings.memoryEntries,
     nodeFlags: ['--expose-gc', '--import', probe],
     env: { BENCH_MEMORY_FILE: file },
   });
@@ -61,7 +72,7 @@ export async function measureMemory(idp: Idp, settings: Settings): Promise<Memor
   };
   const entries = async () => (await service.metrics()).get('authz_cache_entries') ?? Number.NaN;
   try {
-    const warm = await checkLoop(service, FILL_CONCURRENCY, 60, 2000);
+    const warm = await checkLoop(service, FILL_CONCURRENCY, 60, WARM_COUNT);
     if (warm.errors > 0 || warm.wrong > 0) throw new Error('memory: the warm-up Checks were not all allowed');
     const entriesBefore = await entries();
     const before = await usage();
@@ -70,6 +81,16 @@ export async function measureMemory(idp: Idp, settings: Settings): Promise<Memor
     const after = await usage();
     const added = (await entries()) - entriesBefore;
     if (added !== fill.count) throw new Error(`memory: ${fill.count} new tokens but the cache grew by ${added} entries`);
+    const capacity = WARM_COUNT + settings.memoryEntries;
+    const room = capacity - (await entries());
+    const overflow = await checkLoop(service, FILL_CONCURRENCY, FILL_MAX_SECONDS, room + OVERFLOW);
+    if (overflow.errors > 0 || overflow.wrong > 0) throw new Error('memory: the overflow Checks were not all allowed');
+    const metrics = await service.metrics();
+    const heldAtCapacity = metrics.get('authz_cache_entries') ?? Number.NaN;
+    const evictions = metrics.get('authz_cache_evictions_total') ?? Number.NaN;
+    if (overflow.count === room + OVERFLOW && (heldAtCapacity !== capacity || evictions !== OVERFLOW)) {
+      throw new Error(`memory: maxCacheEntries ${capacity}, but ${heldAtCapacity} held and ${evictions} evicted after ${OVERFLOW} beyond it`);
+    }
     const MiB = 2 ** 20;
     return {
       method: 'service process (gRPC fill; --expose-gc probe, heap after gc)',
@@ -78,6 +99,9 @@ export async function measureMemory(idp: Idp, settings: Settings): Promise<Memor
       heapPerEntry: (after.heapUsed - before.heapUsed) / added,
       externalPerEntry: (after.external - before.external) / added,
       rssPerEntry: (after.rss - before.rss) / added,
+      capacity,
+      heldAtCapacity,
+      evictions,
       heapBeforeMiB: before.heapUsed / MiB,
       heapAfterMiB: after.heapUsed / MiB,
       rssAfterMiB: after.rss / MiB,

@@ -12,6 +12,8 @@ import { changedServerKeys, ListenError } from '../app.js';
 import { ConfigError, type Config } from '../config/load.js';
 import { aggregateMetrics, PrimaryMetrics } from '../observability/cluster-metrics.js';
 import type { Logger } from '../observability/logger.js';
+import type { SharedEviction } from '../introspection/introspector.js';
+import type { AdminEviction } from '../server/cache-admin.js';
 import { startAdminServer, startOpsServer, type OpsServer } from '../server/ops-server.js';
 import type { MetricsJson, Reply, Request } from './protocol.js';
 import { Supervisor, type Answer, type SupervisorOptions, type WorkerProcess } from './supervisor.js';
@@ -71,13 +73,28 @@ export async function startCluster(initial: Config, text: string, source: string
   process.on('exit', killWorkers);
 
   const ask = (request: Request, timeoutMs = REQUEST_TIMEOUT_MS): Promise<Answer[]> => supervisor.broadcast(request, timeoutMs);
-  const evicted = (answers: Answer[]): number => {
-    let total = 0;
+  /**
+   * Every worker drops and remembers the eviction; the first serving one alone
+   * also deletes it in Redis and publishes it, so that each replica sends it
+   * once and each worker hears it once, however many workers there are.
+   */
+  const evict = async (request: { token: string } | { all: true }): Promise<AdminEviction> => {
+    let announcer: number | null = null;
+    const answers = await supervisor.broadcast((slot) => {
+      const announce = announcer === null && slot.serving;
+      if (announce) announcer = slot.index;
+      return { type: 'evict', ...request, announce };
+    }, REQUEST_TIMEOUT_MS);
+    let evicted = 0;
+    let shared: SharedEviction = 'none';
     for (const { slot, reply } of answers) {
       if (!reply.ok) throw new Error(`worker ${slot}: ${reply.error}`);
-      total += (reply as { evicted: number }).evicted;
+      const report = reply as { evicted: number; shared: SharedEviction };
+      evicted += report.evicted;
+      if (report.shared === 'pending' || (report.shared === 'done' && shared === 'none')) shared = report.shared;
     }
-    return total;
+    if (current.config.redis !== null && announcer === null) throw new Error('no worker serving to send the eviction to Redis');
+    return { evicted, shared };
   };
 
   let ops: OpsServer;
@@ -120,8 +137,8 @@ export async function startCluster(initial: Config, text: string, source: string
           if (token === null) return null;
           return {
             token,
-            evictToken: async (value) => evicted(await ask({ type: 'evict', token: value })),
-            evictAll: async () => evicted(await ask({ type: 'evict', all: true })),
+            evictToken: (value) => evict({ token: value }),
+            evictAll: () => evict({ all: true }),
           };
         },
         metrics,

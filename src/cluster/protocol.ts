@@ -8,6 +8,7 @@
  * worker -> primary: hello, serving, failed, reply
  */
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { SharedEviction } from '../introspection/introspector.js';
 
 /** The prom-client JSON of one registry, as getMetricsAsJSON() gives it. */
 export type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
@@ -25,8 +26,9 @@ export interface Start {
 
 export type Request =
   | { type: 'metrics' }
-  | { type: 'evict'; token: string }
-  | { type: 'evict'; all: true }
+  /** announce: this worker tells the other replicas (Redis); one worker per eviction does, the others only drop and remember. */
+  | { type: 'evict'; token: string; announce: boolean }
+  | { type: 'evict'; all: true; announce: boolean }
   /** Parse and hold a new configuration; nothing changes until commit. */
   | { type: 'prepare'; text: string; source: string }
   | { type: 'commit' }
@@ -36,7 +38,7 @@ export type ToWorker = Start | { type: 'request'; id: number; request: Request }
 
 export type Reply =
   | { ok: true; metrics: MetricsJson }
-  | { ok: true; evicted: number }
+  | { ok: true; evicted: number; shared: SharedEviction }
   | { ok: true }
   | { ok: false; error: string };
 

@@ -126,7 +126,8 @@ export class Supervisor {
    * draining). A worker that exits before answering is left out; one that does
    * not answer within `timeoutMs` is answered for with an error.
    */
-  async broadcast(request: Request, timeoutMs: number): Promise<Answer[]> {
+  /** @param request the request, or per worker, made from its slot number and whether it is serving */
+  async broadcast(request: Request | ((slot: { index: number; serving: boolean }) => Request), timeoutMs: number): Promise<Answer[]> {
     const asked = this.#slots.filter((slot) => slot.state === 'starting' || slot.state === 'serving' || slot.state === 'stopping');
     const replies = await Promise.all(
       asked.map(
@@ -138,7 +139,8 @@ export class Supervisor {
               resolve({ ok: false, error: `worker ${slot.index} did not answer within ${timeoutMs} ms` });
             }, timeoutMs);
             slot.pending.set(id, { resolve, timer });
-            slot.worker!.send({ type: 'request', id, request });
+            const sent = typeof request === 'function' ? request({ index: slot.index, serving: slot.state === 'serving' }) : request;
+            slot.worker!.send({ type: 'request', id, request: sent });
           }),
       ),
     );

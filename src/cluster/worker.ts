@@ -93,8 +93,13 @@ export function runWorker(): void {
         return { ok: true, metrics: service ? await service.metrics.registry.getMetricsAsJSON() : [] };
       case 'evict':
         // Not serving yet: nothing has been cached.
-        if (service === null) return { ok: true, evicted: 0 };
-        return { ok: true, evicted: 'all' in request ? service.authorizer.evictAll() : service.authorizer.evictToken(request.token) };
+        if (service === null) return { ok: true, evicted: 0, shared: 'none' };
+        return {
+          ok: true,
+          ...('all' in request
+            ? await service.authorizer.evictAll(request.announce)
+            : await service.authorizer.evictToken(request.token, request.announce)),
+        };
       case 'prepare':
         try {
           prepared = parseConfig(request.text, request.source, { env });

@@ -53,6 +53,8 @@ export interface EndpointConfig {
   rateLimitPause: number;
   maxResponseBytes: number;
   clockSkew: number;
+  /** Seconds an expired active answer may be served while the endpoint fails; 0 = never. */
+  staleIfError: number;
   restricted: boolean;
 }
 
@@ -168,6 +170,7 @@ export function resolveEndpoint(
     rateLimitPause: raw.rateLimitPause,
     maxResponseBytes: raw.maxResponseBytes,
     clockSkew: raw.clockSkew,
+    staleIfError: raw.staleIfError,
     restricted: raw.restricted,
   };
 }

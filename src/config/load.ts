@@ -9,6 +9,7 @@ import YAML from 'yaml';
 import { checkRoutes, resolvePolicy, type PolicyConfig } from './policy.js';
 import { resolveEndpoint, type EndpointConfig } from './endpoint.js';
 import { readSecret, type Secret, type SecretSources } from './secret.js';
+import type { WatchedFile } from './watch.js';
 import {
   schema,
   endpointSchema,
@@ -51,6 +52,11 @@ export interface Config {
   defaultPolicy: string;
   endpoints: EndpointConfig[];
   policies: PolicyConfig[];
+  /**
+   * Every file the configuration reads besides itself (secrets, certificates,
+   * keys), by the key that names it: a change to one is applied like a reload.
+   */
+  files: WatchedFile[];
 }
 
 /** The HTTP authorization listener (server.http). */
@@ -65,12 +71,22 @@ export interface HttpServerConfig {
 }
 
 export interface RedisConfig {
-  url: string;
+  /** A single Redis (or a managed endpoint); null with Sentinel or Cluster. */
+  url: string | null;
+  /** Sentinel: where to ask for the master, and its name; null otherwise. */
+  sentinel: { nodes: RedisNode[]; masterName: string } | null;
+  /** Cluster: seed nodes; null otherwise. */
+  cluster: { nodes: RedisNode[] } | null;
   username: string | null;
   password: Secret | null;
   keySecret: Secret;
   keyPrefix: string;
   timeout: number;
+}
+
+export interface RedisNode {
+  host: string;
+  port: number;
 }
 
 export interface LoadOptions {
@@ -183,9 +199,10 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
       }
     });
 
-  const endpoints = items('endpoints', endpointSchema, props.endpoints).map((item, index) =>
+  const rawEndpoints = items('endpoints', endpointSchema, props.endpoints) as RawEndpoint[];
+  const endpoints = rawEndpoints.map((item, index) =>
     resolveEndpoint(
-      item as RawEndpoint,
+      item,
       sources,
       (key, problem) => {
         throw new ConfigError(`${source}: endpoints[${index}].${key}: ${problem}`);
@@ -231,9 +248,34 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     defaultPolicy,
     endpoints,
     policies,
+    files: referencedFiles(props, rawEndpoints),
   };
   for (const warning of configWarnings(built)) warn(`${source}: ${warning}`);
   return built;
+}
+
+const ENDPOINT_FILES = ['clientSecretFile', 'authorizationValueFile', 'caFile', 'certFile', 'keyFile'] as const;
+
+function referencedFiles(
+  props: {
+    admin: { tokenFile: string | null };
+    redis: { url: string | null; sentinels: string[]; clusterNodes: string[]; passwordFile: string | null; keySecretFile: string | null };
+  },
+  endpoints: RawEndpoint[],
+): WatchedFile[] {
+  const files: WatchedFile[] = [];
+  endpoints.forEach((endpoint, i) => {
+    for (const key of ENDPOINT_FILES) {
+      const path = endpoint[key];
+      if (path !== null) files.push({ key: `endpoints[${i}].${key}`, path });
+    }
+  });
+  if (props.admin.tokenFile !== null) files.push({ key: 'admin.tokenFile', path: props.admin.tokenFile });
+  if (props.redis.url !== null || props.redis.sentinels.length > 0 || props.redis.clusterNodes.length > 0) {
+    if (props.redis.passwordFile !== null) files.push({ key: 'redis.passwordFile', path: props.redis.passwordFile });
+    if (props.redis.keySecretFile !== null) files.push({ key: 'redis.keySecretFile', path: props.redis.keySecretFile });
+  }
+  return files;
 }
 
 type SchemaNode = { [key: string]: unknown };
@@ -332,6 +374,9 @@ const MIN_KEY_SECRET = 32;
 function resolveRedis(
   raw: {
     url: string | null;
+    sentinels: string[];
+    masterName: string | null;
+    clusterNodes: string[];
     username: string | null;
     password: string | null;
     passwordFile: string | null;
@@ -346,17 +391,41 @@ function resolveRedis(
   const fail = (key: string, problem: string): never => {
     throw new ConfigError(`${source}: redis.${key}: ${problem}`);
   };
-  if (raw.url === null) {
-    for (const key of ['username', 'password', 'passwordFile', 'keySecret', 'keySecretFile'] as const) {
-      if (raw[key] !== null) fail(key, 'has no effect without redis.url');
+  const given = [raw.url !== null, raw.sentinels.length > 0, raw.clusterNodes.length > 0].filter(Boolean).length;
+  if (given === 0) {
+    for (const key of ['username', 'password', 'passwordFile', 'keySecret', 'keySecretFile', 'masterName'] as const) {
+      if (raw[key] !== null) fail(key, 'has no effect without redis.url, redis.sentinels or redis.clusterNodes');
     }
     return null;
   }
+  if (given > 1) fail(raw.url !== null ? 'url' : 'sentinels', 'give one of url, sentinels and clusterNodes');
+  if (raw.sentinels.length > 0 && raw.masterName === null) fail('masterName', 'required with sentinels');
+  if (raw.sentinels.length === 0 && raw.masterName !== null) fail('masterName', 'only used with sentinels');
+  const sentinel =
+    raw.sentinels.length > 0 ? { nodes: raw.sentinels.map((text, i) => redisNode(text, `sentinels[${i}]`, fail)), masterName: raw.masterName! } : null;
+  const cluster = raw.clusterNodes.length > 0 ? { nodes: raw.clusterNodes.map((text, i) => redisNode(text, `clusterNodes[${i}]`, fail)) } : null;
   const password = readSecret(raw.password, raw.passwordFile, null, 'password', sources, fail);
   const keySecret = readSecret(raw.keySecret, raw.keySecretFile, null, 'keySecret', sources, fail);
-  if (keySecret === null) return fail('keySecret', 'required with redis.url (or keySecretFile)');
+  if (keySecret === null) return fail('keySecret', 'required with a shared tier (or keySecretFile)');
   if (keySecret.read && Buffer.byteLength(keySecret.reveal()) < MIN_KEY_SECRET) fail('keySecret', `must be at least ${MIN_KEY_SECRET} bytes`);
-  return { url: raw.url, username: raw.username, password, keySecret, keyPrefix: raw.keyPrefix, timeout: raw.timeout };
+  return {
+    url: raw.url,
+    sentinel,
+    cluster,
+    username: raw.username,
+    password,
+    keySecret,
+    keyPrefix: raw.keyPrefix,
+    timeout: raw.timeout,
+  };
+}
+
+/** host:port, the host a name or an IPv4 address (or [IPv6]), the port 1 to 65535. */
+function redisNode(text: string, key: string, fail: (key: string, problem: string) => never): RedisNode {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) fail(key, 'must be host:port');
+  return { host: match![1]!.replace(/^\[|\]$/g, ''), port };
 }
 
 function unique(items: Array<{ name: string }>, where: string): void {

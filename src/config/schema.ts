@@ -449,6 +449,15 @@ export const endpointSchema = {
     format: wholeNumber(0, 600),
     default: 0,
   },
+  staleIfError: {
+    doc:
+      'Seconds an expired active answer may still be served while this endpoint fails (error, timeout, circuit ' +
+      'open, bad response such as a 5xx or 429), counted past the answer\'s cache lifetime; never past the token\'s ' +
+      'exp, never for an inactive answer, never after an admin eviction or a reload that changed the endpoint. ' +
+      'Availability against revocation delay: a token revoked at the endpoint may work that much longer. 0 = off.',
+    format: wholeNumber(0, 86_400),
+    default: 0,
+  },
   restricted: {
     doc: 'Reserved for policies that name this endpoint explicitly (IBM Verify Access: restricted).',
     format: Boolean,
@@ -866,6 +875,25 @@ export const schema = {
         'Unset (the default): no shared tier, each replica caches on its own.',
       format: redisUrl,
       default: null as string | null,
+    },
+    sentinels: {
+      doc:
+        'Instead of url: the Sentinels (host:port each) that tell where the master named masterName is, so the ' +
+        'shared tier follows a failover. Plain TCP; username and password are the master\'s (and the Sentinels\').',
+      format: listOf('strings'),
+      default: [] as string[],
+    },
+    masterName: {
+      doc: 'With sentinels: the name the Sentinels monitor the master under.',
+      format: optionalString,
+      default: null as string | null,
+    },
+    clusterNodes: {
+      doc:
+        'Instead of url: seed nodes (host:port each) of a Redis Cluster; the others are found from them. Plain TCP. ' +
+        'Each command names one key, so no command spans hash slots; evictions go on the cluster-wide channel.',
+      format: listOf('strings'),
+      default: [] as string[],
     },
     username: {
       doc: 'Redis ACL user name (Redis 6+); unset: the default user.',

@@ -7,9 +7,9 @@
  * push a valid token's answer out.
  */
 import { hash } from 'node:crypto';
-import QuickLRU from 'quick-lru';
 import type { Claims } from './result.js';
 import type { Clock } from './endpoint-client.js';
+import { Lru } from './lru.js';
 
 export interface CacheEntry {
   readonly claims: Claims;
@@ -52,15 +52,20 @@ export function cacheKey(endpoint: string, token: string): string {
   return hash('sha256', `${endpoint}\0${token}`, 'binary');
 }
 
-/** quick-lru keeps between maxSize and 2 x maxSize items: halve it so the configured number is a true upper bound. */
-function lru<V>(maxEntries: number, ttlSeconds: number, onEviction?: () => void): QuickLRU<string, V> | null {
+/** Exactly maxEntries items held, once that many were set: the number users configure is the number kept. */
+function lru<V>(maxEntries: number, ttlSeconds: number, onEviction?: () => void): Lru<string, V> | null {
   if (maxEntries <= 0 || ttlSeconds <= 0) return null;
-  return new QuickLRU<string, V>({ maxSize: Math.max(1, Math.floor(maxEntries / 2)), onEviction });
+  return new Lru<string, V>({ maxSize: maxEntries, onEviction });
+}
+
+/** The end of an entry's stale window: never past the token's own expiry. */
+function staleUntil(entry: CacheEntry, staleMs: number): number {
+  return Math.min(entry.expiresAt + staleMs, entry.tokenExpiresAt ?? Infinity);
 }
 
 export class IntrospectionCache {
-  readonly #lru: QuickLRU<string, CacheEntry> | null;
-  readonly #negative: QuickLRU<string, NegativeEntry> | null;
+  readonly #lru: Lru<string, CacheEntry> | null;
+  readonly #negative: Lru<string, NegativeEntry> | null;
   readonly #ttlMs: number;
   readonly #negativeTtlMs: number;
   readonly #clock: Clock;
@@ -83,16 +88,33 @@ export class IntrospectionCache {
     return this.#negative !== null;
   }
 
-  /** The active answer for a key, if held, unexpired, and obtained with the same client id. */
-  get(key: string, clientId: string | null = null): CacheEntry | undefined {
+  /**
+   * The active answer for a key, if held, unexpired, and obtained with the same client id.
+   * @param staleMs how long past its lifetime an expired answer is still kept for stale() (staleIfError)
+   */
+  get(key: string, clientId: string | null = null, staleMs = 0): CacheEntry | undefined {
     if (!this.#lru) return undefined;
     const entry = this.#lru.get(key);
     if (entry === undefined || entry.clientId !== clientId) return undefined;
-    if (entry.expiresAt <= this.#clock.now()) {
-      this.#lru.delete(key);
+    const now = this.#clock.now();
+    if (entry.expiresAt <= now) {
+      if (staleUntil(entry, staleMs) <= now) this.#lru.delete(key);
       return undefined;
     }
     return entry;
+  }
+
+  /**
+   * An active answer whose lifetime has ended less than `staleMs` ago, and
+   * whose token has not expired: what staleIfError may serve while the
+   * endpoint fails. An evicted answer is gone and never comes back here.
+   */
+  stale(key: string, clientId: string | null, staleMs: number): CacheEntry | undefined {
+    if (!this.#lru || staleMs <= 0) return undefined;
+    const entry = this.#lru.peek(key);
+    if (entry === undefined || entry.clientId !== clientId) return undefined;
+    const now = this.#clock.now();
+    return entry.expiresAt <= now && now < staleUntil(entry, staleMs) ? entry : undefined;
   }
 
   /**
@@ -111,7 +133,7 @@ export class IntrospectionCache {
     const now = this.#clock.now();
     const expiresAt = Math.min(this.activeExpiry(tokenExpiresAt) ?? now, notAfter);
     if (expiresAt <= now) return;
-    // No quick-lru maxAge: it reads Date.now(), and expiry must follow the injected clock (checked in get).
+    // Expiry follows the injected clock, checked in get.
     this.#lru.set(key, { claims, expiresAt, tokenExpiresAt, endpoint, clientId });
     // An active answer supersedes an older inactive one (e.g. a token whose nbf has come).
     this.#negative?.delete(key);

@@ -19,15 +19,36 @@ export interface SharedCache {
   get(key: string, cacheId: string, token: string): Promise<SharedEntry | undefined>;
   /** Store an answer; returns at once, and never throws: a failed write is the tier's to count. */
   set(key: string, cacheId: string, token: string, entry: SharedEntry): void;
-  /** Drop the keys in the shared tier and tell every replica to drop them; returns at once. */
-  evict(keys: readonly string[]): void;
-  /** Tell every replica to drop every answer; returns at once. */
-  evictAll(): void;
+  /**
+   * Remember here that the keys were evicted (refusing older shared entries),
+   * and when `announce` (the default), drop them in the shared tier and tell
+   * every replica. Resolves with whether the shared tier took it; false: not
+   * yet, it is sent again once the tier answers. Never rejects.
+   */
+  evict(keys: readonly string[], announce?: boolean): Promise<boolean>;
+  /** Like evict, for every answer. */
+  evictAll(announce?: boolean): Promise<boolean>;
+}
+
+/**
+ * What became of an eviction beyond this process: `none`, no shared tier;
+ * `done`, the shared tier dropped it and told every replica (or another worker
+ * of this replica does); `pending`, the shared tier did not take it: dropped
+ * here and refused from the shared tier here, sent again once it answers.
+ */
+export type SharedEviction = 'none' | 'done' | 'pending';
+
+export interface Eviction {
+  /** Endpoints that held an answer for the token here (for all: answers dropped here). */
+  readonly evicted: number;
+  readonly shared: Promise<SharedEviction>;
 }
 
 export interface IntrospectorOptions {
   shared?: SharedCache;
   clock?: { now(): number };
+  /** Told of every Check answered from an expired answer under staleIfError, with the endpoint's name. */
+  onStale?: (endpoint: string) => void;
 }
 
 /** The part of EndpointClient the introspector needs. */
@@ -50,6 +71,11 @@ export interface Endpoint {
   readonly issuer?: string | null;
   /** The issuer's key set, when the endpoint verifies signatures (readiness asks whether it is loaded). */
   readonly keys?: { readonly loaded: boolean; readonly lastProblem: string | null };
+  /**
+   * Seconds an expired active answer may still be served while the endpoint
+   * fails (error, timeout, circuit open, bad response); 0 or absent: never.
+   */
+  readonly staleIfError?: number;
   introspect(token: string, signal?: AbortSignal, clientId?: string | null): Promise<IntrospectionResult>;
 }
 
@@ -103,11 +129,13 @@ export class Introspector {
   readonly #flights = new Map<string, Flight>();
   readonly #shared: SharedCache | undefined;
   readonly #clock: { now(): number };
+  readonly #onStale: ((endpoint: string) => void) | undefined;
 
   constructor(cache: IntrospectionCache, options: IntrospectorOptions = {}) {
     this.#cache = cache;
     this.#shared = options.shared;
     this.#clock = options.clock ?? Date;
+    this.#onStale = options.onStale;
   }
 
   #key(cacheId: string, token: string): string {
@@ -131,12 +159,13 @@ export class Introspector {
       }
     }
     const key = this.#key(endpoint.cacheId ?? endpoint.name, token);
-    const cached = this.#cache.get(key, clientId);
+    const staleMs = (endpoint.staleIfError ?? 0) * 1000;
+    const cached = this.#cache.get(key, clientId, staleMs);
     if (cached) {
       return { result: { outcome: 'active', claims: cached.claims, expiresAt: cached.tokenExpiresAt }, cache: 'hit' };
     }
     if (this.#cache.isInactive(key, clientId)) return { result: INACTIVE, cache: 'negative_hit' };
-    if (signal.aborted) return { result: TIMED_OUT, cache: 'miss' };
+    if (signal.aborted) return this.#orStale(endpoint, key, clientId, staleMs, { result: TIMED_OUT, cache: 'miss' });
 
     // Calls are the same when token, endpoint and client id are: only then may they share an answer.
     const flightKey = clientId === null ? key : `${key}\0${clientId}`;
@@ -152,7 +181,8 @@ export class Introspector {
       signal.addEventListener('abort', onAbort, { once: true });
     });
     try {
-      return { result: await Promise.race([current.promise, abandoned]), cache };
+      const result = await Promise.race([current.promise, abandoned]);
+      return this.#orStale(endpoint, key, clientId, staleMs, { result, cache });
     } finally {
       signal.removeEventListener('abort', onAbort!);
       current.waiters -= 1;
@@ -166,20 +196,48 @@ export class Introspector {
   }
 
   /**
-   * Forget a token's answers (active and inactive) at every endpoint given (by
-   * cacheId, or name when it has none); calls under way for it will not be
-   * cached. Returns how many endpoints held an answer.
+   * The answer, or when it is a failure, the expired answer still inside its
+   * staleIfError window. Looked up after the call, not before: an eviction
+   * made meanwhile has deleted it.
    */
-  evict(endpoints: readonly string[], token: string): number {
-    const keys = endpoints.map((name) => this.#key(name, token));
-    this.#shared?.evict(keys);
-    return this.dropKeys(keys);
+  #orStale(endpoint: Endpoint, key: string, clientId: string | null, staleMs: number, answer: Answer): Answer {
+    const { outcome } = answer.result;
+    if (staleMs <= 0 || outcome === 'active' || outcome === 'inactive') return answer;
+    const stale = this.#cache.stale(key, clientId, staleMs);
+    if (stale === undefined) return answer;
+    try {
+      this.#onStale?.(endpoint.name);
+    } catch {
+      // Counting and logging must not turn an answer into a failure.
+    }
+    return { result: { outcome: 'active', claims: stale.claims, expiresAt: stale.tokenExpiresAt }, cache: 'stale' };
   }
 
-  /** Forget every answer (at every replica, with a shared tier); calls under way will not be cached. Returns how many entries went. */
-  clear(): number {
-    this.#shared?.evictAll();
-    return this.clearLocal();
+  /**
+   * Forget a token's answers (active and inactive) at every endpoint given (by
+   * cacheId, or name when it has none); calls under way for it will not be
+   * cached. With a shared tier, at every replica when `announce`; without it
+   * the shared tier only remembers the eviction here (another worker of the
+   * replica announces it, once for all).
+   */
+  evict(endpoints: readonly string[], token: string, announce = true): Eviction {
+    const keys = endpoints.map((name) => this.#key(name, token));
+    const shared = this.#sharedEviction(this.#shared?.evict(keys, announce));
+    return { evicted: this.dropKeys(keys), shared };
+  }
+
+  /** Forget every answer (at every replica, with a shared tier, when `announce`); calls under way will not be cached. */
+  clear(announce = true): Eviction {
+    const shared = this.#sharedEviction(this.#shared?.evictAll(announce));
+    return { evicted: this.clearLocal(), shared };
+  }
+
+  #sharedEviction(sent: Promise<boolean> | undefined): Promise<SharedEviction> {
+    if (sent === undefined) return Promise.resolve('none');
+    return sent.then(
+      (done): SharedEviction => (done ? 'done' : 'pending'),
+      (): SharedEviction => 'pending',
+    );
   }
 
   /** Forget the answers under these keys here only (another replica's eviction); how many were held. */

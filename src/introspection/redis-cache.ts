@@ -13,7 +13,7 @@
  * refused (eviction-journal.ts), so writing an old value back does not undo
  * the eviction.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { Clock } from './endpoint-client.js';
 import type { SharedCache } from './introspector.js';
@@ -25,8 +25,12 @@ export type SharedLookup = 'hit' | 'miss' | 'refused' | 'error' | 'skipped';
 export type SharedOperation = 'get' | 'set' | 'evict' | 'subscribe';
 
 export interface RedisCacheOptions {
-  /** redis:// or rediss:// (TLS). */
-  url: string;
+  /** redis:// or rediss:// (TLS): a single Redis. One of url, sentinel and cluster. */
+  url?: string | null;
+  /** The master named `masterName`, wherever the Sentinels (asked without credentials) say it is: a failover moves it. */
+  sentinel?: { nodes: ReadonlyArray<{ host: string; port: number }>; masterName: string } | null;
+  /** A Redis Cluster reached through these seed nodes. */
+  cluster?: { nodes: ReadonlyArray<{ host: string; port: number }> } | null;
   username?: string | null;
   password?: string | null;
   /** Deployment secret the keys of store names, entries and endpoint fingerprints derive from (>= 32 bytes). */
@@ -71,10 +75,14 @@ const ALL = '*';
  */
 export const CLOCK_SKEW_MS = 2000;
 const KEY = /^[0-9a-f]{64}$/;
+/** Keys per DEL and per eviction message: bounded commands and messages however many keys are deferred. */
+const PUBLISH_BATCH = 1000;
+/** Milliseconds between two tries of deferred evictions while Redis fails them (besides each reconnection). */
+const RESEND_INTERVAL_MS = 1000;
 
 export class RedisSharedCache implements SharedCache {
-  readonly #client: Redis;
-  readonly #subscriber: Redis;
+  readonly #client: Redis | Cluster;
+  readonly #subscriber: Redis | Cluster;
   readonly #keys: SharedKeys;
   readonly #retention: number;
   readonly #journal: EvictionJournal;
@@ -85,14 +93,23 @@ export class RedisSharedCache implements SharedCache {
   readonly #clock: Clock;
   readonly #onLookup: RedisCacheOptions['onLookup'];
   readonly #onError: RedisCacheOptions['onError'];
+  /** A Redis Cluster: no command may name keys of two hash slots. */
+  readonly #cluster: boolean;
   #listener: EvictionListener | undefined;
   #subscribed = false;
   #closed = false;
+  readonly #journalKeys: number;
+  /** Keys whose eviction Redis did not take (delete or publish failed): sent again until it does. */
+  readonly #pending = new Set<string>();
+  #pendingAll = false;
+  #resending = false;
+  #retry: NodeJS.Timeout | undefined;
 
   constructor(options: RedisCacheOptions) {
     this.#keys = sharedKeys(options.keySecret);
     this.#retention = options.retention;
-    this.#journal = new EvictionJournal({ retention: options.retention, skew: CLOCK_SKEW_MS, maxKeys: options.journalKeys });
+    this.#journalKeys = options.journalKeys ?? 100_000;
+    this.#journal = new EvictionJournal({ retention: options.retention, skew: CLOCK_SKEW_MS, maxKeys: this.#journalKeys });
     this.#prefix = options.keyPrefix;
     this.#channel = `${options.keyPrefix}evictions`;
     this.#timeout = options.timeout;
@@ -112,15 +129,41 @@ export class RedisSharedCache implements SharedCache {
       retryStrategy: (times) => Math.min(times * 50, 1000),
       lazyConnect: false,
     };
-    this.#client = new Redis(options.url, {
-      ...common,
+    const connect = (extra: RedisOptions): Redis | Cluster => {
+      if (options.cluster) {
+        const { enableOfflineQueue, ...node } = { ...common, ...extra };
+        const cluster: ClusterOptions = {
+          redisOptions: node,
+          enableOfflineQueue: enableOfflineQueue ?? true,
+          clusterRetryStrategy: (times) => Math.min(times * 50, 1000),
+          // Slots move on a failover: follow the redirection at once rather than fail the command.
+          retryDelayOnMoved: 0,
+        };
+        return new Cluster(options.cluster.nodes.map(({ host, port }) => ({ host, port })), cluster);
+      }
+      if (options.sentinel) {
+        return new Redis({
+          ...common,
+          ...extra,
+          sentinels: options.sentinel.nodes.map(({ host, port }) => ({ host, port })),
+          name: options.sentinel.masterName,
+          sentinelRetryStrategy: (times) => Math.min(times * 50, 1000),
+        });
+      }
+      if (!options.url) throw new TypeError('one of url, sentinel and cluster is required');
+      return new Redis(options.url, { ...common, ...extra });
+    };
+    this.#cluster = options.cluster ? true : false;
+    this.#client = connect({
       // Fail at once while disconnected instead of queueing: a queued lookup is a delayed Check.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
       commandTimeout: options.timeout,
     });
-    this.#subscriber = new Redis(options.url, { ...common, autoResubscribe: false, maxRetriesPerRequest: null });
+    this.#subscriber = connect({ autoResubscribe: false, maxRetriesPerRequest: null });
     this.#client.on('error', () => {});
+    // Back after an outage: the evictions it missed go out first thing.
+    this.#client.on('ready', () => void this.#resend());
     this.#subscriber.on('error', () => {});
     this.#subscriber.on('ready', () => {
       this.#subscribe().catch((error: Error) => this.#onError?.('subscribe', error));
@@ -181,29 +224,125 @@ export class RedisSharedCache implements SharedCache {
     void this.#settled('set', this.#client.set(name, value, 'PX', ttl));
   }
 
-  evict(keys: readonly string[]): void {
-    if (keys.length === 0) return;
+  /**
+   * Remember the eviction here (the journal is this replica's tombstone: it
+   * refuses older entries whatever Redis holds), then, when `announce`,
+   * delete the entries and tell every replica. Resolves with whether Redis
+   * took both; when not, the eviction is kept and sent again once Redis
+   * answers. Never rejects.
+   */
+  evict(keys: readonly string[], announce = true): Promise<boolean> {
+    if (keys.length === 0) return Promise.resolve(true);
     this.#journal.evicted(keys, this.#clock.now());
-    // Not behind the breaker: an eviction is worth a try even while lookups are skipped. Deleted
-    // before it is published, so no replica refills its in-process tier from the old entry.
-    void this.#settled('evict', this.#client.del(...keys.map((key) => this.#prefix + key))).then(() =>
-      this.#publish(keys.join(',')),
-    );
+    if (!announce) return Promise.resolve(true);
+    return this.#announce(keys).then((done) => {
+      if (!done) this.#defer(keys);
+      return done;
+    });
   }
 
-  evictAll(): void {
+  /** Like evict, for every entry. */
+  evictAll(announce = true): Promise<boolean> {
     this.#journal.evictedAll(this.#clock.now());
-    void this.#settled('evict', this.#deleteAll()).then(() => this.#publish(ALL));
+    if (!announce) return Promise.resolve(true);
+    const covered = [...this.#pending];
+    return this.#announceAll().then((done) => {
+      if (done) for (const key of covered) this.#pending.delete(key);
+      else this.#deferAll();
+      return done;
+    });
   }
 
-  /** Every key under the prefix, by SCAN: never a KEYS that would stall a shared Redis. */
+  /** Evictions Redis has not taken yet (keys one by one, and whether an eviction of all is among them). */
+  get pendingEvictions(): { keys: number; all: boolean } {
+    return { keys: this.#pending.size, all: this.#pendingAll };
+  }
+
+  /** Not behind the breaker: an eviction is worth a try even while lookups are skipped. */
+  async #announce(keys: readonly string[]): Promise<boolean> {
+    for (let i = 0; i < keys.length; i += PUBLISH_BATCH) {
+      const batch = keys.slice(i, i + PUBLISH_BATCH);
+      // Deleted before it is published, so no replica refills its in-process tier from the old entry.
+      if (!(await this.#attempt('evict', this.#delete(batch.map((key) => this.#prefix + key))))) return false;
+      if (!(await this.#attempt('evict', this.#client.publish(this.#channel, batch.join(','))))) return false;
+    }
+    return true;
+  }
+
+  async #announceAll(): Promise<boolean> {
+    return (await this.#attempt('evict', this.#deleteAll())) && this.#attempt('evict', this.#client.publish(this.#channel, ALL));
+  }
+
+  #defer(keys: readonly string[]): void {
+    if (this.#pendingAll) return;
+    for (const key of keys) this.#pending.add(key);
+    // Beyond what the journal holds one by one, an eviction of all says the same, more widely.
+    if (this.#pending.size > this.#journalKeys) this.#deferAll();
+    this.#scheduleRetry();
+  }
+
+  #deferAll(): void {
+    this.#pendingAll = true;
+    this.#pending.clear();
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retry !== undefined || this.#closed) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      void this.#resend();
+    }, RESEND_INTERVAL_MS);
+    this.#retry.unref();
+  }
+
+  /** Send the deferred evictions again (Redis is back, or the retry timer fired); what still fails stays deferred. */
+  async #resend(): Promise<void> {
+    if (this.#resending || this.#closed || (!this.#pendingAll && this.#pending.size === 0)) return;
+    this.#resending = true;
+    try {
+      if (this.#pendingAll) {
+        this.#pendingAll = false;
+        const covered = [...this.#pending];
+        if (await this.#announceAll()) for (const key of covered) this.#pending.delete(key);
+        else this.#deferAll();
+        return;
+      }
+      const keys = [...this.#pending];
+      this.#pending.clear();
+      if (!(await this.#announce(keys))) this.#defer(keys);
+    } finally {
+      this.#resending = false;
+      if (this.#pendingAll || this.#pending.size > 0) this.#scheduleRetry();
+    }
+  }
+
+  /** One DEL, or in a Cluster one per key: the keys of a token at several endpoints lie in different slots. */
+  async #delete(names: string[]): Promise<void> {
+    if (!this.#cluster) {
+      await this.#client.del(...names);
+      return;
+    }
+    await Promise.all(names.map((name) => this.#client.del(name)));
+  }
+
+  /** Every key under the prefix, by SCAN (at each master of a Cluster): never a KEYS that would stall a shared Redis. */
   async #deleteAll(): Promise<void> {
+    const nodes = this.#client instanceof Cluster ? this.#client.nodes('master') : [this.#client];
+    if (nodes.length === 0) throw new Error('no Redis Cluster master known');
+    for (const node of nodes) await this.#deleteAllAt(node);
+  }
+
+  async #deleteAllAt(node: Redis): Promise<void> {
     let cursor = '0';
     // Bounded: a million rounds of up to 1000 keys.
     for (let round = 0; round < 1_000_000; round++) {
-      const [next, names] = await this.#client.scan(cursor, 'MATCH', `${escapeGlob(this.#prefix)}*`, 'COUNT', 1000);
+      const [next, names] = await node.scan(cursor, 'MATCH', `${escapeGlob(this.#prefix)}*`, 'COUNT', 1000);
       const entries = names.filter((name) => KEY.test(name.slice(this.#prefix.length)));
-      if (entries.length > 0) await this.#client.unlink(...entries);
+      if (entries.length > 0) {
+        if (this.#cluster) await Promise.all(entries.map((name) => node.unlink(name)));
+        else await node.unlink(...entries);
+      }
       cursor = next;
       if (cursor === '0') return;
     }
@@ -221,24 +360,27 @@ export class RedisSharedCache implements SharedCache {
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#retry);
     this.#client.disconnect();
     this.#subscriber.disconnect();
   }
 
-  #publish(message: string): void {
-    void this.#settled('evict', this.#client.publish(this.#channel, message));
-  }
-
   /** Resolves once the command is done, whatever became of it: a failure is only reported, never a rejection left unhandled. */
   #settled(operation: SharedOperation, command: Promise<unknown>): Promise<void> {
+    return this.#attempt(operation, command).then(() => undefined);
+  }
+
+  /** Whether the command succeeded; a failure is reported, never left as a rejection. */
+  #attempt(operation: SharedOperation, command: Promise<unknown>): Promise<boolean> {
     return command.then(
-      () => undefined,
+      () => true,
       (error: Error) => {
         try {
           this.#onError?.(operation, error);
         } catch {
           // A listener that throws must not turn a best-effort command into an unhandled rejection.
         }
+        return false;
       },
     );
   }

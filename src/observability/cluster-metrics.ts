@@ -15,6 +15,7 @@ import { SERVICE_COUNTERS } from './metrics.js';
 export class PrimaryMetrics {
   readonly registry = new Registry();
   readonly configReloads = new Counter({ ...SERVICE_COUNTERS.configReloads, registers: [this.registry] });
+  readonly secretReloads = new Counter({ ...SERVICE_COUNTERS.secretReloads, registers: [this.registry] });
   readonly adminEvictions = new Counter({ ...SERVICE_COUNTERS.adminEvictions, registers: [this.registry] });
   readonly opsConnectionsRefused = new Counter({ ...SERVICE_COUNTERS.opsConnectionsRefused, registers: [this.registry] });
   readonly workerRestarts = new Counter({
@@ -33,6 +34,7 @@ export class PrimaryMetrics {
       },
     });
     for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
+    for (const result of ['success', 'failure']) this.secretReloads.inc({ result }, 0);
     for (const scope of ['token', 'all']) this.adminEvictions.inc({ scope }, 0);
     collectDefaultMetrics({ register: this.registry });
   }

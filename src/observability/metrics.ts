@@ -39,6 +39,13 @@ export const SERVICE_COUNTERS = {
     help: 'Configuration reloads by result (success, failure).',
     labelNames: ['result'] as const,
   },
+  secretReloads: {
+    name: 'authz_secret_file_reloads_total',
+    help:
+      'Reloads made because a file the configuration reads (a secret, certificate or key) changed, by result ' +
+      '(success, failure: the previous configuration stays). Also counted in authz_config_reloads_total.',
+    labelNames: ['result'] as const,
+  },
 };
 
 /**
@@ -110,7 +117,8 @@ export class Metrics {
     name: 'authz_cache_lookups_total',
     help:
       'Cache lookups of Checks that reached introspection: hit, negative_hit (a recent inactive answer), miss ' +
-      '(this Check called the endpoint) or coalesced (it shared another Check\'s call).',
+      '(this Check called the endpoint), coalesced (it shared another Check\'s call) or stale (the endpoint ' +
+      'failed and an expired answer was served under staleIfError).',
     labelNames: ['result'] as const,
     registers: [this.registry],
     collect: (): void => flush(this.cacheLookups, this.#cacheTallies.values()),
@@ -120,6 +128,13 @@ export class Metrics {
     name: 'authz_jwks_fetches_total',
     help: 'Fetches of an issuer\'s key set (JWKS, with its metadata when discovered), by endpoint and result (success, failure).',
     labelNames: ['endpoint', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly staleAnswers = new Counter({
+    name: 'authz_stale_answers_total',
+    help: 'Checks answered from an expired active answer because the endpoint failed (staleIfError), by endpoint.',
+    labelNames: ['endpoint'] as const,
     registers: [this.registry],
   });
 
@@ -161,6 +176,7 @@ export class Metrics {
   });
 
   readonly configReloads = new Counter({ ...SERVICE_COUNTERS.configReloads, registers: [this.registry] });
+  readonly secretReloads = new Counter({ ...SERVICE_COUNTERS.secretReloads, registers: [this.registry] });
 
   readonly configLoadedAt = new Gauge({
     name: 'authz_config_last_success_timestamp_seconds',
@@ -191,6 +207,7 @@ export class Metrics {
       },
     });
     for (const result of ['success', 'failure']) this.configReloads.inc({ result }, 0);
+    for (const result of ['success', 'failure']) this.secretReloads.inc({ result }, 0);
     new Gauge({
       name: 'authz_cache_negative_entries',
       help: 'Inactive introspection answers held in the negative cache.',
@@ -212,7 +229,7 @@ export class Metrics {
         for (const [endpoint, state] of options.circuitStates?.() ?? []) this.set({ endpoint }, CIRCUIT_STATE_VALUES[state]);
       },
     });
-    for (const result of ['hit', 'negative_hit', 'miss', 'coalesced']) this.cacheLookups.inc({ result }, 0);
+    for (const result of ['hit', 'negative_hit', 'miss', 'coalesced', 'stale']) this.cacheLookups.inc({ result }, 0);
     for (const scope of ['token', 'all']) this.adminEvictions.inc({ scope }, 0);
     this.configLoadedAt.setToCurrentTime();
     collectDefaultMetrics({ register: this.registry });

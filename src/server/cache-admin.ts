@@ -9,6 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Secret } from '../config/secret.js';
+import type { SharedEviction } from '../introspection/introspector.js';
 import type { Logger } from '../observability/logger.js';
 import type { OpsMetrics } from './ops-server.js';
 
@@ -17,12 +18,18 @@ export interface CacheAdmin {
   readonly token: Secret;
   /**
    * Drop a token's answers at every endpoint; how many endpoints held one
-   * (a cluster: the total over its workers). Rejects when not every cache
-   * could be reached.
+   * (a cluster: the total over its workers), and whether the shared tier took
+   * it. Rejects when not every cache could be reached.
    */
-  evictToken(token: string): number | Promise<number>;
+  evictToken(token: string): AdminEviction | Promise<AdminEviction>;
   /** Drop every answer; how many there were. */
-  evictAll(): number | Promise<number>;
+  evictAll(): AdminEviction | Promise<AdminEviction>;
+}
+
+export interface AdminEviction {
+  readonly evicted: number;
+  /** `pending`: dropped here, but Redis did not take it; other replicas may still answer from their memory until it does. */
+  readonly shared: SharedEviction;
 }
 
 /** Largest request body read: a token (maxTokenLength is at most 1 MiB) in JSON or form encoding. */
@@ -52,11 +59,11 @@ export async function handleCacheAdmin(
   }
   const query = new URL(request.url ?? '/', 'http://ops').searchParams;
   if (query.get('all') === 'true') {
-    const entries = await evict(response, () => admin.evictAll(), logger);
-    if (entries === null) return;
+    const done = await evict(response, () => admin.evictAll(), logger);
+    if (done === null) return;
     metrics.adminEvictions.inc({ scope: 'all' });
-    logger?.info({ scope: 'all', entries }, 'cache eviction');
-    send(response, 200, { evicted: entries });
+    logger?.info({ scope: 'all', entries: done.evicted, shared: done.shared }, 'cache eviction');
+    answer(response, done, logger);
     return;
   }
   const token = await readToken(request);
@@ -64,15 +71,37 @@ export async function handleCacheAdmin(
     send(response, token.status, { error: token.error });
     return;
   }
-  const endpoints = await evict(response, () => admin.evictToken(token), logger);
-  if (endpoints === null) return;
+  const done = await evict(response, () => admin.evictToken(token), logger);
+  if (done === null) return;
   metrics.adminEvictions.inc({ scope: 'token' });
-  logger?.info({ scope: 'token', endpoints }, 'cache eviction');
-  send(response, 200, { evicted: endpoints });
+  logger?.info({ scope: 'token', endpoints: done.evicted, shared: done.shared }, 'cache eviction');
+  answer(response, done, logger);
 }
 
-/** The eviction's count, or null once a 503 has been sent: some cache was not reached, so the caller should retry. */
-async function evict(response: ServerResponse, run: () => number | Promise<number>, logger: Logger | undefined): Promise<number | null> {
+/**
+ * 200 when every replica has the eviction; 202 when only this one does for
+ * now: Redis did not take it, so other replicas may answer from memory until
+ * it is sent again (automatically, once Redis answers).
+ */
+function answer(response: ServerResponse, done: AdminEviction, logger: Logger | undefined): void {
+  if (done.shared !== 'pending') {
+    send(response, 200, { evicted: done.evicted });
+    return;
+  }
+  logger?.warn({}, 'cache eviction not taken by Redis: other replicas may still hold the answer until it is sent again');
+  send(response, 202, {
+    evicted: done.evicted,
+    shared: 'pending',
+    error_description: 'dropped here; Redis did not take the eviction, it is sent again once Redis answers',
+  });
+}
+
+/** The eviction's outcome, or null once a 503 has been sent: some cache was not reached, so the caller should retry. */
+async function evict(
+  response: ServerResponse,
+  run: () => AdminEviction | Promise<AdminEviction>,
+  logger: Logger | undefined,
+): Promise<AdminEviction | null> {
   try {
     return await run();
   } catch (error) {

@@ -171,7 +171,7 @@ t.test('broadcast: answers of the workers that have their configuration; time-bo
   ]);
 
   // A worker that dies with a question pending is left out of the answers.
-  const asked = supervisor.broadcast({ type: 'evict', all: true }, 2000);
+  const asked = supervisor.broadcast({ type: 'evict', all: true, announce: true }, 2000);
   forked[1]!.die(1);
   t.same(await asked, [{ slot: 1, reply: { ok: true, evicted: 1 } }], 'the dead worker is left out');
   await supervisor.stop(1000);

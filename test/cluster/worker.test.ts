@@ -94,7 +94,7 @@ t.test('a worker: hello, start, serving; answers; a reload in two steps; stop', 
   const worker = new Worker(t);
   await worker.next('hello');
   t.same(await worker.ask({ type: 'metrics' }), { ok: true, metrics: [] }, 'before start: no metrics yet');
-  t.same(await worker.ask({ type: 'evict', all: true }), { ok: true, evicted: 0 }, 'before start: nothing cached');
+  t.same(await worker.ask({ type: 'evict', all: true, announce: true }), { ok: true, evicted: 0, shared: 'none' }, 'before start: nothing cached');
 
   // The address comes from the pin, not the text (the primary's first configuration decides it).
   worker.start(config(fake.url).replace('host: 127.0.0.1, port: 0', 'host: 0.0.0.0, port: 9'), { GRPC_HOST: '127.0.0.1', GRPC_PORT: '0' });
@@ -116,10 +116,10 @@ t.test('a worker: hello, start, serving; answers; a reload in two steps; stop', 
     (m) => m.name === 'authz_check_decisions_total',
   );
   t.equal(decisions?.values.reduce((sum, v) => sum + v.value, 0), 1, 'its metrics as prom-client JSON');
-  t.same(await worker.ask({ type: 'evict', token: TOKEN }), { ok: true, evicted: 1 }, 'evict one token');
-  t.same(await worker.ask({ type: 'evict', token: TOKEN }), { ok: true, evicted: 0 }, 'gone');
+  t.same(await worker.ask({ type: 'evict', token: TOKEN, announce: true }), { ok: true, evicted: 1, shared: 'none' }, 'evict one token');
+  t.same(await worker.ask({ type: 'evict', token: TOKEN, announce: true }), { ok: true, evicted: 0, shared: 'none' }, 'gone');
   await check();
-  t.same(await worker.ask({ type: 'evict', all: true }), { ok: true, evicted: 1 }, 'evict all');
+  t.same(await worker.ask({ type: 'evict', all: true, announce: true }), { ok: true, evicted: 1, shared: 'none' }, 'evict all');
 
   const refused = await worker.ask({ type: 'prepare', text: config(fake.url, 'x-auth-bad', '    bogus: 1\n'), source: 'worker.yaml' });
   t.same(refused, { ok: false, error: 'worker.yaml: endpoints[0].bogus: unknown option' }, 'a bad configuration is refused, naming the key');

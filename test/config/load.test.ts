@@ -540,3 +540,32 @@ t.test('configWarnings: an authenticationTimeout that Envoy\'s declared timeout 
   t.equal(warnings.length, 1, 'only the endpoint whose timeout is not below Envoy\'s');
   t.match(warnings[0], /^endpoints\[0\]\.authenticationTimeout \(10000 ms\) is not below server\.envoyTimeout \(200 ms\)/);
 });
+
+t.test('files: every secret, certificate and key file the configuration names, by key', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'authz-files-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const secret = file('secret', 'client-secret\n');
+  const admin = file('admin', 'admin-token-0123456789\n');
+  const key = file('key', 'k'.repeat(40));
+  const config = buildConfig(
+    {
+      admin: { tokenFile: admin },
+      redis: { url: 'redis://127.0.0.1:6379', keySecretFile: key },
+      endpoints: [endpoint(), endpoint({ name: 'b', clientSecret: null, clientSecretFile: secret })],
+      policies: [{ name: 'p', endpoint: 'as' }],
+    },
+    'test',
+    { env: {} },
+  );
+  t.same(config.files, [
+    { key: 'endpoints[1].clientSecretFile', path: secret },
+    { key: 'admin.tokenFile', path: admin },
+    { key: 'redis.keySecretFile', path: key },
+  ]);
+  t.same(buildConfig({ endpoints: [endpoint()] }, 'test', { env: {} }).files, [], 'none named: none watched');
+});

@@ -377,3 +377,46 @@ t.test('a call under way during an eviction cannot bring the old answer back thr
   t.ok(await eventually(async () => !(await check(c, alice)).allowed), 'denied on c once it hears of the eviction');
   t.ok(h.introspections() >= calls + 3, 'each asked the authorization server');
 });
+
+t.test('Redis stopped during an eviction: 202, denied here at once; restarted: denied everywhere', async (t) => {
+  const h = await start(t);
+  const alice = token('alice');
+  h.active.add(alice);
+  t.ok((await check(h.a, alice)).allowed);
+  t.ok((await check(h.b, alice)).allowed);
+  t.equal(h.introspections(), 1);
+
+  await h.redis.kill();
+  h.active.delete(alice);
+  t.equal(await evict(h.a, alice), 202, 'the cluster-wide part did not complete: not 200');
+  t.notOk((await check(h.a, alice)).allowed, 'denied at once where it was asked');
+
+  await h.redis.restart();
+  t.ok(await eventually(async () => !(await check(h.b, alice)).allowed, 5000, 20), 'denied at the other instance once Redis is back');
+  t.ok(await eventually(() => h.a.app.authorizer.shared?.pendingEvictions.keys === 0, 5000), 'nothing left to send');
+  t.equal(await evict(h.a, alice), 200, 'with Redis up again an eviction is complete');
+});
+
+t.test('an instance cut off from Redis: its eviction is 202, kept, and reaches the other instance once the link is back', async (t) => {
+  const h = await start(t);
+  const relay = await startTcpProxy(h.redis.port);
+  t.teardown(() => relay.close());
+  const c = await startInstance(t, h.fake, `redis://127.0.0.1:${relay.port}`);
+  const alice = token('alice');
+  h.active.add(alice);
+  t.ok((await check(h.a, alice)).allowed);
+  t.ok(await eventually(async () => (await keyCount(h)) === 1));
+  t.ok((await check(c, alice)).allowed, 'c holds the answer too');
+  t.equal(h.introspections(), 1);
+
+  relay.cut();
+  h.active.delete(alice);
+  t.equal(await evict(c, alice), 202);
+  t.notOk((await check(c, alice)).allowed, 'denied at c');
+  // The known limit while cut off: a holds the answer in memory and Redis still has it.
+  t.ok((await check(h.a, alice)).allowed, 'a, still connected to Redis, has not heard of it yet');
+
+  relay.restore();
+  t.ok(await eventually(async () => !(await check(h.a, alice)).allowed, 5000, 20), 'a denies once c reaches Redis again');
+  t.notOk((await check(h.b, alice)).allowed, 'b denies too (asked the endpoint, not the old entry)');
+});

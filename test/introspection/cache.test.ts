@@ -130,6 +130,40 @@ t.test('never holds more than maxEntries', async (t) => {
   }
 });
 
+t.test('holds exactly maxEntries: the setting is the capacity, not an upper bound on it', async (t) => {
+  for (const maxEntries of [1, 2, 3, 4, 5, 10, 17, 1000]) {
+    for (const count of [maxEntries, maxEntries + 1, 3 * maxEntries + Math.floor(maxEntries / 2)]) {
+      const evicted: number[] = [];
+      const cache = new IntrospectionCache({ maxEntries, ttlSeconds: 600, clock: new FakeClock(), onEviction: () => evicted.push(1) });
+      for (let i = 0; i < count; i += 1) cache.set(`key-${i}`, claims(`u${i}`), null);
+      const name = `maxEntries ${maxEntries}, ${count} keys`;
+      t.equal(cache.size, maxEntries, `${name}: size`);
+      t.equal(evicted.length, count - maxEntries, `${name}: one eviction per answer beyond the bound`);
+      let held = 0;
+      for (let i = 0; i < count; i += 1) if (cache.get(`key-${i}`) !== undefined) held += 1;
+      t.equal(held, maxEntries, `${name}: every entry held answers`);
+    }
+  }
+});
+
+t.test('a read makes an answer the most recently used: the least recently used goes first', async (t) => {
+  const cache = new IntrospectionCache({ maxEntries: 3, ttlSeconds: 600, clock: new FakeClock() });
+  for (const key of ['a', 'b', 'c']) cache.set(key, claims(key), null);
+  t.ok(cache.get('a'), 'a read');
+  cache.set('d', claims('d'), null);
+  t.equal(cache.get('b'), undefined, 'b, least recently used, went');
+  for (const key of ['a', 'c', 'd']) t.ok(cache.get(key), `${key} stays`);
+});
+
+t.test('the negative LRU holds exactly maxNegativeEntries', async (t) => {
+  const cache = new IntrospectionCache({ maxEntries: 10, ttlSeconds: 600, maxNegativeEntries: 7, negativeTtlSeconds: 10, clock: new FakeClock() });
+  for (let i = 0; i < 20; i += 1) cache.setInactive(`bad-${i}`);
+  t.equal(cache.negativeSize, 7);
+  let held = 0;
+  for (let i = 0; i < 20; i += 1) if (cache.isInactive(`bad-${i}`)) held += 1;
+  t.equal(held, 7);
+});
+
 t.test('the most recent answer survives a flood', async (t) => {
   const cache = new IntrospectionCache({ maxEntries: 4, ttlSeconds: 600, clock: new FakeClock() });
   for (let i = 0; i < 100; i += 1) cache.set(`key-${i}`, claims(`u${i}`), null);

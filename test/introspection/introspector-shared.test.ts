@@ -30,12 +30,14 @@ class MemoryShared implements SharedCache {
     if (this.failSet) throw new RangeError('Maximum call stack size exceeded');
     this.entries.set(key, entry);
   }
-  evict(keys: readonly string[]): void {
+  async evict(keys: readonly string[]): Promise<boolean> {
     this.evicted.push([...keys]);
     for (const key of keys) this.entries.delete(key);
+    return true;
   }
-  evictAll(): void {
+  async evictAll(): Promise<boolean> {
     this.evictedAll += 1;
+    return true;
   }
 }
 
@@ -181,10 +183,10 @@ t.test('evictions go to the shared tier; remote ones drop only here', async (t) 
   const s = setup();
   const { ep, calls } = endpoint(() => ACTIVE());
   await s.introspector.introspect(ep, 'tok', signal());
-  t.equal(s.introspector.evict(['as'], 'tok'), 1);
+  t.equal(s.introspector.evict(['as'], 'tok').evicted, 1);
   t.same(s.shared.evicted, [['as|tok']]);
   t.equal(s.shared.entries.size, 0);
-  t.equal(s.introspector.clear(), 0);
+  t.equal(s.introspector.clear().evicted, 0);
   t.equal(s.shared.evictedAll, 1);
 
   await s.introspector.introspect(ep, 'tok', signal());

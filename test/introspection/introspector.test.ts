@@ -333,12 +333,12 @@ t.test('evict drops a cached token at the endpoints named', async (t) => {
   await first;
   t.equal((await introspector.introspect(endpoint, 'tok', signal())).cache, 'hit');
 
-  t.equal(introspector.evict(['other-as'], 'tok'), 0, 'nothing at another endpoint');
-  t.equal(introspector.evict(['as'], 'other-token'), 0, 'nothing for another token');
+  t.equal(introspector.evict(['other-as'], 'tok').evicted, 0, 'nothing at another endpoint');
+  t.equal(introspector.evict(['as'], 'other-token').evicted, 0, 'nothing for another token');
   t.equal((await introspector.introspect(endpoint, 'tok', signal())).cache, 'hit', 'still cached');
 
-  t.equal(introspector.evict(['other-as', 'as'], 'tok'), 1, 'one entry dropped');
-  t.equal(introspector.evict(['as'], 'tok'), 0, 'and it is gone');
+  t.equal(introspector.evict(['other-as', 'as'], 'tok').evicted, 1, 'one entry dropped');
+  t.equal(introspector.evict(['as'], 'tok').evicted, 0, 'and it is gone');
   const again = introspector.introspect(endpoint, 'tok', signal());
   t.equal(endpoint.calls.length, 2, 'the endpoint is asked again');
   endpoint.call(1).answer.resolve({ outcome: 'inactive' });
@@ -467,12 +467,12 @@ t.test('evict drops inactive answers too, and keeps calls under way out of the c
   const bad = introspector.introspect(endpoint, 'bad', signal());
   endpoint.call(0).answer.resolve({ outcome: 'inactive' });
   await bad;
-  t.equal(introspector.evict(['as'], 'bad'), 1, 'the inactive answer is dropped');
+  t.equal(introspector.evict(['as'], 'bad').evicted, 1, 'the inactive answer is dropped');
   t.equal(cache.negativeSize, 0);
 
   // A call under way when the token is evicted (revoked meanwhile): its answer is not cached.
   const pending = introspector.introspect(endpoint, 'tok', signal());
-  t.equal(introspector.evict(['as'], 'tok'), 0, 'nothing cached yet');
+  t.equal(introspector.evict(['as'], 'tok').evicted, 0, 'nothing cached yet');
   const afterEviction = introspector.introspect(endpoint, 'tok', signal());
   t.equal(endpoint.calls.length, 3, 'a Check after the eviction does not join the older call');
   endpoint.call(1).answer.resolve(active('alice'));
@@ -483,7 +483,7 @@ t.test('evict drops inactive answers too, and keeps calls under way out of the c
   t.equal(cache.negativeSize, 1, 'and is cached');
 
   const other = introspector.introspect(endpoint, 'other', signal());
-  const cleared = introspector.clear();
+  const cleared = introspector.clear().evicted;
   t.equal(cleared, 1, 'clear counts what it dropped');
   endpoint.call(3).answer.resolve(active('bob'));
   await other;

@@ -6,6 +6,7 @@ import { createServer, type Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { RedisSharedCache, type SharedLookup } from '../../src/introspection/redis-cache.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { startTcpProxy } from '../support/tcp-proxy.js';
 
 const SECRET = 'redis-cache-test-secret-0123456789abcdef';
 const TOKEN = 'tokenAliceAAAAAAAAAAAAAAAAAAAAAA';
@@ -146,7 +147,8 @@ t.test('Redis down: misses at once, the circuit opens, lookups are skipped; back
 
   await redis.restart();
   t.ok(await eventually(() => shared.connected, 3000), 'reconnected');
-  t.ok(await eventually(() => cleared.length === 1), 'a reconnected subscription clears the in-process tier');
+  // Once for the lost subscription, and again when the deferred eviction of all comes back on the channel.
+  t.ok(await eventually(() => cleared.length >= 1), 'a reconnected subscription clears the in-process tier');
   await sleep(120);
   t.equal(await shared.get(key, 'one', TOKEN), undefined);
   t.equal(lookups.at(-1), 'miss', 'the probe went through');
@@ -273,4 +275,74 @@ t.test('a subscription lost and back refuses every entry written before', async 
   t.ok(await eventually(() => shared.connected, 3000), 'reconnected');
   await plain.set(`p:${key}`, value, 'PX', 60_000);
   t.equal(await shared.get(key, 'one', TOKEN), undefined, 'evictions may have been missed meanwhile');
+});
+
+t.test('an eviction Redis does not take resolves false, stays a tombstone here, and is sent again once Redis is back', async (t) => {
+  const { plain, redis } = await server(t);
+  // a reaches Redis through a relay the test can cut (a partition); b stays connected throughout.
+  const relay = await startTcpProxy(redis.port);
+  t.teardown(() => relay.close());
+  const a = cache(t, `redis://127.0.0.1:${relay.port}`);
+  const b = cache(t, redis.url);
+  const seen: string[] = [];
+  b.shared.listen({ evict: (keys) => seen.push(...keys), clear: () => seen.push('*') });
+  t.ok(await eventually(() => a.shared.connected && b.shared.connected));
+  const key = a.shared.key('one', TOKEN);
+  const written = Date.now() - 5000;
+  b.shared.set(key, 'one', TOKEN, entry(written));
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1));
+
+  relay.cut();
+  t.equal(await a.shared.evict([key]), false, 'not taken: Redis is out of reach');
+  t.same(a.shared.pendingEvictions, { keys: 1, all: false }, 'kept to be sent again');
+  t.same(seen, [], 'the other replica has not heard of it');
+  t.equal(await plain.exists(`p:${key}`), 1, 'the entry is still in Redis');
+
+  relay.restore();
+  t.ok(await eventually(() => seen.length === 1, 5000), 'sent again once Redis answers: the other replica hears it');
+  t.same(seen, [key]);
+  t.equal(await plain.exists(`p:${key}`), 0, 'and the entry is deleted');
+  t.same(a.shared.pendingEvictions, { keys: 0, all: false });
+
+  // Written back by someone who captured it: the tombstone here refuses it.
+  b.shared.set(key, 'one', TOKEN, entry(written));
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1));
+  t.equal(await a.shared.get(key, 'one', TOKEN), undefined, 'refused: written before the eviction');
+});
+
+t.test('an eviction of all Redis does not take is sent again as one', async (t) => {
+  const { redis } = await server(t);
+  const relay = await startTcpProxy(redis.port);
+  t.teardown(() => relay.close());
+  const a = cache(t, `redis://127.0.0.1:${relay.port}`);
+  const b = cache(t, redis.url);
+  const seen: string[] = [];
+  b.shared.listen({ evict: (keys) => seen.push(...keys), clear: () => seen.push('*') });
+  t.ok(await eventually(() => a.shared.connected && b.shared.connected));
+  relay.cut();
+  t.equal(await a.shared.evict([a.shared.key('one', TOKEN)]), false);
+  t.equal(await a.shared.evictAll(), false);
+  t.same(a.shared.pendingEvictions, { keys: 0, all: true }, 'the eviction of all covers the key');
+  relay.restore();
+  t.ok(await eventually(() => seen.length >= 1, 5000));
+  await sleep(100);
+  t.same(seen, ['*'], 'one eviction of all, nothing more');
+});
+
+t.test('without announce an eviction is only remembered here: no delete, no message', async (t) => {
+  const { plain, redis } = await server(t);
+  const a = cache(t, redis.url);
+  const b = cache(t, redis.url);
+  const seen: string[] = [];
+  b.shared.listen({ evict: (keys) => seen.push(...keys), clear: () => seen.push('*') });
+  t.ok(await eventually(() => a.shared.connected && b.shared.connected));
+  const key = a.shared.key('one', TOKEN);
+  b.shared.set(key, 'one', TOKEN, entry(Date.now() - 5000));
+  t.ok(await eventually(async () => (await plain.exists(`p:${key}`)) === 1));
+  t.equal(await a.shared.evict([key], false), true);
+  await sleep(100);
+  t.same(seen, [], 'nobody was told');
+  t.equal(await plain.exists(`p:${key}`), 1, 'Redis untouched');
+  t.equal(await a.shared.get(key, 'one', TOKEN), undefined, 'but refused here');
+  t.same((await b.shared.get(key, 'one', TOKEN))?.active, true, 'and still used where nothing was evicted');
 });

@@ -119,8 +119,9 @@ t.test('/metrics counts a known sequence of Checks exactly', async (t) => {
       ['authz_cache_lookups_total{result="negative_hit"}', 0],
       ['authz_cache_lookups_total{result="miss"}', 5],
       ['authz_cache_lookups_total{result="coalesced"}', 4],
+      ['authz_cache_lookups_total{result="stale"}', 0],
     ]),
-    'cache lookups: one hit, five calls, four Checks that shared a call',
+    'cache lookups: one hit, five calls, four Checks that shared a call, none stale',
   );
   t.equal(m.get('authz_check_duration_seconds_count'), 11, 'every Check timed');
   t.equal(m.get('authz_check_duration_seconds_bucket{le="0.0001"}') !== undefined, true, 'buckets start at 100 µs');

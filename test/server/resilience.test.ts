@@ -260,3 +260,31 @@ t.test('clientIdHeader: the client id comes from the request; answers are per to
   t.equal(missing.httpStatus, 401);
   t.equal(h.fake.requests.length, 6, 'without asking the endpoint');
 });
+
+t.test('staleIfError through the service: an outage after expiry serves the expired answer, the policy still judges it', async (t) => {
+  const h = await start(
+    t,
+    { retries: 0, staleIfError: 120 },
+    {
+      cache: { validatedTokenTTL: 60 },
+      policies: [{ name: 'p' }, { name: 'admin', scopes: 'admin' }],
+      defaultPolicy: 'p',
+    },
+  );
+  t.equal((await h.check(GOOD)).allowed, true, 'cached while the endpoint is up');
+  h.clock.ms += 61_000;
+  await h.fake.setAvailability('refuse');
+  const stale = await h.check(GOOD);
+  t.equal(stale.allowed, true, 'allowed from the expired answer while the endpoint is down');
+  const route = await h.check(GOOD, { contextExtensions: { policy: 'admin' } });
+  t.equal(route.httpStatus, 403, 'a route whose policy the stale claims do not satisfy is still denied');
+  let m = await h.metrics();
+  t.equal(m.get('authz_stale_answers_total{endpoint="idp"}'), 2);
+  t.equal(m.get('authz_cache_lookups_total{result="stale"}'), 2);
+
+  h.clock.ms += 120_000;
+  const closed = await h.check(GOOD);
+  t.equal(closed.allowed, false, 'denied once the window has passed');
+  m = await h.metrics();
+  t.equal(m.get('authz_check_decisions_total{decision="deny",reason="introspection_error",policy="p",transport="grpc"}'), 1);
+});

@@ -1,6 +1,8 @@
 // A loopback TCP relay for tests that need to delay what a server sends to one
 // client: hold() buffers every byte from the server side (client-to-server
-// traffic still flows), release() delivers what was held, in order.
+// traffic still flows), release() delivers what was held, in order. cut()
+// stands for a network partition: every relayed connection is closed and new
+// ones are closed as soon as accepted, until restore().
 // No test-framework imports here.
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 
@@ -8,14 +10,22 @@ export interface TcpProxy {
   readonly port: number;
   hold(): void;
   release(): void;
+  cut(): void;
+  restore(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let holding = false;
+  let cut = false;
   const held: Array<{ socket: Socket; chunk: Buffer }> = [];
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
+    if (cut) {
+      client.on('error', () => {});
+      client.destroy();
+      return;
+    }
     const upstream = connect(targetPort, '127.0.0.1');
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -39,6 +49,13 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     release: () => {
       holding = false;
       for (const { socket, chunk } of held.splice(0)) socket.write(chunk);
+    },
+    cut: () => {
+      cut = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore: () => {
+      cut = false;
     },
     close: async () => {
       for (const socket of sockets) socket.destroy();
