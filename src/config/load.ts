@@ -42,6 +42,7 @@ export interface Config {
   admin: { token: Secret | null };
   /** The shared cache tier; null: none. */
   redis: RedisConfig | null;
+  dpop: { maxProofLength: number; replayEntries: number; keyCacheEntries: number };
   policySelector: string;
   defaultPolicy: string;
   endpoints: EndpointConfig[];
@@ -183,6 +184,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     cache: props.cache,
     admin: resolveAdmin(props.admin, env, source),
     redis: resolveRedis(props.redis, env, source),
+    dpop: props.dpop,
     policySelector: props.policySelector,
     defaultPolicy,
     endpoints,

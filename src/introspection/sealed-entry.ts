@@ -50,11 +50,13 @@ export interface SharedKeys {
   readonly entry: Buffer;
   /** Keys the fingerprint of endpoint settings in cache ids, so replicas agree on it and a dump cannot test guesses of it. */
   readonly fingerprint: Buffer;
+  /** Keys the HMAC of DPoP replay records (credentials/replay-store.ts). */
+  readonly replay: Buffer;
 }
 
 export function sharedKeys(keySecret: string | Buffer): SharedKeys {
   const derive = (label: string) => Buffer.from(hkdfSync('sha256', keySecret, Buffer.alloc(0), `envoy-introspection-authz l2 ${label}`, 32));
-  return { name: derive('name key'), entry: derive('entry key'), fingerprint: derive('fingerprint key') };
+  return { name: derive('name key'), entry: derive('entry key'), fingerprint: derive('fingerprint key'), replay: derive('dpop replay key') };
 }
 
 /** The shared-cache key of a token at an endpoint (hex). */

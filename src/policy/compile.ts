@@ -45,6 +45,7 @@ export function compilePolicies(
   for (const policy of policies) {
     ownHeaders.add(policy.identityHeader);
     if (policy.attributesHeader !== null) ownHeaders.add(policy.attributesHeader);
+    if (policy.bindingHeader !== null) ownHeaders.add(policy.bindingHeader);
     prefixes.add(policy.headerPrefix);
   }
   const prefixList = Object.freeze([...prefixes]);
@@ -61,7 +62,9 @@ export function compilePolicies(
 export function compilePolicy(
   policy: PolicyConfig,
   endpoint: Endpoint,
-  ownHeaders: ReadonlySet<string> = new Set([policy.identityHeader, ...(policy.attributesHeader ? [policy.attributesHeader] : [])]),
+  ownHeaders: ReadonlySet<string> = new Set(
+    [policy.identityHeader, policy.attributesHeader, policy.bindingHeader].filter((name): name is string => name !== null),
+  ),
   prefixes: readonly string[] = [policy.headerPrefix],
 ): CompiledPolicy {
   const status = statusHeaderName(policy.headerPrefix);
