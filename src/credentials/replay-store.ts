@@ -130,6 +130,11 @@ export class RedisReplayStore implements ReplayStore {
     this.#client.on('error', () => {});
   }
 
+  /** Whether commands go out now (until then each claim is checked locally only). */
+  get connected(): boolean {
+    return this.#client.status === 'ready';
+  }
+
   async claim(key: string, until: number): Promise<boolean> {
     if (!this.#local.claimNow(key, until)) return false;
     const ttl = Math.max(1, Math.ceil(until - this.#clock.now()));
