@@ -98,6 +98,7 @@ t.test('property: a mangled proof is never allowed', async (t) => {
   const key = await createDpopKey('ES256');
   const other = await createDpopKey('ES256');
   const now = Math.floor(Date.now() / 1000);
+  const frozen = new Clock(now * 1000);
   const good = await makeProof(key, { token: TOKEN, url: URL_, iat: now, jti: 'j1' });
   const [h, p, s] = good.split('.') as [string, string, string];
   const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as Record<string, unknown>;
@@ -114,7 +115,8 @@ t.test('property: a mangled proof is never allowed', async (t) => {
     policySelector: 'policy',
     routes: routeTable([policy.config]),
     maxTokenLength: 4096,
-    sender: { verifier: new DpopVerifier(), replay: new MemoryReplayStore({ maxEntries: 1000 }), maxProofLength: 4096 },
+    // Frozen at the proofs' iat: a run that takes seconds must not move the window's edges.
+    sender: { verifier: new DpopVerifier({ clock: frozen }), replay: new MemoryReplayStore({ maxEntries: 1000, clock: frozen }), maxProofLength: 4096 },
     introspect: async () => ({ result: { outcome: 'active', claims, expiresAt: null }, cache: 'hit' }),
   });
   const requestWith = (proof: string): AuthRequest => ({
