@@ -94,7 +94,7 @@ class ProofProblem extends Error {}
  */
 export class DpopVerifier {
   readonly #clock: { now(): number };
-  readonly #keys = new Map<string, CryptoKey>();
+  readonly #keys = new Map<string, { key: CryptoKey; thumbprint: string }>();
   readonly #maxKeys: number;
 
   constructor(options: DpopVerifierOptions = {}) {
@@ -154,16 +154,20 @@ export class DpopVerifier {
     if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) throw new ProofProblem('the DPoP proof carries no jwk');
     if (PRIVATE_MEMBERS.some((member) => Object.hasOwn(jwk, member))) throw new ProofProblem('the DPoP proof jwk is not a public key');
     if (typeof jwk.kty !== 'string' || !KEY_TYPES.has(jwk.kty)) throw new ProofProblem('the DPoP proof jwk is not an asymmetric key');
-    let thumbprint: string;
-    try {
-      thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
-    } catch {
-      throw new ProofProblem('the DPoP proof jwk is not a valid key');
-    }
-    // A thumbprint covers exactly the members that make the key, so equal thumbprints are the same key.
-    const id = `${alg} ${thumbprint}`;
-    let key = this.#keys.get(id);
-    if (key === undefined) {
+    // The members RFC 7638 hashes make the key: equal members, same key, same thumbprint. Keyed by
+    // them, a repeated key costs neither a digest nor an import.
+    const members = [jwk.kty, jwk.crv, jwk.x, jwk.y, jwk.n, jwk.e];
+    if (members.some((member) => member !== undefined && typeof member !== 'string')) throw new ProofProblem('the DPoP proof jwk is not a valid key');
+    const id = `${alg} ${members.map((member) => member ?? '').join(' ')}`;
+    let known = this.#keys.get(id);
+    if (known === undefined) {
+      let thumbprint: string;
+      let key: CryptoKey;
+      try {
+        thumbprint = await calculateJwkThumbprint(jwk, 'sha256');
+      } catch {
+        throw new ProofProblem('the DPoP proof jwk is not a valid key');
+      }
       try {
         const imported = await importJWK(jwk, alg);
         if (imported instanceof Uint8Array || imported.type !== 'public') throw new Error('not a public key');
@@ -171,10 +175,11 @@ export class DpopVerifier {
       } catch {
         throw new ProofProblem('the DPoP proof jwk is not a valid key for its algorithm');
       }
+      known = { key, thumbprint };
       if (this.#keys.size >= this.#maxKeys) this.#keys.delete(this.#keys.keys().next().value!);
-      this.#keys.set(id, key);
+      this.#keys.set(id, known);
     }
-    return { key, thumbprint };
+    return known;
   }
 }
 
