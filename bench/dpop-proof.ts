@@ -9,6 +9,7 @@
  */
 import type { AuthRequest } from '../src/auth-request.js';
 import { DpopVerifier } from '../src/credentials/dpop.js';
+import { DpopNonces } from '../src/credentials/dpop-nonce.js';
 import { MemoryReplayStore } from '../src/credentials/replay-store.js';
 import { decide, type DecideContext } from '../src/decide.js';
 import type { Endpoint } from '../src/introspection/introspector.js';
@@ -33,7 +34,7 @@ const context = (claims: object): DecideContext => ({
   policySelector: 'policy',
   routes: routeTable([policy.config]),
   maxTokenLength: 4096,
-  sender: { verifier: new DpopVerifier(), replay: new MemoryReplayStore({ maxEntries: 1_000_000 }), maxProofLength: 4096 },
+  sender: { verifier: new DpopVerifier(), replay: new MemoryReplayStore({ maxEntries: 1_000_000 }), maxProofLength: 4096, nonces: new DpopNonces({ secret: Buffer.alloc(32, 7), lifetimeSeconds: 300 }) },
   introspect: async () => ({ result: { outcome: 'active', claims: claims as never, expiresAt: null }, cache: 'hit' }),
 });
 const request = (authorization: string, proof?: string): AuthRequest => ({

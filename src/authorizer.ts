@@ -16,6 +16,8 @@ import { sharedKeys } from './introspection/sealed-entry.js';
 import { createHash } from 'node:crypto';
 import { compilePolicies, routeTable } from './policy/compile.js';
 import { DpopVerifier } from './credentials/dpop.js';
+import { DpopNonces } from './credentials/dpop-nonce.js';
+import { randomBytes } from 'node:crypto';
 import { MemoryReplayStore, RedisReplayStore } from './credentials/replay-store.js';
 import type { SenderContext } from './decide.js';
 
@@ -179,6 +181,12 @@ function senderContext(config: Config, clock: Clock, metrics: Metrics | undefine
     verifier: new DpopVerifier({ clock, keyCacheEntries: config.dpop.keyCacheEntries }),
     replay,
     maxProofLength: config.dpop.maxProofLength,
+    nonces: new DpopNonces({
+      // Shared by replicas of one deployment when they share a tier; else this process's own.
+      secret: redis ? sharedKeys(redis.keySecret.reveal()).nonce : randomBytes(32),
+      lifetimeSeconds: config.dpop.nonceLifetime,
+      clock,
+    }),
   };
 }
 

@@ -9,6 +9,8 @@ import type { PolicyConfig } from './config/load.js';
 import { extractBearer } from './credentials/bearer.js';
 import { presentedCertificate } from './credentials/client-certificate.js';
 import { DpopVerifier, extractProof, type VerifiedProof } from './credentials/dpop.js';
+import { DpopNonces } from './credentials/dpop-nonce.js';
+import { randomBytes } from 'node:crypto';
 import { MemoryReplayStore, replayId, type ReplayStore } from './credentials/replay-store.js';
 import { bindingOf } from './credentials/sender-binding.js';
 import type { Allow, BearerError, CacheResult, Decision, Deny, HeaderToSet } from './decision.js';
@@ -39,12 +41,19 @@ export interface SenderContext {
   readonly replay: ReplayStore;
   /** Longest DPoP proof read (dpop.maxProofLength). */
   readonly maxProofLength: number;
+  /** Server nonces, for policies with dpopNonce. */
+  readonly nonces: DpopNonces;
 }
 
 let defaultSender: SenderContext | undefined;
 function senderOf(context: DecideContext): SenderContext {
   return (context.sender ??
-    (defaultSender ??= { verifier: new DpopVerifier(), replay: new MemoryReplayStore({ maxEntries: 100_000 }), maxProofLength: 4096 }));
+    (defaultSender ??= {
+      verifier: new DpopVerifier(),
+      replay: new MemoryReplayStore({ maxEntries: 100_000 }),
+      maxProofLength: 4096,
+      nonces: new DpopNonces({ secret: randomBytes(32), lifetimeSeconds: 300 }),
+    }));
 }
 
 /** Extra detail for the log line of a decision; never shown to the client. */
@@ -98,6 +107,11 @@ export async function decide(
       windowSeconds: config.dpopProofWindow,
     });
     if (!checked.ok) return dpopDeny(config, 'invalid_dpop_proof', 'invalid_dpop_proof', checked.description, null, 'none');
+    if (config.dpopNonce && !sender.nonces.accepts(checked.proof.nonce)) {
+      const description = 'the DPoP proof must carry the nonce this server supplies';
+      const nonce = [{ name: 'dpop-nonce', value: sender.nonces.current() }];
+      return dpopDeny(config, 'use_dpop_nonce', 'use_dpop_nonce', description, null, 'none', nonce);
+    }
     proof = checked.proof;
   }
 
@@ -148,7 +162,7 @@ export async function decide(
     return deny(config, evaluation.reason, 403, evaluation.bearerError, evaluation.description, endpoint, cache, challenge);
   }
   if (evaluation.note !== undefined) note.detail = evaluation.note;
-  return {
+  const allow: Allow = {
     allow: true,
     reason: 'ok',
     policy: config.name,
@@ -159,6 +173,9 @@ export async function decide(
     endpoint,
     cache,
   };
+  // The next nonce goes with every answer, so a client never needs a deny to learn it.
+  if (proof === null || !config.dpopNonce) return allow;
+  return { ...allow, responseHeaders: [{ name: 'dpop-nonce', value: senderOf(context).nonces.current() }] };
 }
 
 interface Unbound {
@@ -222,11 +239,13 @@ function dpopDeny(
   description: string,
   endpoint: string | null,
   cache: CacheResult,
+  headers?: readonly HeaderToSet[],
 ): Deny {
   const challenge =
     `DPoP realm="${config.realm}", algs="${config.dpopAlgorithms.join(' ')}", error="${error}", ` +
     `error_description="${description}"`;
-  return deny(config, reason, 401, error, description, endpoint, cache, challenge);
+  const denied = deny(config, reason, 401, error, description, endpoint, cache, challenge);
+  return headers === undefined ? denied : { ...denied, headers };
 }
 
 /**

@@ -17,6 +17,8 @@ export type Reason =
   | 'pass_through'
   /** RFC 9449: the DPoP proof is missing, malformed, or does not match the request, the token or its cnf.jkt. */
   | 'invalid_dpop_proof'
+  /** RFC 9449 section 9: the policy wants a server nonce, and the proof has none or an old one (the client retries with DPoP-Nonce). */
+  | 'use_dpop_nonce'
   /** RFC 9449 section 11.1: the proof's jti was seen before within its window. */
   | 'dpop_replay'
   /** RFC 8705 section 3: no client certificate, or not the one cnf["x5t#S256"] names. */
@@ -64,6 +66,8 @@ export interface Allow {
   readonly removeHeaders: readonly string[];
   /** Becomes dynamic_metadata under Envoy's ext_authz filter namespace. */
   readonly metadata: Metadata;
+  /** Headers added to the response the client gets (response_headers_to_add), such as DPoP-Nonce. */
+  readonly responseHeaders?: readonly HeaderToSet[];
   readonly endpoint: string | null;
   readonly cache: CacheResult;
 }
@@ -80,6 +84,8 @@ export interface Deny {
   readonly bearerError: BearerError | null;
   /** A sentence for the client; never contains the token or a secret. */
   readonly description: string;
+  /** Further headers of the deny answer (DPoP-Nonce with use_dpop_nonce). */
+  readonly headers?: readonly HeaderToSet[];
   readonly endpoint: string | null;
   readonly cache: CacheResult;
 }

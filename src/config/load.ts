@@ -42,7 +42,7 @@ export interface Config {
   admin: { token: Secret | null };
   /** The shared cache tier; null: none. */
   redis: RedisConfig | null;
-  dpop: { maxProofLength: number; replayEntries: number; keyCacheEntries: number };
+  dpop: { maxProofLength: number; replayEntries: number; nonceLifetime: number; keyCacheEntries: number };
   policySelector: string;
   defaultPolicy: string;
   endpoints: EndpointConfig[];

@@ -46,6 +46,7 @@ export interface PolicyConfig {
   certificateSource: CertificateSource;
   dpopAlgorithms: readonly string[];
   dpopProofWindow: number;
+  dpopNonce: boolean;
   removeDpopHeader: boolean;
   bindingHeader: string | null;
 }
@@ -148,6 +149,7 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
     }
     if (raw.senderConstraint === 'off') fail('bindingHeader', 'has no effect with senderConstraint: off');
   }
+  if (raw.dpopNonce && raw.senderConstraint === 'off') fail('dpopNonce', 'has no effect with senderConstraint: off');
 
   return {
     name: raw.name,
@@ -175,6 +177,7 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
     certificateSource: raw.certificateSource,
     dpopAlgorithms: Object.freeze(dpopAlgorithms),
     dpopProofWindow: raw.dpopProofWindow,
+    dpopNonce: raw.dpopNonce,
     removeDpopHeader: raw.removeDpopHeader,
     bindingHeader,
   };

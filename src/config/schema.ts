@@ -554,6 +554,15 @@ export const policySchema = {
     format: wholeNumber(1, 600),
     default: 60,
   },
+  dpopNonce: {
+    doc:
+      'Require server-supplied DPoP nonces (RFC 9449 section 9): a proof without a nonce this service handed out ' +
+      'within the last two dpop.nonceLifetime slots is denied 401 use_dpop_nonce with a DPoP-Nonce header, and ' +
+      'every allowed DPoP request gets the current nonce in DPoP-Nonce. Replicas agree on nonces only when they ' +
+      'share redis.keySecret.',
+    format: Boolean,
+    default: false,
+  },
   removeDpopHeader: {
     doc: 'Remove the client\'s DPoP header before the request reaches the upstream.',
     format: Boolean,
@@ -799,6 +808,11 @@ export const schema = {
         'so a proof replayed at another replica is refused too.',
       format: wholeNumber(1000, 10_000_000),
       default: 100_000,
+    },
+    nonceLifetime: {
+      doc: 'Seconds a DPoP nonce is handed out (dpopNonce); it is accepted for as long again after.',
+      format: wholeNumber(10, 3600),
+      default: 300,
     },
     keyCacheEntries: {
       doc: 'Most imported DPoP public keys kept, so a client that signs every request with one key costs one import.',

@@ -58,6 +58,8 @@ export interface VerifiedProof {
   /** RFC 7638 SHA-256 thumbprint of the proof's key, to compare with cnf.jkt. */
   readonly thumbprint: string;
   readonly jti: string;
+  /** The proof's nonce claim, when it has one (checked by the caller against its DpopNonces). */
+  readonly nonce: string | null;
   /** Epoch ms after which this proof would be refused as stale anyway: how long its jti must be remembered. */
   readonly acceptableUntil: number;
 }
@@ -131,7 +133,7 @@ export class DpopVerifier {
       return refuse('the DPoP proof payload is not JSON');
     }
 
-    const { jti, htm, htu: claimedHtu, iat, ath } = claims;
+    const { jti, htm, htu: claimedHtu, iat, ath, nonce } = claims;
     if (typeof jti !== 'string' || jti === '' || jti.length > MAX_JTI_LENGTH) return refuse('the DPoP proof has no usable jti');
     if (htm !== target.method) return refuse('the DPoP proof is for another HTTP method');
     if (typeof claimedHtu !== 'string' || normalizeHtu(claimedHtu) !== htu) return refuse('the DPoP proof is for another URI');
@@ -142,7 +144,8 @@ export class DpopVerifier {
     if (iat * 1000 < now - windowMs) return refuse('the DPoP proof is too old');
     if (typeof ath !== 'string') return refuse('the DPoP proof has no ath');
     if (ath !== accessTokenHash(target.token)) return refuse('the DPoP proof is for another access token');
-    return { ok: true, proof: { thumbprint, jti, acceptableUntil: iat * 1000 + windowMs } };
+    if (nonce !== undefined && typeof nonce !== 'string') return refuse('the DPoP proof nonce is not a string');
+    return { ok: true, proof: { thumbprint, jti, nonce: nonce ?? null, acceptableUntil: iat * 1000 + windowMs } };
   }
 
   /** The proof's embedded public key, imported once per algorithm and key. */

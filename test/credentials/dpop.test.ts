@@ -2,6 +2,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import type { AuthRequest } from '../../src/auth-request.js';
 import { DpopVerifier, extractProof, requestHtu, type ProofTarget } from '../../src/credentials/dpop.js';
+import { DpopNonces } from '../../src/credentials/dpop-nonce.js';
 import { MemoryReplayStore } from '../../src/credentials/replay-store.js';
 import { decide, type DecideContext } from '../../src/decide.js';
 import type { Endpoint } from '../../src/introspection/introspector.js';
@@ -116,7 +117,7 @@ t.test('property: a mangled proof is never allowed', async (t) => {
     routes: routeTable([policy.config]),
     maxTokenLength: 4096,
     // Frozen at the proofs' iat: a run that takes seconds must not move the window's edges.
-    sender: { verifier: new DpopVerifier({ clock: frozen }), replay: new MemoryReplayStore({ maxEntries: 1000, clock: frozen }), maxProofLength: 4096 },
+    sender: { verifier: new DpopVerifier({ clock: frozen }), replay: new MemoryReplayStore({ maxEntries: 1000, clock: frozen }), maxProofLength: 4096, nonces: new DpopNonces({ secret: Buffer.alloc(32, 7), lifetimeSeconds: 300 }) },
     introspect: async () => ({ result: { outcome: 'active', claims, expiresAt: null }, cache: 'hit' }),
   });
   const requestWith = (proof: string): AuthRequest => ({
@@ -177,4 +178,26 @@ t.test('property: a mangled proof is never allowed', async (t) => {
     }),
     300,
   );
+});
+
+t.test('DPoP nonces: this slot and the one before, from this secret only', async (t) => {
+  const clock = new Clock(1_000_000_000);
+  const nonces = new DpopNonces({ secret: Buffer.alloc(32, 1), lifetimeSeconds: 10, clock });
+  const first = nonces.current();
+  t.ok(nonces.accepts(first));
+  t.equal(nonces.current(), first, 'stable within a slot');
+  clock.ms += 10_000;
+  const second = nonces.current();
+  t.not(second, first, 'a new nonce each slot');
+  t.ok(nonces.accepts(first), 'the previous slot\'s nonce still passes');
+  clock.ms += 10_000;
+  t.notOk(nonces.accepts(first), 'two slots old: refused');
+  t.ok(nonces.accepts(second));
+  const other = new DpopNonces({ secret: Buffer.alloc(32, 2), lifetimeSeconds: 10, clock });
+  t.notOk(nonces.accepts(other.current()), 'another secret\'s nonce is refused');
+  const twin = new DpopNonces({ secret: Buffer.alloc(32, 1), lifetimeSeconds: 10, clock });
+  t.ok(nonces.accepts(twin.current()), 'replicas sharing the secret agree');
+  t.notOk(nonces.accepts(undefined), 'no nonce');
+  clock.ms += 100_000;
+  t.notOk(nonces.accepts(second), 'after a long pause nothing old passes');
 });

@@ -200,3 +200,21 @@ t.test('senderConstraint', async (t) => {
     t.equal(response.status?.message, 'missing_token', 'the DPoP scheme is no bearer credential');
   });
 });
+
+t.test('dpopNonce: proofs must carry a nonce this service supplied (RFC 9449 section 9)', async (t) => {
+  const service = await startService(t, [{ name: 'p', dpopNonce: true }]);
+  const token = await as.issueToken({ scope: 'read', dpop: key });
+
+  const first = await service.check({ headers: dpopHeaders(token, await makeProof(key, { token })) });
+  assertDenied(t, first, 'use_dpop_nonce', 'use_dpop_nonce', [token]);
+  const nonce = summarize(first).headers['dpop-nonce'];
+  t.match(nonce, /^[A-Za-z0-9_-]{43}$/, 'the deny hands out a nonce');
+
+  const made = await service.check({ headers: dpopHeaders(token, await makeProof(key, { token, claims: { nonce: 'made-up' } })) });
+  assertDenied(t, made, 'use_dpop_nonce', 'use_dpop_nonce', [token]);
+
+  const allowed = await service.check({ headers: dpopHeaders(token, await makeProof(key, { token, claims: { nonce } })) });
+  t.ok(summarize(allowed).allowed, 'a proof with the nonce passes');
+  const added = (allowed.ok_response?.response_headers_to_add ?? []) as Array<{ header: { key: string; value: string } }>;
+  t.same(added.map((option) => [option.header.key, option.header.value]), [['dpop-nonce', nonce]], 'and the allow hands out the current nonce to the client');
+});
