@@ -16,6 +16,14 @@ export interface AuthRequest {
   readonly method: string;
   readonly host: string;
   readonly path: string;
+  /** http or https, as the proxy received the request; absent when the edge does not know it. */
+  readonly scheme?: string;
+  /**
+   * The client's TLS certificate as the proxy that terminated TLS saw it: the
+   * URL-encoded PEM of Envoy's attributes.source.certificate
+   * (include_peer_certificate). Never from a client-sent header.
+   */
+  readonly peerCertificate?: string | null;
   /** Envoy's x-request-id, for correlating logs. */
   readonly requestId: string | null;
 }

@@ -22,6 +22,11 @@ import type { Logger } from './observability/logger.js';
 
 /** Least time between two warnings that an endpoint is being answered for from stale answers. */
 export const STALE_WARNING_MS = 60_000;
+import { DpopVerifier } from './credentials/dpop.js';
+import { DpopNonces } from './credentials/dpop-nonce.js';
+import { randomBytes } from 'node:crypto';
+import { MemoryReplayStore, RedisReplayStore } from './credentials/replay-store.js';
+import type { SenderContext } from './decide.js';
 
 export interface AuthorizerOptions {
   clock?: Clock;
@@ -57,6 +62,10 @@ export class Authorizer {
   readonly cache: IntrospectionCache;
   /** The shared cache tier, when configured; passed on to the next authorizer with the introspector. */
   readonly shared: RedisSharedCache | null;
+  /** DPoP verification and replay records: kept across reloads that leave their settings, so no jti is forgotten. */
+  readonly sender: SenderContext;
+  readonly #senderSettings: string;
+  #senderHandedOver = false;
   #handedOver = false;
 
   constructor(config: Config, options: AuthorizerOptions = {}) {
@@ -116,6 +125,14 @@ export class Authorizer {
       this.shared?.listen({ evict: (keys) => introspector.dropKeys(keys), clear: () => introspector.clearLocal() });
     }
 
+    this.#senderSettings = JSON.stringify({ dpop: config.dpop, redis: redisSettings(config) });
+    if (previous && previous.#senderSettings === this.#senderSettings) {
+      this.sender = previous.sender;
+      previous.#senderHandedOver = true;
+    } else {
+      this.sender = senderContext(config, clock, metrics);
+    }
+
     const policies = compilePolicies(config.policies, byName);
     const introspector = this.introspector;
     this.#context = {
@@ -124,6 +141,7 @@ export class Authorizer {
       policySelector: config.policySelector,
       routes: routeTable(config.policies),
       maxTokenLength: config.server.maxTokenLength,
+      sender: this.sender,
       introspect(endpoint: Endpoint, token: string, signal: CallerSignal): Promise<Answer> {
         return introspector.introspect(endpoint, token, signal);
       },
@@ -206,13 +224,50 @@ export class Authorizer {
   async close(): Promise<void> {
     await Promise.all([...this.#clients.map((client) => client.destroy()), this.#closeKeySets()]);
     if (!this.#handedOver) await this.shared?.close();
+    if (!this.#senderHandedOver) await this.sender.replay.close();
   }
 
   /** Close once the calls under way have finished (a reload replaced this authorizer). */
   async retire(): Promise<void> {
     await Promise.all([...this.#clients.map((client) => client.close()), this.#closeKeySets()]);
     if (!this.#handedOver) await this.shared?.close();
+    if (!this.#senderHandedOver) await this.sender.replay.close();
   }
+}
+
+function senderContext(config: Config, clock: Clock, metrics: Metrics | undefined): SenderContext {
+  const local = new MemoryReplayStore({
+    maxEntries: config.dpop.replayEntries,
+    clock,
+    onOverflow: metrics ? () => metrics.dpopReplayOverflows.inc() : undefined,
+  });
+  const redis = config.redis;
+  const replay = redis
+    ? new RedisReplayStore({
+        url: redis.url,
+        sentinel: redis.sentinel,
+        cluster: redis.cluster,
+        username: redis.username,
+        password: redis.password?.reveal() ?? null,
+        keySecret: redis.keySecret.reveal(),
+        keyPrefix: redis.keyPrefix,
+        timeout: redis.timeout,
+        local,
+        clock,
+        onError: metrics ? () => metrics.dpopReplayErrors.inc() : undefined,
+      })
+    : local;
+  return {
+    verifier: new DpopVerifier({ clock, keyCacheEntries: config.dpop.keyCacheEntries }),
+    replay,
+    maxProofLength: config.dpop.maxProofLength,
+    nonces: new DpopNonces({
+      // Shared by replicas of one deployment when they share a tier; else this process's own.
+      secret: redis ? sharedKeys(redis.keySecret.reveal()).nonce : randomBytes(32),
+      lifetimeSeconds: config.dpop.nonceLifetime,
+      clock,
+    }),
+  };
 }
 
 /** What identifies a shared tier, secrets as fingerprints: a reload that changes any of it starts a new one. */

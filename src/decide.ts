@@ -1,12 +1,20 @@
 /**
- * The pipeline: request -> policy -> credentials -> introspection -> policy
- * evaluation -> Decision. Orchestration only; each step lives in its module,
- * and the only I/O is behind the injected introspector.
+ * The pipeline: request -> policy -> credentials -> introspection -> sender
+ * binding -> policy evaluation -> Decision. Orchestration only; each step
+ * lives in its module, and the only I/O is behind the injected introspector
+ * and DPoP replay store.
  */
 import { headerValues, type AuthRequest } from './auth-request.js';
 import type { PolicyConfig } from './config/load.js';
 import { extractBearer } from './credentials/bearer.js';
+import { presentedCertificate } from './credentials/client-certificate.js';
+import { DpopVerifier, extractProof, type VerifiedProof } from './credentials/dpop.js';
+import { DpopNonces } from './credentials/dpop-nonce.js';
+import { randomBytes } from 'node:crypto';
+import { MemoryReplayStore, replayId, type ReplayStore } from './credentials/replay-store.js';
+import { bindingOf } from './credentials/sender-binding.js';
 import type { Allow, BearerError, CacheResult, Decision, Deny, HeaderToSet } from './decision.js';
+import type { Claims } from './introspection/result.js';
 import type { Answer, CallerSignal, Endpoint } from './introspection/introspector.js';
 import type { CompiledPolicy } from './policy/compile.js';
 import { selectEndpoint } from './policy/endpoint-selection.js';
@@ -25,6 +33,28 @@ export interface DecideContext {
   readonly routes: RouteTable;
   readonly maxTokenLength: number;
   introspect(endpoint: Endpoint, token: string, signal: CallerSignal): Promise<Answer>;
+  /** DPoP verification and replay detection; absent: defaults, in memory (tests, tools). */
+  readonly sender?: SenderContext;
+}
+
+export interface SenderContext {
+  readonly verifier: DpopVerifier;
+  readonly replay: ReplayStore;
+  /** Longest DPoP proof read (dpop.maxProofLength). */
+  readonly maxProofLength: number;
+  /** Server nonces, for policies with dpopNonce. */
+  readonly nonces: DpopNonces;
+}
+
+let defaultSender: SenderContext | undefined;
+function senderOf(context: DecideContext): SenderContext {
+  return (context.sender ??
+    (defaultSender ??= {
+      verifier: new DpopVerifier(),
+      replay: new MemoryReplayStore({ maxEntries: 100_000 }),
+      maxProofLength: 4096,
+      nonces: new DpopNonces({ secret: randomBytes(32), lifetimeSeconds: 300 }),
+    }));
 }
 
 /** Extra detail for the log line of a decision; never shown to the client. */
@@ -53,7 +83,7 @@ export async function decide(
   const policy = selected.policy;
   const config = policy.config;
 
-  const bearer = extractBearer(headerValues(request, 'authorization'), context.maxTokenLength);
+  const bearer = extractBearer(headerValues(request, 'authorization'), context.maxTokenLength, config.senderConstraint !== 'off');
   if (bearer.kind === 'missing') {
     if (config.passThrough) return anonymous(policy, request, null, 'none', note, 'no bearer token');
     return deny(config, 'missing_token', 401, null, 'a bearer token is required', null, 'none');
@@ -61,6 +91,29 @@ export async function decide(
   if (bearer.kind === 'invalid') {
     if (config.passThrough) return anonymous(policy, request, null, 'none', note, bearer.description);
     return deny(config, 'invalid_request', 400, 'invalid_request', bearer.description, null, 'none');
+  }
+
+  // Checked before introspection: a proof that cannot be right costs the endpoint nothing.
+  let proof: VerifiedProof | null = null;
+  if (bearer.scheme === 'dpop') {
+    const sender = senderOf(context);
+    const header = extractProof(headerValues(request, 'dpop'), sender.maxProofLength);
+    if (header.kind !== 'proof') {
+      const description = header.kind === 'missing' ? 'the DPoP scheme needs a DPoP proof header' : header.description;
+      return dpopDeny(config, 'invalid_dpop_proof', 'invalid_dpop_proof', description, null, 'none');
+    }
+    const target = { method: request.method, scheme: request.scheme ?? '', host: request.host, path: request.path, token: bearer.token };
+    const checked = await sender.verifier.verify(header.proof, target, {
+      algorithms: config.dpopAlgorithms,
+      windowSeconds: config.dpopProofWindow,
+    });
+    if (!checked.ok) return dpopDeny(config, 'invalid_dpop_proof', 'invalid_dpop_proof', checked.description, null, 'none');
+    if (config.dpopNonce && !sender.nonces.accepts(checked.proof.nonce)) {
+      const description = 'the DPoP proof must carry the nonce this server supplies';
+      const nonce = [{ name: 'dpop-nonce', value: sender.nonces.current() }];
+      return dpopDeny(config, 'use_dpop_nonce', 'use_dpop_nonce', description, null, 'none', nonce);
+    }
+    proof = checked.proof;
   }
 
   const chosen = selectEndpoint(policy, bearer.token);
@@ -98,6 +151,13 @@ export async function decide(
       break;
   }
 
+  const unbound = await senderBinding(request, config, result.claims, bearer.scheme, proof, context);
+  if (unbound !== null) {
+    const { reason, error, description } = unbound;
+    if (bearer.scheme === 'dpop' || error === 'invalid_dpop_proof') return dpopDeny(config, reason, error, description, endpoint, cache);
+    return deny(config, reason, 401, error, description, endpoint, cache);
+  }
+
   let evaluation = policy.evaluations.get(result.claims);
   if (evaluation === undefined) {
     evaluation = evaluatePolicy(config, result.claims);
@@ -109,7 +169,7 @@ export async function decide(
     return deny(config, evaluation.reason, 403, evaluation.bearerError, evaluation.description, endpoint, cache, challenge);
   }
   if (evaluation.note !== undefined) note.detail = evaluation.note;
-  return {
+  const allow: Allow = {
     allow: true,
     reason: 'ok',
     policy: config.name,
@@ -120,6 +180,79 @@ export async function decide(
     endpoint,
     cache,
   };
+  // The next nonce goes with every answer, so a client never needs a deny to learn it.
+  if (proof === null || !config.dpopNonce) return allow;
+  return { ...allow, responseHeaders: [{ name: 'dpop-nonce', value: senderOf(context).nonces.current() }] };
+}
+
+interface Unbound {
+  reason: Deny['reason'];
+  error: 'invalid_token' | 'invalid_dpop_proof';
+  description: string;
+}
+
+/**
+ * RFC 8705 section 3 and RFC 9449 section 7: the token's binding (cnf) must be
+ * matched by what this request presents. The proof's own checks are done;
+ * what is left is its key, and its jti, recorded only now, for a proof whose
+ * key holds the token, so a proof made with any other key fills no record.
+ */
+async function senderBinding(
+  request: AuthRequest,
+  config: PolicyConfig,
+  claims: Claims,
+  scheme: 'bearer' | 'dpop',
+  proof: VerifiedProof | null,
+  context: DecideContext,
+): Promise<Unbound | null> {
+  if (config.senderConstraint === 'off') return null;
+  const binding = bindingOf(claims);
+  if (binding === 'unsupported') return unbound('unsupported_binding', 'invalid_token', 'the token is bound by a method this service cannot check');
+  if (binding === 'none' || (binding.method === 'mtls' && scheme === 'dpop')) {
+    if (scheme === 'dpop') return unbound('unbound_token', 'invalid_token', 'the token is not bound to a DPoP key');
+    if (config.senderConstraint === 'required') return unbound('unbound_token', 'invalid_token', 'the token is not sender-constrained');
+    return null;
+  }
+  if (binding.method === 'dpop') {
+    if (proof === null) return unbound('bound_token_as_bearer', 'invalid_token', 'the token is bound to a DPoP key: use the DPoP scheme');
+    if (proof.thumbprint !== binding.thumbprint) {
+      return unbound('invalid_dpop_proof', 'invalid_dpop_proof', 'the DPoP proof is not signed by the key the token is bound to');
+    }
+    const fresh = await senderOf(context).replay.claim(replayId(proof.thumbprint, proof.jti), proof.acceptableUntil);
+    return fresh ? null : unbound('dpop_replay', 'invalid_dpop_proof', 'the DPoP proof was used before');
+  }
+  const presented = presentedCertificate(config.certificateSource, request);
+  switch (presented.kind) {
+    case 'none':
+      return unbound('certificate_mismatch', 'invalid_token', 'the token is bound to a client certificate the request does not present');
+    case 'invalid':
+      return unbound('certificate_mismatch', 'invalid_token', presented.description);
+    case 'thumbprint':
+      return presented.thumbprint === binding.thumbprint
+        ? null
+        : unbound('certificate_mismatch', 'invalid_token', 'the client certificate is not the one the token is bound to');
+  }
+}
+
+function unbound(reason: Unbound['reason'], error: Unbound['error'], description: string): Unbound {
+  return { reason, error, description };
+}
+
+/** A 401 under the DPoP scheme (RFC 9449 section 7.1), announcing the algorithms accepted. */
+function dpopDeny(
+  config: PolicyConfig,
+  reason: Deny['reason'],
+  error: BearerError,
+  description: string,
+  endpoint: string | null,
+  cache: CacheResult,
+  headers?: readonly HeaderToSet[],
+): Deny {
+  const challenge =
+    `DPoP realm="${config.realm}", algs="${config.dpopAlgorithms.join(' ')}", error="${error}", ` +
+    `error_description="${description}"`;
+  const denied = deny(config, reason, 401, error, description, endpoint, cache, challenge);
+  return headers === undefined ? denied : { ...denied, headers };
 }
 
 /**
@@ -156,8 +289,9 @@ function anonymous(
  */
 function removals(request: AuthRequest, policy: CompiledPolicy, setByUs: readonly HeaderToSet[], anonymous = false): string[] {
   const remove = spoofedHeaders(request.headers.keys(), policy.prefixes, policy.ownHeaders, setByUs);
-  const { hideCredentials, passThroughCredentials } = policy.config;
+  const { hideCredentials, passThroughCredentials, removeDpopHeader } = policy.config;
   if (hideCredentials || (anonymous && !passThroughCredentials && request.headers.has('authorization'))) remove.push('authorization');
+  if (removeDpopHeader && request.headers.has('dpop')) remove.push('dpop');
   return remove;
 }
 

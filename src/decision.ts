@@ -15,10 +15,24 @@ export type Reason =
   | 'introspection_error'
   | 'bad_response'
   | 'policy_error'
-  | 'pass_through';
+  | 'pass_through'
+  /** RFC 9449: the DPoP proof is missing, malformed, or does not match the request, the token or its cnf.jkt. */
+  | 'invalid_dpop_proof'
+  /** RFC 9449 section 9: the policy wants a server nonce, and the proof has none or an old one (the client retries with DPoP-Nonce). */
+  | 'use_dpop_nonce'
+  /** RFC 9449 section 11.1: the proof's jti was seen before within its window. */
+  | 'dpop_replay'
+  /** RFC 8705 section 3: no client certificate, or not the one cnf["x5t#S256"] names. */
+  | 'certificate_mismatch'
+  /** The policy requires a sender-constrained token (or the DPoP scheme was used) and the answer has no binding. */
+  | 'unbound_token'
+  /** RFC 9449 section 7.2: a DPoP-bound token presented with the Bearer scheme. */
+  | 'bound_token_as_bearer'
+  /** The answer's cnf binds the token by a method this service cannot check. */
+  | 'unsupported_binding';
 
-/** RFC 6750 section 3.1 error codes. */
-export type BearerError = 'invalid_request' | 'invalid_token' | 'insufficient_scope';
+/** RFC 6750 section 3.1 error codes, and those RFC 9449 section 7.1 adds for the DPoP scheme. */
+export type BearerError = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce';
 
 export interface HeaderToSet {
   readonly name: string;
@@ -57,6 +71,8 @@ export interface Allow {
   readonly removeHeaders: readonly string[];
   /** Becomes dynamic_metadata under Envoy's ext_authz filter namespace. */
   readonly metadata: Metadata;
+  /** Headers added to the response the client gets (response_headers_to_add), such as DPoP-Nonce. */
+  readonly responseHeaders?: readonly HeaderToSet[];
   readonly endpoint: string | null;
   readonly cache: CacheResult;
 }
@@ -69,10 +85,12 @@ export interface Deny {
   readonly status: number;
   /** WWW-Authenticate value, when the status calls for one. */
   readonly challenge: string | null;
-  /** RFC 6750 error code for WWW-Authenticate, when one applies. */
+  /** RFC 6750 (or RFC 9449) error code for WWW-Authenticate, when one applies. */
   readonly bearerError: BearerError | null;
   /** A sentence for the client; never contains the token or a secret. */
   readonly description: string;
+  /** Further headers of the deny answer (DPoP-Nonce with use_dpop_nonce). */
+  readonly headers?: readonly HeaderToSet[];
   readonly endpoint: string | null;
   readonly cache: CacheResult;
 }

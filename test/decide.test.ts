@@ -103,13 +103,13 @@ function asAllow(t: Test, decision: Decision): Allow {
 }
 
 t.test('no bearer credentials: 401 missing_token with a bare challenge', async (t) => {
-  const cases: Array<[string, Record<string, string | string[]>]> = [
+  const cases: Array<[string, Record<string, string | string[]>, Partial<RawPolicy>?]> = [
     ['no Authorization header', {}],
     ['Basic credentials', { authorization: 'Basic dXNlcjpwYXNz' }],
-    ['DPoP credentials', { authorization: 'DPoP abc' }],
+    ['DPoP credentials under senderConstraint: off', { authorization: 'DPoP abc' }, { senderConstraint: 'off' }],
   ];
-  for (const [name, headers] of cases) {
-    const fake = fakeContext({ result: active({ sub: 'alice' }) });
+  for (const [name, headers, raw] of cases) {
+    const fake = fakeContext({ result: active({ sub: 'alice' }), policies: [compiled(policyConfig(raw))] });
     const note: DecisionNote = {};
     const deny = asDeny(t, await run(request(headers), fake, note));
     t.same(
@@ -130,6 +130,16 @@ t.test('no bearer credentials: 401 missing_token with a bare challenge', async (
     t.equal(fake.calls.length, 0, `${name}: no introspection`);
     t.equal(note.detail, undefined, `${name}: no detail`);
   }
+});
+
+t.test('the DPoP scheme without a proof: 401 invalid_dpop_proof under a DPoP challenge, before introspection', async (t) => {
+  const fake = fakeContext({ result: active({ sub: 'alice', cnf: { jkt: 'A'.repeat(43) } }) });
+  const deny = asDeny(t, await run(request({ authorization: `DPoP ${TOKEN}` }), fake));
+  t.equal(deny.reason, 'invalid_dpop_proof');
+  t.equal(deny.status, 401);
+  t.equal(deny.bearerError, 'invalid_dpop_proof');
+  t.match(deny.challenge, /^DPoP realm="api", algs="ES256 [^"]+", error="invalid_dpop_proof"/);
+  t.equal(fake.calls.length, 0, 'no introspection');
 });
 
 t.test('the realm comes from the policy', async (t) => {

@@ -48,6 +48,7 @@ export interface Config {
   admin: { token: Secret | null };
   /** The shared cache tier; null: none. */
   redis: RedisConfig | null;
+  dpop: { maxProofLength: number; replayEntries: number; nonceLifetime: number; keyCacheEntries: number };
   policySelector: string;
   defaultPolicy: string;
   endpoints: EndpointConfig[];
@@ -244,6 +245,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     cache: props.cache,
     admin: resolveAdmin(props.admin, sources, source),
     redis: resolveRedis(props.redis, sources, source),
+    dpop: props.dpop,
     policySelector: props.policySelector,
     defaultPolicy,
     endpoints,

@@ -16,6 +16,8 @@ import {
   prefixCoversProtected,
   statusHeaderName,
 } from '../policy/upstream-headers.js';
+import type { CertificateSource } from '../credentials/client-certificate.js';
+import { DPOP_ALGORITHMS } from '../credentials/dpop.js';
 import type { RawPolicy } from './schema.js';
 
 export interface PolicyConfig {
@@ -43,6 +45,13 @@ export interface PolicyConfig {
   passThroughCredentials: boolean;
   unreachableStatus: number;
   badResponseStatus: number;
+  senderConstraint: 'off' | 'ifBound' | 'required';
+  certificateSource: CertificateSource;
+  dpopAlgorithms: readonly string[];
+  dpopProofWindow: number;
+  dpopNonce: boolean;
+  removeDpopHeader: boolean;
+  bindingHeader: string | null;
 }
 
 export type Fail = (key: string, problem: string) => never;
@@ -146,6 +155,23 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
     }
   }
 
+  const dpopAlgorithms = [...new Set(raw.dpopAlgorithms)];
+  if (dpopAlgorithms.length === 0) fail('dpopAlgorithms', 'must name at least one algorithm');
+  raw.dpopAlgorithms.forEach((alg, index) => {
+    if (!(DPOP_ALGORITHMS as readonly string[]).includes(alg)) {
+      fail(`dpopAlgorithms[${index}]`, `must be one of ${DPOP_ALGORITHMS.join(', ')} (asymmetric JWS algorithms)`);
+    }
+  });
+  const bindingHeader = raw.bindingHeader;
+  if (bindingHeader !== null) {
+    if (isProtectedHeader(bindingHeader) || bindingHeader === 'dpop') fail('bindingHeader', `${bindingHeader} cannot carry the binding`);
+    if (bindingHeader === raw.identityHeader || bindingHeader === attributesHeader || bindingHeader === status) {
+      fail('bindingHeader', 'must differ from identityHeader, attributesHeader and the pass-through marker');
+    }
+    if (raw.senderConstraint === 'off') fail('bindingHeader', 'has no effect with senderConstraint: off');
+  }
+  if (raw.dpopNonce && raw.senderConstraint === 'off') fail('dpopNonce', 'has no effect with senderConstraint: off');
+
   return {
     name: raw.name,
     endpoint: endpointNames[0]!,
@@ -169,6 +195,13 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
     passThroughCredentials: raw.passThroughCredentials,
     unreachableStatus: raw.unreachableStatus,
     badResponseStatus: raw.badResponseStatus,
+    senderConstraint: raw.senderConstraint,
+    certificateSource: raw.certificateSource,
+    dpopAlgorithms: Object.freeze(dpopAlgorithms),
+    dpopProofWindow: raw.dpopProofWindow,
+    dpopNonce: raw.dpopNonce,
+    removeDpopHeader: raw.removeDpopHeader,
+    bindingHeader,
   };
 }
 

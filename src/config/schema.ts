@@ -626,6 +626,62 @@ export const policySchema = {
     format: wholeNumber(400, 599),
     default: 500,
   },
+  senderConstraint: {
+    doc:
+      'Sender-constrained tokens (RFC 8705 certificate binding, RFC 9449 DPoP). ifBound (the default): an answer ' +
+      'whose cnf names a certificate (x5t#S256) or a DPoP key (jkt) is allowed only with that certificate or a ' +
+      'valid DPoP proof by that key; the DPoP scheme is accepted. required: also denies tokens without a binding. ' +
+      'off: cnf is ignored and "Authorization: DPoP" is not read (a bound token then works as a bearer token).',
+    format: oneOf(['off', 'ifBound', 'required'] as const),
+    default: 'ifBound' as 'off' | 'ifBound' | 'required',
+  },
+  certificateSource: {
+    doc:
+      'Where the client certificate of a certificate-bound token comes from: peer (Envoy\'s ' +
+      'attributes.source.certificate, needs include_peer_certificate: true on the ext_authz filter and TLS ending ' +
+      'at that Envoy), xfcc (the x-forwarded-client-cert header, Hash or Cert) or clientCert (the RFC 9440 ' +
+      'Client-Cert header). Name a header source only when the proxy in front sets it and removes client-sent ' +
+      'copies (Envoy: forward_client_cert_details: SANITIZE_SET): a client can send these headers itself.',
+    format: oneOf(['peer', 'xfcc', 'clientCert'] as const),
+    default: 'peer' as 'peer' | 'xfcc' | 'clientCert',
+  },
+  dpopAlgorithms: {
+    doc:
+      'JWS algorithms accepted for DPoP proofs, also announced in the DPoP challenge (algs). Asymmetric ones ' +
+      'only: ES256, ES384, ES512, PS256, PS384, PS512, RS256, RS384, RS512, EdDSA, Ed25519.',
+    format: listOf('strings'),
+    default: ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519'] as string[],
+  },
+  dpopProofWindow: {
+    doc:
+      'Seconds a DPoP proof\'s iat may lie before or after this service\'s clock; the jti of each accepted proof ' +
+      'is remembered that long after its iat, so a replay is refused.',
+    format: wholeNumber(1, 600),
+    default: 60,
+  },
+  dpopNonce: {
+    doc:
+      'Require server-supplied DPoP nonces (RFC 9449 section 9): a proof without a nonce this service handed out ' +
+      'within the last two dpop.nonceLifetime slots is denied 401 use_dpop_nonce with a DPoP-Nonce header, and ' +
+      'every allowed DPoP request gets the current nonce in DPoP-Nonce. Replicas agree on nonces only when they ' +
+      'share redis.keySecret.',
+    format: Boolean,
+    default: false,
+  },
+  removeDpopHeader: {
+    doc: 'Remove the client\'s DPoP header before the request reaches the upstream.',
+    format: Boolean,
+    default: false,
+  },
+  bindingHeader: {
+    doc:
+      'Header that tells the upstream the confirmed binding of an allowed sender-constrained token, as ' +
+      '"dpop <jkt>" or "mtls <x5t#S256>"; unset: none (the binding is always in dynamic_metadata).',
+    format: (value: unknown) => {
+      if (value !== null) headerName(value);
+    },
+    default: null as string | null,
+  },
 };
 
 /** Items are validated one by one against their own schema by the loader. */
@@ -935,6 +991,32 @@ export const schema = {
       doc: 'Milliseconds a Redis lookup may take before it counts as a miss and the endpoint is asked.',
       format: wholeNumber(1, 1000),
       default: 20,
+    },
+  },
+  dpop: {
+    maxProofLength: {
+      doc: 'Longest DPoP proof accepted, in characters; a longer one is an invalid_dpop_proof without further work.',
+      format: wholeNumber(256, 64 * 1024),
+      default: 4096,
+    },
+    replayEntries: {
+      doc:
+        'Most DPoP proof ids (jti) remembered in memory for replay detection. It must exceed the proofs accepted ' +
+        'within dpopProofWindow: when full of live ids the oldest goes, and a replay of that proof at this replica ' +
+        'would pass (counted by authz_dpop_replay_overflows_total). With redis.url, ids are also kept in Redis, ' +
+        'so a proof replayed at another replica is refused too.',
+      format: wholeNumber(1000, 10_000_000),
+      default: 100_000,
+    },
+    nonceLifetime: {
+      doc: 'Seconds a DPoP nonce is handed out (dpopNonce); it is accepted for as long again after.',
+      format: wholeNumber(10, 3600),
+      default: 300,
+    },
+    keyCacheEntries: {
+      doc: 'Most imported DPoP public keys kept, so a client that signs every request with one key costs one import.',
+      format: wholeNumber(1, 1_000_000),
+      default: 1000,
     },
   },
   policySelector: {

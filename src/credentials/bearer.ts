@@ -1,10 +1,12 @@
 /**
- * Bearer token extraction from the Authorization header (RFC 6750 section 2.1).
- * Pure: takes the header's values as they arrived, returns what to do.
+ * Bearer token extraction from the Authorization header (RFC 6750 section 2.1),
+ * and of DPoP-bound tokens under the DPoP scheme (RFC 9449 section 7.1), which
+ * shares its syntax. Pure: takes the header's values as they arrived, returns
+ * what to do.
  */
 
 export type BearerResult =
-  | { kind: 'token'; token: string }
+  | { kind: 'token'; token: string; scheme: 'bearer' | 'dpop' }
   /** No Authorization header, or one with another scheme: the client sent no bearer credentials. */
   | { kind: 'missing' }
   /** A malformed bearer credential: RFC 6750 invalid_request. */
@@ -13,12 +15,14 @@ export type BearerResult =
 // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 const SCHEME = /^bearer$/i;
+const SCHEMES = /^(bearer|dpop)$/i;
 
 /**
  * @param values every Authorization header value of the request (one element per header line)
  * @param maxLength longest token accepted
+ * @param dpop whether "DPoP <token>" is read too; else that scheme is no bearer credential
  */
-export function extractBearer(values: readonly string[], maxLength: number): BearerResult {
+export function extractBearer(values: readonly string[], maxLength: number, dpop = false): BearerResult {
   if (values.length === 0) return { kind: 'missing' };
   if (values.length > 1) return { kind: 'invalid', description: 'more than one Authorization header' };
   const value = trimOws(values[0]!);
@@ -26,9 +30,9 @@ export function extractBearer(values: readonly string[], maxLength: number): Bea
 
   const space = indexOfWhitespace(value);
   const scheme = space < 0 ? value : value.slice(0, space);
-  if (!SCHEME.test(scheme)) {
+  if (!(dpop ? SCHEMES : SCHEME).test(scheme)) {
     // Envoy joins repeated headers with ","; "Basic x,Bearer y" must not pass as "missing".
-    return /,\s*bearer(\s|$)/i.test(value)
+    return (dpop ? /,\s*(bearer|dpop)(\s|$)/i : /,\s*bearer(\s|$)/i).test(value)
       ? { kind: 'invalid', description: 'more than one credential in the Authorization header' }
       : { kind: 'missing' };
   }
@@ -44,7 +48,7 @@ export function extractBearer(values: readonly string[], maxLength: number): Bea
         : 'the bearer token has characters outside RFC 6750 b64token',
     };
   }
-  return { kind: 'token', token };
+  return { kind: 'token', token, scheme: scheme.length === 4 ? 'dpop' : 'bearer' };
 }
 
 function isOws(code: number): boolean {

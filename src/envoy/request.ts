@@ -1,8 +1,9 @@
 /**
  * CheckRequest bytes -> AuthRequest, read straight from the wire: only the
- * fields the pipeline uses (HTTP method, host, path, headers, and the route's
- * context_extensions); everything else (peers, TLS session, metadata, body)
- * is skipped without being decoded. This is the hot path's deserializer,
+ * fields the pipeline uses (HTTP method, scheme, host, path, headers, the
+ * route's context_extensions, and the source peer's certificate); everything
+ * else (other peer fields, TLS session, metadata, body) is skipped without
+ * being decoded. This is the hot path's deserializer,
  * registered with grpc-js in place of a decoder that builds the whole message.
  *
  * Envoy sends headers either merged in `headers` (repeated lines joined with
@@ -24,8 +25,11 @@ const LENGTH_DELIMITED = 2;
 // CheckRequest
 const CHECK_ATTRIBUTES = 1;
 // AttributeContext
+const ATTRIBUTES_SOURCE = 1;
 const ATTRIBUTES_REQUEST = 4;
 const ATTRIBUTES_CONTEXT_EXTENSIONS = 10;
+// AttributeContext.Peer
+const PEER_CERTIFICATE = 5;
 // AttributeContext.Request
 const REQUEST_HTTP = 2;
 // AttributeContext.HttpRequest
@@ -33,6 +37,7 @@ const HTTP_METHOD = 2;
 const HTTP_HEADERS = 3;
 const HTTP_PATH = 4;
 const HTTP_HOST = 5;
+const HTTP_SCHEME = 6;
 const HTTP_HEADER_MAP = 13;
 // HeaderMap
 const HEADER_MAP_HEADERS = 1;
@@ -58,6 +63,9 @@ interface Fields {
   method: string;
   host: string;
   path: string;
+  scheme: string;
+  /** attributes.source.certificate; '' when absent. */
+  certificate: string;
   /** From `headers` (merged), by the exact name sent. */
   merged: Map<string, string> | null;
   /** From `header_map` (raw). */
@@ -73,7 +81,7 @@ export function decodeCheckRequest(bytes: Uint8Array): AuthRequest {
   const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   const reader = Reader.create(buffer);
   const wire: Wire = { reader, buffer, text: buffer.toString('latin1') };
-  const fields: Fields = { method: '', host: '', path: '', merged: null, raw: null, extensions: null };
+  const fields: Fields = { method: '', host: '', path: '', scheme: '', certificate: '', merged: null, raw: null, extensions: null };
   const end = reader.len;
   while (reader.pos < end) {
     const tag = reader.uint32();
@@ -88,6 +96,8 @@ export function decodeCheckRequest(bytes: Uint8Array): AuthRequest {
     method: fields.method || first(headers, ':method') || '',
     host: fields.host || first(headers, ':authority') || first(headers, 'host') || '',
     path: fields.path || first(headers, ':path') || '',
+    scheme: fields.scheme || first(headers, ':scheme') || '',
+    peerCertificate: fields.certificate || null,
     requestId: first(headers, 'x-request-id') ?? null,
   };
 }
@@ -99,6 +109,9 @@ function readAttributes(wire: Wire, fields: Fields): void {
     const tag = reader.uint32();
     if ((tag & 7) === LENGTH_DELIMITED) {
       switch (tag >>> 3) {
+        case ATTRIBUTES_SOURCE:
+          readPeer(wire, fields);
+          continue;
         case ATTRIBUTES_REQUEST:
           readRequest(wire, fields);
           continue;
@@ -110,6 +123,17 @@ function readAttributes(wire: Wire, fields: Fields): void {
       }
     }
     reader.skipType(tag & 7);
+  }
+}
+
+/** The source peer: only its certificate; address, principal and labels are skipped. */
+function readPeer(wire: Wire, fields: Fields): void {
+  const { reader } = wire;
+  const end = messageEnd(wire);
+  while (reader.pos < end) {
+    const tag = reader.uint32();
+    if (tag >>> 3 === PEER_CERTIFICATE && (tag & 7) === LENGTH_DELIMITED) fields.certificate = readString(wire);
+    else reader.skipType(tag & 7);
   }
 }
 
@@ -138,6 +162,9 @@ function readHttp(wire: Wire, fields: Fields): void {
           continue;
         case HTTP_HOST:
           fields.host = readString(wire);
+          continue;
+        case HTTP_SCHEME:
+          fields.scheme = readString(wire);
           continue;
         case HTTP_HEADERS: {
           const [key, value] = readStringEntry(wire);

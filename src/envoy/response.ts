@@ -6,7 +6,8 @@
  *
  * What allows made from one cached answer share (the headers set upstream and
  * the dynamic metadata, see CompiledPolicy.evaluations) is encoded once and
- * reused; only the headers to remove depend on the request.
+ * reused; only the headers to remove and those added to the client's
+ * response (a DPoP nonce) depend on the request.
  *
  * Field numbers are those of proto/ (envoy.service.auth.v3,
  * envoy.config.core.v3, google.rpc, google.protobuf.Struct).
@@ -53,6 +54,7 @@ const HTTP_STATUS_CODE = key(1, VARINT);
 // OkHttpResponse
 const OK_HEADERS = key(2, LENGTH_DELIMITED);
 const OK_HEADERS_TO_REMOVE = key(5, LENGTH_DELIMITED);
+const OK_RESPONSE_HEADERS_TO_ADD = key(6, LENGTH_DELIMITED);
 // HeaderValueOption, HeaderValue, BoolValue
 const OPTION_HEADER = key(1, LENGTH_DELIMITED);
 const OPTION_APPEND = key(2, LENGTH_DELIMITED);
@@ -77,6 +79,8 @@ export function encodeCheckResponse(decision: Decision): Buffer {
 }
 
 /** CheckResponse.status with code OK: the same for every allow. */
+const NO_HEADERS: readonly HeaderToSet[] = Object.freeze([]);
+
 const STATUS_OK_FIELD = (() => {
   const writer = Writer.create();
   writer.uint32(RESPONSE_STATUS).fork().uint32(STATUS_CODE).uint32(RpcCode.OK).ldelim();
@@ -85,26 +89,29 @@ const STATUS_OK_FIELD = (() => {
 
 /**
  * Assembled from parts encoded once (status, the header options, the
- * metadata) and the one per-request part, the headers to remove.
+ * metadata) and the per-request part, the headers to remove and to add to
+ * the client's response.
  */
 function encodeAllow(decision: Allow): Buffer {
   const headers = headerBlock(decision.headers);
   const metadata = metadataField(decision.metadata);
-  let removals: Uint8Array | null = null;
-  if (decision.removeHeaders.length > 0) {
+  let perRequest: Uint8Array | null = null;
+  const toClient = decision.responseHeaders ?? NO_HEADERS;
+  if (decision.removeHeaders.length > 0 || toClient.length > 0) {
     const writer = Writer.create();
     for (const name of decision.removeHeaders) writer.uint32(OK_HEADERS_TO_REMOVE).string(name);
-    removals = writer.finish();
+    for (const header of toClient) writer.uint32(OK_RESPONSE_HEADERS_TO_ADD).bytes(headerOption(header));
+    perRequest = writer.finish();
   }
-  const okLength = headers.length + (removals?.length ?? 0);
+  const okLength = headers.length + (perRequest?.length ?? 0);
   const out = Buffer.allocUnsafe(STATUS_OK_FIELD.length + 1 + varintLength(okLength) + okLength + metadata.length);
   let at = STATUS_OK_FIELD.copy(out, 0);
   out[at++] = RESPONSE_OK;
   at = writeVarint(out, at, okLength);
   at += out.write(headers, at, 'latin1');
-  if (removals !== null) {
-    out.set(removals, at);
-    at += removals.length;
+  if (perRequest !== null) {
+    out.set(perRequest, at);
+    at += perRequest.length;
   }
   out.write(metadata, at, 'latin1');
   return out;
@@ -136,7 +143,8 @@ const denies = new Map<string, Buffer>();
 const MAX_REMEMBERED_DENIES = 256;
 
 function encodeDeny(decision: Deny): Buffer {
-  const key = `${decision.status}\0${decision.reason}\0${decision.bearerError}\0${decision.challenge}\0${decision.description}`;
+  const extra = decision.headers?.map((header) => `${header.name}\0${header.value}`).join('\0') ?? '';
+  const key = `${decision.status}\0${decision.reason}\0${decision.bearerError}\0${decision.challenge}\0${decision.description}\0${extra}`;
   let bytes = denies.get(key);
   if (bytes === undefined) {
     bytes = owned(writeDeny(decision));
@@ -161,6 +169,7 @@ function writeDeny(decision: Deny): Uint8Array {
   writer.uint32(DENIED_HEADERS).bytes(DENY_CONTENT_TYPE);
   writer.uint32(DENIED_HEADERS).bytes(DENY_CACHE_CONTROL);
   if (decision.challenge) writer.uint32(DENIED_HEADERS).bytes(headerOption({ name: 'www-authenticate', value: decision.challenge }));
+  for (const header of decision.headers ?? NO_HEADERS) writer.uint32(DENIED_HEADERS).bytes(headerOption(header));
   writer.uint32(DENIED_BODY).string(denyBody(decision));
   writer.ldelim();
   return writer.finish();

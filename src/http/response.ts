@@ -35,5 +35,7 @@ export function renderHttpAnswer(decision: Decision): HttpAnswer {
     [STATUS_HEADER, String(decision.status)],
   ];
   if (decision.challenge !== null) headers.push(['www-authenticate', decision.challenge]);
+  // Headers the client must see with the deny, such as DPoP-Nonce (RFC 9449 §8): every proxy passes a deny's headers on.
+  for (const { name, value } of decision.headers ?? []) headers.push([name, value]);
   return { status: decision.status, headers, body: denyBody(decision) };
 }

@@ -13,7 +13,8 @@
  * refused (eviction-journal.ts), so writing an old value back does not undo
  * the eviction.
  */
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, type Redis, type RedisOptions } from 'ioredis';
+import { connectRedis, type RedisTarget } from './redis-connection.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { Clock } from './endpoint-client.js';
 import type { SharedCache } from './introspector.js';
@@ -24,15 +25,8 @@ import { open, seal, sharedKey, sharedKeys, type SharedEntry, type SharedKeys } 
 export type SharedLookup = 'hit' | 'miss' | 'refused' | 'error' | 'skipped';
 export type SharedOperation = 'get' | 'set' | 'evict' | 'subscribe';
 
-export interface RedisCacheOptions {
-  /** redis:// or rediss:// (TLS): a single Redis. One of url, sentinel and cluster. */
-  url?: string | null;
-  /** The master named `masterName`, wherever the Sentinels (asked without credentials) say it is: a failover moves it. */
-  sentinel?: { nodes: ReadonlyArray<{ host: string; port: number }>; masterName: string } | null;
-  /** A Redis Cluster reached through these seed nodes. */
-  cluster?: { nodes: ReadonlyArray<{ host: string; port: number }> } | null;
-  username?: string | null;
-  password?: string | null;
+/** Where Redis is (see RedisTarget: url, or the Sentinels' master, or a Cluster; Sentinels are asked without credentials). */
+export interface RedisCacheOptions extends RedisTarget {
   /** Deployment secret the keys of store names, entries and endpoint fingerprints derive from (>= 32 bytes). */
   keySecret: string;
   /**
@@ -121,38 +115,7 @@ export class RedisSharedCache implements SharedCache {
       resetTimeout: options.breakerResetTimeout ?? 1000,
       clock: this.#clock,
     });
-    const common: RedisOptions = {
-      username: options.username ?? undefined,
-      password: options.password ?? undefined,
-      connectTimeout: 1000,
-      // Reconnect for ever, at most once a second: the service works meanwhile, only without this tier.
-      retryStrategy: (times) => Math.min(times * 50, 1000),
-      lazyConnect: false,
-    };
-    const connect = (extra: RedisOptions): Redis | Cluster => {
-      if (options.cluster) {
-        const { enableOfflineQueue, ...node } = { ...common, ...extra };
-        const cluster: ClusterOptions = {
-          redisOptions: node,
-          enableOfflineQueue: enableOfflineQueue ?? true,
-          clusterRetryStrategy: (times) => Math.min(times * 50, 1000),
-          // Slots move on a failover: follow the redirection at once rather than fail the command.
-          retryDelayOnMoved: 0,
-        };
-        return new Cluster(options.cluster.nodes.map(({ host, port }) => ({ host, port })), cluster);
-      }
-      if (options.sentinel) {
-        return new Redis({
-          ...common,
-          ...extra,
-          sentinels: options.sentinel.nodes.map(({ host, port }) => ({ host, port })),
-          name: options.sentinel.masterName,
-          sentinelRetryStrategy: (times) => Math.min(times * 50, 1000),
-        });
-      }
-      if (!options.url) throw new TypeError('one of url, sentinel and cluster is required');
-      return new Redis(options.url, { ...common, ...extra });
-    };
+    const connect = (extra: RedisOptions): Redis | Cluster => connectRedis(options, extra);
     this.#cluster = options.cluster ? true : false;
     this.#client = connect({
       // Fail at once while disconnected instead of queueing: a queued lookup is a delayed Check.

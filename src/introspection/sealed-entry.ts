@@ -4,9 +4,10 @@
  * holder of the deployment secret (`redis.keySecret`) can write an entry a
  * replica accepts:
  *
- * - three keys are derived from the deployment secret (HKDF-SHA256, one label
+ * - keys are derived from the deployment secret (HKDF-SHA256, one label
  *   each): one names store entries, one seals them, one fingerprints endpoint
- *   settings (see EndpointClient's cacheId);
+ *   settings (see EndpointClient's cacheId), and two serve DPoP (replay
+ *   record names, nonces);
  * - the store key is HMAC-SHA256(name key, endpoint cache id NUL token), in
  *   hex: without the secret a key cannot be recomputed from a token, nor
  *   brute-forced offline from a dump;
@@ -50,11 +51,15 @@ export interface SharedKeys {
   readonly entry: Buffer;
   /** Keys the fingerprint of endpoint settings in cache ids, so replicas agree on it and a dump cannot test guesses of it. */
   readonly fingerprint: Buffer;
+  /** Keys the HMAC of DPoP replay records (credentials/replay-store.ts). */
+  readonly replay: Buffer;
+  /** Keys the DPoP nonces every replica hands out alike (credentials/dpop-nonce.ts). */
+  readonly nonce: Buffer;
 }
 
 export function sharedKeys(keySecret: string | Buffer): SharedKeys {
   const derive = (label: string) => Buffer.from(hkdfSync('sha256', keySecret, Buffer.alloc(0), `envoy-introspection-authz l2 ${label}`, 32));
-  return { name: derive('name key'), entry: derive('entry key'), fingerprint: derive('fingerprint key') };
+  return { name: derive('name key'), entry: derive('entry key'), fingerprint: derive('fingerprint key'), replay: derive('dpop replay key'), nonce: derive('dpop nonce key') };
 }
 
 /** The shared-cache key of a token at an endpoint (hex). */

@@ -138,6 +138,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly dpopReplayOverflows = new Counter({
+    name: 'authz_dpop_replay_overflows_total',
+    help:
+      'DPoP proof ids dropped from the in-memory replay store before their window ended, to make room ' +
+      '(dpop.replayEntries is too small for the load): a replay of such a proof at this replica would pass.',
+    registers: [this.registry],
+  });
+
+  readonly dpopReplayErrors = new Counter({
+    name: 'authz_dpop_replay_errors_total',
+    help: 'Failed or timed-out Redis writes of DPoP proof ids: the proof was checked against this replica\'s record alone.',
+    registers: [this.registry],
+  });
+
   readonly introspectionRetries = new Counter({
     name: 'authz_introspection_retries_total',
     help: 'Retries of introspections after a connection failure or an HTTP 502/503/504, by endpoint.',

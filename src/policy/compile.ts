@@ -48,6 +48,7 @@ export function compilePolicies(
   for (const policy of policies) {
     ownHeaders.add(policy.identityHeader);
     if (policy.attributesHeader !== null) ownHeaders.add(policy.attributesHeader);
+    if (policy.bindingHeader !== null) ownHeaders.add(policy.bindingHeader);
     prefixes.add(policy.headerPrefix);
   }
   const prefixList = Object.freeze([...prefixes]);
@@ -67,7 +68,9 @@ export function compilePolicies(
 export function compilePolicy(
   policy: PolicyConfig,
   endpoints: Endpoint | readonly Endpoint[],
-  ownHeaders: ReadonlySet<string> = new Set([policy.identityHeader, ...(policy.attributesHeader ? [policy.attributesHeader] : [])]),
+  ownHeaders: ReadonlySet<string> = new Set(
+    [policy.identityHeader, policy.attributesHeader, policy.bindingHeader].filter((name): name is string => name !== null),
+  ),
   prefixes: readonly string[] = [policy.headerPrefix],
 ): CompiledPolicy {
   const list = Array.isArray(endpoints) ? (endpoints as readonly Endpoint[]) : [endpoints as Endpoint];

@@ -8,6 +8,7 @@
 import type { PolicyConfig } from '../config/load.js';
 import type { HeaderToSet, Metadata, MetadataValue } from '../decision.js';
 import type { Claims } from '../introspection/result.js';
+import { bindingOf } from '../credentials/sender-binding.js';
 import { keptAttributes } from './attribute-rules.js';
 import { renderTemplate } from './identity-template.js';
 import { insufficientScopeDescription, scopesSatisfied } from './scopes.js';
@@ -26,7 +27,7 @@ import {
 export interface Granted {
   readonly ok: true;
   readonly identity: string;
-  /** The identity header first, then the attributes header, then one header per attribute. */
+  /** The identity header first, then the binding header, then the attributes header, then one header per attribute. */
   readonly headers: readonly HeaderToSet[];
   readonly metadata: Metadata;
   /** What was left out, and why; logged with the decision, never sent. */
@@ -96,6 +97,15 @@ export function evaluatePolicy(policy: PolicyConfig, claims: Claims): Evaluation
   const headers: HeaderToSet[] = [{ name: policy.identityHeader, value: identity }];
   const setByUs = new Set([policy.identityHeader]);
   let total = policy.identityHeader.length + byteLength(identity);
+  // Reached only after decide confirmed the binding, which makes it a fact worth telling.
+  const bound = policy.senderConstraint === 'off' ? 'none' : bindingOf(claims);
+  const binding = typeof bound === 'object' ? bound : null;
+  if (binding !== null && policy.bindingHeader !== null) {
+    const value = `${binding.method} ${binding.thumbprint}`;
+    headers.push({ name: policy.bindingHeader, value });
+    setByUs.add(policy.bindingHeader);
+    total += policy.bindingHeader.length + value.length;
+  }
   const dropped: string[] = [];
 
   // The kept attributes that can travel at all, within the metadata budget.
@@ -165,7 +175,13 @@ export function evaluatePolicy(policy: PolicyConfig, claims: Claims): Evaluation
     ok: true,
     identity,
     headers: Object.freeze(headers.map((header) => Object.freeze(header))),
-    metadata: Object.freeze({ policy: policy.name, status: 'authenticated', identity, attributes: Object.freeze(attributes) }),
+    metadata: Object.freeze({
+      policy: policy.name,
+      status: 'authenticated',
+      identity,
+      attributes: Object.freeze(attributes),
+      ...(binding === null ? {} : { binding: { method: binding.method, thumbprint: binding.thumbprint } }),
+    }),
     note: notes.length > 0 ? notes.join('; ') : undefined,
   });
 }

@@ -245,3 +245,28 @@ t.test('a restricted endpoint serves only the policies that name it', async (t) 
   const named = buildConfig({ endpoints, policies: [{ name: 'p', endpoint: 'partners' }] }, 'test.yaml', { env: {} });
   t.equal(named.policies[0]!.endpoint, 'partners');
 });
+
+t.test('sender-constraint options: defaults, and errors that name the key', async (t) => {
+  const config = build([{ name: 'p' }]);
+  const policy = config.policies[0]!;
+  t.equal(policy.senderConstraint, 'ifBound', 'bound tokens are checked unless turned off');
+  t.equal(policy.certificateSource, 'peer', 'never a header unless named');
+  t.same(policy.dpopAlgorithms, ['ES256', 'ES384', 'PS256', 'RS256', 'EdDSA', 'Ed25519']);
+  t.equal(policy.dpopProofWindow, 60);
+  t.equal(policy.dpopNonce, false);
+  t.equal(policy.removeDpopHeader, false);
+  t.equal(policy.bindingHeader, null);
+  t.same(config.dpop, { maxProofLength: 4096, replayEntries: 100_000, nonceLifetime: 300, keyCacheEntries: 1000 });
+
+  t.match(errorOf(() => build([{ name: 'p', senderConstraint: 'maybe' }])), /policies\[0\]\.senderConstraint: must be one of off, ifBound, required/);
+  t.match(errorOf(() => build([{ name: 'p', certificateSource: 'header' }])), /policies\[0\]\.certificateSource: must be one of/);
+  t.match(errorOf(() => build([{ name: 'p', dpopAlgorithms: ['ES256', 'HS256'] }])), /policies\[0\]\.dpopAlgorithms\[1\]: must be one of .*asymmetric/);
+  t.match(errorOf(() => build([{ name: 'p', dpopAlgorithms: ['none'] }])), /policies\[0\]\.dpopAlgorithms\[0\]/);
+  t.match(errorOf(() => build([{ name: 'p', dpopAlgorithms: [] }])), /policies\[0\]\.dpopAlgorithms: must name at least one/);
+  t.match(errorOf(() => build([{ name: 'p', dpopProofWindow: 0 }])), /policies\[0\]\.dpopProofWindow/);
+  t.match(errorOf(() => build([{ name: 'p', bindingHeader: 'x-auth-subject' }])), /policies\[0\]\.bindingHeader: must differ/);
+  t.match(errorOf(() => build([{ name: 'p', bindingHeader: 'authorization' }])), /policies\[0\]\.bindingHeader: authorization cannot carry/);
+  t.match(errorOf(() => build([{ name: 'p', bindingHeader: 'x-auth-binding', senderConstraint: 'off' }])), /policies\[0\]\.bindingHeader: has no effect/);
+  t.match(errorOf(() => build([{ name: 'p', dpopNonce: true, senderConstraint: 'off' }])), /policies\[0\]\.dpopNonce: has no effect/);
+  t.match(errorOf(() => build([{ name: 'p' }], { dpop: { replayEntries: 10 } })), /dpop\.replayEntries/);
+});

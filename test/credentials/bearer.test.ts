@@ -86,10 +86,10 @@ t.test('the description never repeats the token', async (t) => {
 t.test('maxLength bounds the token, not the header', async (t) => {
   const exact = 'a'.repeat(MAX);
   const ok = extractBearer([`Bearer    ${exact}   `], MAX);
-  t.same(ok, { kind: 'token', token: exact }, 'exactly maxLength characters is accepted');
+  t.same(ok, { kind: 'token', token: exact, scheme: 'bearer' }, 'exactly maxLength characters is accepted');
 
   const padded = `${'a'.repeat(MAX - 2)}==`;
-  t.same(extractBearer([`Bearer ${padded}`], MAX), { kind: 'token', token: padded }, 'padding counts, still maxLength');
+  t.same(extractBearer([`Bearer ${padded}`], MAX), { kind: 'token', token: padded, scheme: 'bearer' }, 'padding counts, still maxLength');
 
   const long = extractBearer([`Bearer ${'a'.repeat(MAX + 1)}`], MAX);
   t.equal(long.kind, 'invalid', 'maxLength + 1 is invalid');
@@ -105,4 +105,13 @@ t.test('merged credentials get their own description', async (t) => {
   t.same(twoLines, { kind: 'invalid', description: 'more than one Authorization header' });
   const charset = extractBearer(['Bearer abc"'], MAX);
   t.same(charset, { kind: 'invalid', description: 'the bearer token has characters outside RFC 6750 b64token' });
+});
+
+t.test('the DPoP scheme (RFC 9449 section 7.1) is read only when asked for', async (t) => {
+  t.same(extractBearer(['DPoP abc.def'], MAX), { kind: 'missing' }, 'not a bearer credential by default');
+  t.same(extractBearer(['DPoP abc.def'], MAX, true), { kind: 'token', token: 'abc.def', scheme: 'dpop' });
+  t.same(extractBearer(['dpop abc'], MAX, true), { kind: 'token', token: 'abc', scheme: 'dpop' }, 'the scheme is case-insensitive');
+  t.same(extractBearer(['Bearer abc'], MAX, true), { kind: 'token', token: 'abc', scheme: 'bearer' });
+  t.equal(extractBearer(['Basic x,DPoP abc'], MAX, true).kind, 'invalid', 'a DPoP credential joined to another is no "missing"');
+  t.equal(extractBearer(['DPoP '], MAX, true).kind, 'invalid', 'empty');
 });

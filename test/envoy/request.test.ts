@@ -159,6 +159,21 @@ t.test('method, host and path from pseudo-headers when the http fields are empty
   t.same([fields.method, fields.host, fields.path], ['PUT', 'b', '/b'], 'the http fields win');
 });
 
+t.test('scheme, and the source peer certificate (attributes.source.certificate, Peer field 5)', async (t) => {
+  const request = authRequestOf({
+    attributes: {
+      source: { principal: 'spiffe://a/b', certificate: '-----BEGIN%20CERTIFICATE-----%0AMIIB' },
+      request: { http: { scheme: 'https', host: 'a', path: '/' } },
+    },
+  });
+  t.equal(request.scheme, 'https');
+  t.equal(request.peerCertificate, '-----BEGIN%20CERTIFICATE-----%0AMIIB', 'as Envoy sent it, still URL-encoded');
+
+  const bare = authRequestOf(withHeaderMap([{ key: ':scheme', value: 'http' }], { host: 'a', path: '/' }));
+  t.equal(bare.scheme, 'http', ':scheme when the field is empty');
+  t.equal(bare.peerCertificate, null, 'no certificate');
+});
+
 t.test('the first x-request-id is the request id', async (t) => {
   const request = authRequestOf(withHeaderMap([{ key: 'x-request-id', value: 'one' }, { key: 'X-Request-ID', value: 'two' }]));
   t.equal(request.requestId, 'one');

@@ -8,6 +8,9 @@
  *   allowed scopes 'read write admin' by default. Their access tokens are opaque, so token
  *   introspection (RFC 7662) is the only way to validate them.
  * - Revocation (RFC 7009) is enabled; a token can be revoked by the client that owns it.
+ * - Sender-constrained tokens: a token request with a DPoP proof (RFC 9449) gets a DPoP-bound
+ *   token; with `certificateBound`, a client certificate (RFC 8705) sent as a proxy would send it
+ *   binds the token to that certificate. Introspection answers carry `cnf` either way.
  *
  * No test-framework imports here: this module is also compiled by tsc to
  * dist/test/support/authorization-server.js and used from plain Node scripts.
@@ -17,6 +20,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
+import { SignJWT, type CryptoKey, type JWK } from 'jose';
 
 export interface ClientCredentials {
   clientId: string;
@@ -43,6 +47,23 @@ export interface StartAuthorizationServerOptions {
    * asked for with `resource` gets that aud. Default: none (every token is opaque).
    */
   jwtResources?: string[];
+  /**
+   * Enable features.mTLS with certificate-bound access tokens for the application clients
+   * (tls_client_certificate_bound_access_tokens). The certificate is read from the
+   * CLIENT_CERTIFICATE_HEADER of the token request, as from a TLS-terminating proxy.
+   */
+  certificateBound?: boolean;
+}
+
+/** Request header carrying the URL-encoded PEM of the client certificate at the token endpoint. */
+export const CLIENT_CERTIFICATE_HEADER = 'x-test-client-certificate';
+
+/** A DPoP key pair (RFC 9449), as jose makes it. */
+export interface DpopKey {
+  privateKey: CryptoKey;
+  /** The public key as a JWK (no private members). */
+  publicJwk: JWK;
+  alg: string;
 }
 
 export interface IssueTokenOptions {
@@ -52,6 +73,10 @@ export interface IssueTokenOptions {
   clientId?: string;
   /** RFC 8707 resource: one of jwtResources gives a JWT access token for it. */
   resource?: string;
+  /** Bind the token to this DPoP key: a proof of it goes with the token request. */
+  dpop?: DpopKey;
+  /** Bind the token to this certificate (PEM); needs `certificateBound`. */
+  certificate?: string;
 }
 
 export interface AuthorizationServer {
@@ -232,6 +257,15 @@ function createMemoryAdapterFactory() {
 
 /* ------------------------------------------------------------------------------------------ */
 
+/** A DPoP proof for a token request (no ath: there is no token yet). */
+async function dpopProof(key: DpopKey, method: string, url: string): Promise<string> {
+  return new SignJWT({ htm: method, htu: url })
+    .setProtectedHeader({ alg: key.alg, typ: 'dpop+jwt', jwk: key.publicJwk })
+    .setIssuedAt()
+    .setJti(randomBytes(16).toString('base64url'))
+    .sign(key.privateKey);
+}
+
 function basicAuthorization({ clientId, clientSecret }: ClientCredentials): string {
   // RFC 6749 section 2.3.1: form-urlencode id and secret before base64.
   const encode = (v: string) => encodeURIComponent(v).replace(/%20/g, '+');
@@ -304,12 +338,34 @@ export async function startAuthorizationServer(
         response_types: [],
         redirect_uris: [],
         scope: appScopes.get(c.clientId) ?? scopes.join(' '),
+        ...(options.certificateBound ? { tls_client_certificate_bound_access_tokens: true } : {}),
       })),
     ],
     routes: { introspection: INTROSPECTION_PATH, revocation: REVOCATION_PATH, token: TOKEN_PATH, jwks: JWKS_PATH },
+    // oidc-provider refuses the first token request unless the method mTLS brings is listed.
+    ...(options.certificateBound
+      ? { clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'self_signed_tls_client_auth'] }
+      : {}),
     ttl: { AccessToken: ttl, ClientCredentials: ttl },
     features: {
       devInteractions: { enabled: false },
+      dPoP: { enabled: true },
+      ...(options.certificateBound
+        ? {
+            mTLS: {
+              enabled: true,
+              certificateBoundAccessTokens: true,
+              selfSignedTlsClientAuth: true,
+              // Standing in for a TLS-terminating proxy: the test sends the certificate it would have seen.
+              getCertificate: (ctx: { get(name: string): string }) => {
+                const value = ctx.get(CLIENT_CERTIFICATE_HEADER);
+                return value ? decodeURIComponent(value) : undefined;
+              },
+              certificateAuthorized: () => true,
+              certificateSubjectMatches: () => true,
+            },
+          }
+        : {}),
       clientCredentials: { enabled: true },
       // Without a resource (or without jwtResources), client_credentials tokens are opaque.
       resourceIndicators: {
@@ -374,15 +430,14 @@ export async function startAuthorizationServer(
     const form = new URLSearchParams({ grant_type: 'client_credentials' });
     if (opts.scope !== undefined) form.set('scope', opts.scope);
     if (opts.resource !== undefined) form.set('resource', opts.resource);
-    const res = await request(tokenUrl, {
-      method: 'POST',
-      headers: {
-        authorization: basicAuthorization(client),
-        'content-type': 'application/x-www-form-urlencoded',
-        accept: 'application/json',
-      },
-      body: form.toString(),
-    });
+    const headers: Record<string, string> = {
+      authorization: basicAuthorization(client),
+      'content-type': 'application/x-www-form-urlencoded',
+      accept: 'application/json',
+    };
+    if (opts.dpop) headers.dpop = await dpopProof(opts.dpop, 'POST', tokenUrl);
+    if (opts.certificate !== undefined) headers[CLIENT_CERTIFICATE_HEADER] = encodeURIComponent(opts.certificate);
+    const res = await request(tokenUrl, { method: 'POST', headers, body: form.toString() });
     const body = (await res.body.json()) as Record<string, unknown>;
     if (res.statusCode !== 200 || typeof body.access_token !== 'string') {
       throw new Error(`token request failed: HTTP ${res.statusCode} ${JSON.stringify(body)}`);

@@ -77,6 +77,10 @@ export interface CheckOptions {
   path?: string;
   host?: string;
   method?: string;
+  /** HttpRequest.scheme and :scheme (default https). */
+  scheme?: string;
+  /** attributes.source.certificate: the URL-encoded PEM Envoy sends with include_peer_certificate. */
+  peerCertificate?: string;
   /** gRPC deadline in ms, like Envoy's ext_authz timeout (default 2000). */
   timeoutMs?: number;
 }
@@ -206,12 +210,13 @@ export function buildCheckRequest(options: CheckOptions): object {
   const method = options.method ?? 'GET';
   const path = options.path ?? '/orders/42?expand=items';
   const host = options.host ?? 'api.example.com';
+  const scheme = options.scheme ?? 'https';
   const http: Record<string, unknown> = {
     id: '9263827462521',
     method,
     path,
     host,
-    scheme: 'https',
+    scheme,
     protocol: 'HTTP/1.1',
   };
   if (options.rawHeaders) {
@@ -220,7 +225,7 @@ export function buildCheckRequest(options: CheckOptions): object {
         [':authority', host],
         [':path', path],
         [':method', method],
-        [':scheme', 'https'],
+        [':scheme', scheme],
         ...options.rawHeaders,
       ].map(([key, value]) => ({ key, raw_value: Buffer.from(value!, 'utf8') })),
     };
@@ -229,7 +234,7 @@ export function buildCheckRequest(options: CheckOptions): object {
       ':authority': host,
       ':path': path,
       ':method': method,
-      ':scheme': 'https',
+      ':scheme': scheme,
       'user-agent': 'curl/8.5.0',
       accept: '*/*',
       'x-forwarded-proto': 'https',
@@ -242,6 +247,7 @@ export function buildCheckRequest(options: CheckOptions): object {
       source: {
         address: { socket_address: { address: '10.1.2.3', port_value: 51234 } },
         principal: 'spiffe://cluster.local/ns/default/sa/client',
+        ...(options.peerCertificate === undefined ? {} : { certificate: options.peerCertificate }),
       },
       destination: {
         address: { socket_address: { address: '10.1.2.4', port_value: 8080 } },

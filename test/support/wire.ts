@@ -64,6 +64,7 @@ export interface HeaderValue {
 
 export interface CheckRequest {
   attributes?: {
+    source?: { principal?: string; certificate?: string };
     request?: {
       http?: {
         id?: string;
