@@ -186,12 +186,21 @@ t.test('how a worker ends without a stop message', async (t) => {
   });
 
   await t.test('stop while starting: it starts, then drains, never saying it serves', async (t) => {
-    const worker = new Worker(t);
-    await worker.next('hello');
-    worker.start(config('http://127.0.0.1:9/introspect'));
-    worker.send({ type: 'stop' });
-    t.same(await within(worker.exited, 5000, 'exit'), { code: 0, signal: null });
-    t.notOk(worker.messages.some((m) => m.type === 'serving'), 'never serving');
+    // Both messages leave together, and the stop nearly always arrives while the service is
+    // starting; on a loaded machine it was once read only after the start had finished (then the
+    // worker serves and drains, as for any stop: that run says nothing about this case). So the
+    // case is tried up to three times, and every try must exit 0.
+    let caught = false;
+    for (let attempt = 1; attempt <= 3 && !caught; attempt += 1) {
+      const worker = new Worker(t);
+      await worker.next('hello');
+      worker.start(config('http://127.0.0.1:9/introspect'));
+      worker.send({ type: 'stop' });
+      t.same(await within(worker.exited, 5000, 'exit'), { code: 0, signal: null }, `attempt ${attempt}: exit 0`);
+      caught = !worker.messages.some((m) => m.type === 'serving');
+      if (!caught) t.comment(`attempt ${attempt}: the stop arrived after the start had finished`);
+    }
+    t.ok(caught, 'a stop that arrives while starting: drained without ever saying it serves');
   });
 
   await t.test('the primary gone (IPC channel closed): drains and exits 0', async (t) => {
