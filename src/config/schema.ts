@@ -435,7 +435,8 @@ export const endpointSchema = {
     doc:
       'Longest pause, in milliseconds, in calls to the endpoint after it answered HTTP 429: its Retry-After is ' +
       'honoured up to this, a 429 without one pauses this long; Checks that need a call meanwhile are denied ' +
-      'as unreachable. A 429 never counts towards the circuit breaker. 0: no pause.',
+      'as unreachable. A 429 never counts towards the circuit breaker. A 503 with Retry-After pauses calls the ' +
+      'same way (not retried; it does count towards the breaker). 0: no pause.',
     format: wholeNumber(0, 60_000),
     default: 1_000,
   },

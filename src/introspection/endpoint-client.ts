@@ -112,7 +112,9 @@ export class EndpointClient {
   readonly #readOptions: Omit<ReadOptions, 'now'>;
   readonly #onRetry: () => void;
   readonly #random: () => number;
-  /** Until when (clock ms) calls are not made, after an HTTP 429. */
+  /** The status that asked for the pause in force (429, or 503 with Retry-After). */
+  #pausedBy = 429;
+  /** Until when (clock ms) calls are not made, after an HTTP 429 (or a 503 with Retry-After). */
   #pausedUntil = 0;
   /** Moving average of how long answered attempts took (ms): what "usual" means for HANG_FACTOR. */
   #usualMs = 0;
@@ -168,7 +170,7 @@ export class EndpointClient {
     }
     const pause = this.#pausedUntil - this.#clock.now();
     if (pause > 0) {
-      return { outcome: 'error', detail: `not asked: the endpoint answered HTTP 429; calls pause for ${Math.ceil(pause)} ms more` };
+      return { outcome: 'error', detail: `not asked: the endpoint answered HTTP ${this.#pausedBy}; calls pause for ${Math.ceil(pause)} ms more` };
     }
     const permit = this.#breaker.admit();
     if (permit === null) return CIRCUIT_OPEN;
@@ -243,8 +245,14 @@ export class EndpointClient {
       this.#usualMs += ((performance.now() - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
       const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
       if (status === 429) {
-        this.#pause(response.headers['retry-after']);
+        this.#pause(429, response.headers['retry-after']);
         return { result: { outcome: 'error', detail: 'the endpoint answered HTTP 429 (rate limited)' }, verdict: 'throttled', retry: false };
+      }
+      // A 503 that says when to come back is heeded like a 429, but it is the endpoint's failure
+      // (the breaker counts it), and a retry would only come back before the time it named.
+      if (status === 503 && response.headers['retry-after'] !== undefined) {
+        this.#pause(503, response.headers['retry-after']);
+        return { result: { outcome: 'bad_response', detail: 'the endpoint answered HTTP 503 with Retry-After' }, verdict: 'failed', retry: false };
       }
       if (status < 200 || status > 299) {
         const serverFailure = status >= 500;
@@ -285,9 +293,10 @@ export class EndpointClient {
   }
 
   /** Honour Retry-After (seconds or an HTTP date), bounded by rateLimitPause; without one, pause that long. */
-  #pause(retryAfter: string | string[] | undefined): void {
+  #pause(status: number, retryAfter: string | string[] | undefined): void {
     const limit = this.#config.rateLimitPause;
     if (limit === 0) return;
+    this.#pausedBy = status;
     const now = this.#clock.now();
     let ms = limit;
     if (typeof retryAfter === 'string') {

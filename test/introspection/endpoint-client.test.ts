@@ -246,13 +246,14 @@ t.test('connection closed before any answer: error', async (t) => {
   await stillWorks(t, fake, c);
 });
 
-// 429 is not among them: it pauses calls (below).
+// 429 is not among them: it pauses calls (below), and so does a 503 that carries Retry-After.
 for (const status of [500, 502, 503, 401, 404]) {
   t.test(`HTTP ${status}: bad_response`, async (t) => {
     const fake = await fakeServer(t);
     const c = client(t, endpointConfig(fake.url));
-    // Even with a body that would read as active: a non-2xx answer is never trusted.
-    fake.respond(() => ({ status, json: { active: true, sub: 'alice' }, headers: { 'retry-after': '1' } }));
+    // Even with a body that would read as active: a non-2xx answer is never trusted. Retry-After means nothing but on a 503.
+    const headers: Record<string, string> = status === 503 ? {} : { 'retry-after': '1' };
+    fake.respond(() => ({ status, json: { active: true, sub: 'alice' }, headers }));
     const result = await c.introspect(GOOD);
     t.equal(result.outcome, 'bad_response');
     t.equal(detail(result), `the endpoint answered HTTP ${status}`);
@@ -485,6 +486,44 @@ t.test('429 Too Many Requests: not retried, no failure of the endpoint, calls pa
   now += 2_000;
   t.equal((await c.introspect(GOOD)).outcome, 'active', 'asked again once Retry-After has passed');
   t.equal(fake.requests.length, 2);
+});
+
+t.test('503 with Retry-After: calls pause for it (bounded by rateLimitPause), not retried, and it counts against the endpoint', async (t) => {
+  const fake = await fakeServer(t);
+  let now = Date.now();
+  const clock = { now: () => now };
+  const c = new EndpointClient(
+    endpointConfig(fake.url, { retries: 2, rateLimitPause: 5_000, circuitBreaker: { failures: 1, resetTimeout: 60_000 } }),
+    { clock },
+  );
+  t.teardown(() => c.destroy());
+  fake.respond(() => ({ status: 503, headers: { 'retry-after': '2' }, body: 'maintenance' }));
+  const first = await c.introspect(GOOD);
+  t.equal(first.outcome, 'bad_response');
+  t.equal(detail(first), 'the endpoint answered HTTP 503 with Retry-After');
+  t.equal(fake.requests.length, 1, 'not retried: the endpoint said when to come back');
+  t.equal(c.circuitState, 'open', 'a server error: it counts against the endpoint');
+
+  const plain = new EndpointClient(endpointConfig(fake.url, { retries: 0, rateLimitPause: 5_000 }), { clock });
+  t.teardown(() => plain.destroy());
+  fake.respond(() => ({ status: 503, headers: { 'retry-after': '2' } }));
+  await plain.introspect(GOOD);
+  fake.respond(normal);
+  const paused = await plain.introspect(GOOD);
+  t.equal(paused.outcome, 'error');
+  t.match(detail(paused), /^not asked: the endpoint answered HTTP 503; calls pause for \d+ ms more$/);
+  t.equal(fake.requests.length, 2, 'not asked during the pause');
+  now += 2_000;
+  t.equal((await plain.introspect(GOOD)).outcome, 'active', 'asked again once Retry-After has passed');
+
+  fake.respond(() => ({ status: 503 }));
+  const bare = new EndpointClient(endpointConfig(fake.url, { retries: 1, rateLimitPause: 5_000 }), { clock });
+  t.teardown(() => bare.destroy());
+  const before = fake.requests.length;
+  await bare.introspect(GOOD);
+  t.equal(fake.requests.length, before + 2, 'a 503 without Retry-After is retried as before, and pauses nothing');
+  fake.respond(normal);
+  t.equal((await bare.introspect(GOOD)).outcome, 'active');
 });
 
 t.test('429: Retry-After is honoured only up to rateLimitPause; without one the pause is rateLimitPause', async (t) => {
