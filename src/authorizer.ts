@@ -235,6 +235,20 @@ export class Authorizer {
   }
 }
 
+/** Where Redis is and how its keys are named: the same for every user of it (shared tier, DPoP replay records). */
+function redisTarget(redis: NonNullable<Config['redis']>) {
+  return {
+    url: redis.url,
+    sentinel: redis.sentinel,
+    cluster: redis.cluster,
+    username: redis.username,
+    password: redis.password?.reveal() ?? null,
+    keySecret: redis.keySecret.reveal(),
+    keyPrefix: redis.keyPrefix,
+    timeout: redis.timeout,
+  };
+}
+
 function senderContext(config: Config, clock: Clock, metrics: Metrics | undefined): SenderContext {
   const local = new MemoryReplayStore({
     maxEntries: config.dpop.replayEntries,
@@ -244,14 +258,7 @@ function senderContext(config: Config, clock: Clock, metrics: Metrics | undefine
   const redis = config.redis;
   const replay = redis
     ? new RedisReplayStore({
-        url: redis.url,
-        sentinel: redis.sentinel,
-        cluster: redis.cluster,
-        username: redis.username,
-        password: redis.password?.reveal() ?? null,
-        keySecret: redis.keySecret.reveal(),
-        keyPrefix: redis.keyPrefix,
-        timeout: redis.timeout,
+        ...redisTarget(redis),
         local,
         clock,
         onError: metrics ? () => metrics.dpopReplayErrors.inc() : undefined,
@@ -298,14 +305,7 @@ function sharedCache(
 ): RedisSharedCache {
   return new RedisSharedCache({
     retention,
-    url: redis.url,
-    sentinel: redis.sentinel,
-    cluster: redis.cluster,
-    username: redis.username,
-    password: redis.password?.reveal() ?? null,
-    keySecret: redis.keySecret.reveal(),
-    keyPrefix: redis.keyPrefix,
-    timeout: redis.timeout,
+    ...redisTarget(redis),
     clock,
     onLookup: metrics
       ? (result, seconds) => {

@@ -132,6 +132,12 @@ export class RedisSharedCache implements SharedCache {
       this.#subscribe().catch((error: Error) => this.#onError?.('subscribe', error));
     });
     this.#subscriber.on('message', (_channel: string, message: string) => this.#message(message));
+    if (this.#subscriber instanceof Cluster) {
+      // A Cluster moves its subscription to another node by itself when one fails, with no new
+      // 'ready': what was published meanwhile is lost. Any node lost counts as a subscription lost.
+      this.#subscriber.on('-node', () => this.#missedEvictions());
+      this.#subscriber.on('node error', () => this.#missedEvictions());
+    }
   }
 
   /** Where other replicas' evictions go. */
@@ -357,13 +363,18 @@ export class RedisSharedCache implements SharedCache {
       return;
     }
     if (this.#closed) return;
-    // Evictions published while the subscription was down were missed: the whole local tier may be
-    // stale, and so may every shared entry written until now.
-    if (this.#subscribed) {
-      this.#journal.evictedAll(this.#clock.now());
-      this.#listener?.clear();
-    }
+    if (this.#subscribed) this.#missedEvictions();
     this.#subscribed = true;
+  }
+
+  /**
+   * Evictions published while the subscription was down were missed: the whole local tier may be
+   * stale, and so may every shared entry written until now.
+   */
+  #missedEvictions(): void {
+    if (this.#closed || !this.#subscribed) return;
+    this.#journal.evictedAll(this.#clock.now());
+    this.#listener?.clear();
   }
 
   #message(message: string): void {

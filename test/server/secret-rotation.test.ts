@@ -7,13 +7,12 @@
  * force; each is counted and logged by key, never by value.
  */
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { connectEnvoy, summarize } from '../support/envoy.js';
 import { startFakeAuthorizationServer } from '../support/fake-authorization-server.js';
-import { ensureBuilt, httpGet, logLines, run, samples, serving, waitFor, type HttpAnswer, type Proc } from '../support/service-process.js';
+import { deleteCache, ensureBuilt, httpGet, logLines, run, samples, serving, waitFor, type HttpAnswer, type Proc } from '../support/service-process.js';
 
 t.before(ensureBuilt);
 
@@ -60,29 +59,6 @@ class MountedSecret {
   }
 }
 
-function deleteCache(port: number, admin: string): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const text = JSON.stringify({ token: TOKEN });
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/cache',
-        method: 'DELETE',
-        agent: false,
-        timeout: 5000,
-        headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
-      },
-      (res) => {
-        let answer = '';
-        res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer }));
-      },
-    );
-    req.on('error', reject);
-    req.end(text);
-  });
-}
 
 const reloads = (proc: Proc, msg: string) => logLines(proc.stdout()).filter((l) => l.msg === msg && l.trigger === 'secret');
 
@@ -142,11 +118,11 @@ endpoints:
   t.ok((await check()).allowed);
   t.equal(secrets.at(-1), 'client-secret-three-C3');
 
-  t.equal((await deleteCache(adminPort!, 'admin-token-one-0123456789')).status, 200, 'the first admin token works');
+  t.equal((await deleteCache(adminPort!, 'admin-token-one-0123456789', { token: TOKEN })).status, 200, 'the first admin token works');
   admin.rotate('admin-token-two-9876543210');
   await waitFor(() => (reloads(proc, 'configuration reloaded').length === 3 ? true : undefined), 5000, 'the admin token reload');
-  t.equal((await deleteCache(adminPort!, 'admin-token-one-0123456789')).status, 401, 'the old admin token no longer works');
-  t.equal((await deleteCache(adminPort!, 'admin-token-two-9876543210')).status, 200, 'the new one does');
+  t.equal((await deleteCache(adminPort!, 'admin-token-one-0123456789', { token: TOKEN })).status, 401, 'the old admin token no longer works');
+  t.equal((await deleteCache(adminPort!, 'admin-token-two-9876543210', { token: TOKEN })).status, 200, 'the new one does');
 
   const metrics = samples((await httpGet(opsPort, '/metrics')).body);
   t.equal(metrics.get('authz_secret_file_reloads_total{result="success"}'), 3);

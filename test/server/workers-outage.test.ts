@@ -6,7 +6,6 @@
  * serves the answer it held, for staleIfError past its lifetime.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -14,7 +13,7 @@ import t from 'tap';
 import { connectEnvoy, summarize } from '../support/envoy.js';
 import { answerByToken, startFakeAuthorizationServer } from '../support/fake-authorization-server.js';
 import { startRedisServer } from '../support/redis-server.js';
-import { ensureBuilt, logLines, run, serving, sleep, waitFor, type HttpAnswer, type Proc } from '../support/service-process.js';
+import { deleteCache, ensureBuilt, logLines, run, serving, sleep, waitFor, type HttpAnswer, type Proc } from '../support/service-process.js';
 
 t.before(ensureBuilt);
 
@@ -24,29 +23,6 @@ t.teardown(() => rmSync(root, { recursive: true, force: true }));
 const ADMIN = 'workers-outage-admin-token-0123456789';
 const TOKEN = 'workers-outage-token-0123456789abcdef';
 
-function deleteCache(port: number, token: string): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const text = JSON.stringify({ token });
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/cache',
-        method: 'DELETE',
-        agent: false,
-        timeout: 5000,
-        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
-      },
-      (res) => {
-        let answer = '';
-        res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer }));
-      },
-    );
-    req.on('error', reject);
-    req.end(text);
-  });
-}
 
 let requests = 0;
 /** Checks on new connections (the primary hands each to the next worker) until both workers answered one; by worker. */
@@ -126,7 +102,7 @@ policies:
   t.ok(logLines(proc.stdout()).some((l) => l.msg === 'decision' && l.cache === 'stale'), 'the decision says cache: stale');
   t.ok(logLines(proc.stdout()).some((l) => String(l.msg).includes('staleIfError') && l.level === 'warn'), 'and a warn line says so');
 
-  t.same(await deleteCache(adminPort!, TOKEN), { status: 200, body: '{"evicted":2}\n' }, 'both workers dropped it');
+  t.same(await deleteCache(adminPort!, ADMIN, { token: TOKEN }), { status: 200, body: '{"evicted":2}\n' }, 'both workers dropped it');
   t.ok(await waitFor(() => (published.length > 0 ? true : undefined), 3000, 'the eviction message'));
   await sleep(300);
   t.equal(published.length, 1, `one message for the replica, not one per worker (${published.length})`);
@@ -134,7 +110,7 @@ policies:
   t.same([...evicted.values()], [false, false], 'the eviction closed the stale window at both workers');
 
   await redis.kill();
-  const pending = await deleteCache(adminPort!, TOKEN);
+  const pending = await deleteCache(adminPort!, ADMIN, { token: TOKEN });
   t.equal(pending.status, 202, 'Redis down: the cluster-wide part did not complete');
   t.match(JSON.parse(pending.body), { evicted: 0, shared: 'pending' });
 });

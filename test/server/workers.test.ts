@@ -8,7 +8,6 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -17,6 +16,7 @@ import { answerByToken, startFakeAuthorizationServer, type FakeAuthorizationServ
 import {
   ensureBuilt,
   httpGet,
+  deleteCache,
   logLines,
   reloadCounts,
   run,
@@ -60,29 +60,6 @@ ${extra}policies:
 }
 
 /** Ask the admin port to drop a token's cached answers. */
-function deleteCache(port: number, body: object): Promise<HttpAnswer> {
-  return new Promise((resolve, reject) => {
-    const text = JSON.stringify(body);
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/cache',
-        method: 'DELETE',
-        agent: false,
-        timeout: 5000,
-        headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
-      },
-      (res) => {
-        let answer = '';
-        res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer }));
-      },
-    );
-    req.on('error', reject);
-    req.end(text);
-  });
-}
 
 interface Answered {
   worker: number;
@@ -187,8 +164,8 @@ t.test('WORKERS=2: shared port, aggregated ops port, eviction, SIGHUP, a replace
     t.ok([...answered.values()].every((a) => a.allowed), 'allowed at both');
     const introspected = fake.requests.filter((r) => r.body.get('token') === SHARED).length - before;
     t.equal(introspected, 2, 'each worker has its own cache: the token was introspected once per worker');
-    t.same(await deleteCache(adminPort!, { token: SHARED }), { status: 200, body: '{"evicted":2}\n' }, 'evicted: one endpoint at each of the 2 workers');
-    t.same(await deleteCache(adminPort!, { token: SHARED }), { status: 200, body: '{"evicted":0}\n' }, 'gone everywhere: 0 the second time');
+    t.same(await deleteCache(adminPort!, ADMIN, { token: SHARED }), { status: 200, body: '{"evicted":2}\n' }, 'evicted: one endpoint at each of the 2 workers');
+    t.same(await deleteCache(adminPort!, ADMIN, { token: SHARED }), { status: 200, body: '{"evicted":0}\n' }, 'gone everywhere: 0 the second time');
     const metrics = samples((await httpGet(opsPort, '/metrics')).body);
     t.equal(metrics.get('authz_cache_admin_evictions_total{scope="token"}'), 2, 'the primary counted the two admin requests once each');
   });

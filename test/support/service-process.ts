@@ -204,6 +204,32 @@ export function httpGet(port: number, path: string, timeoutMs = 2000): Promise<H
   });
 }
 
+/** DELETE /cache on an admin port with an admin token and a JSON body ({token} or {all: true}). */
+export function deleteCache(port: number, adminToken: string, body: object): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const text = JSON.stringify(body);
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/cache',
+        method: 'DELETE',
+        agent: false,
+        timeout: 5000,
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
+      },
+      (res) => {
+        let answer = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('DELETE /cache: no answer within 5000 ms')));
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
 /** Samples of a Prometheus exposition text: `name{labels}` -> value. */
 export function samples(text: string): Map<string, number> {
   const map = new Map<string, number>();
