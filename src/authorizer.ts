@@ -87,6 +87,10 @@ export class Authorizer {
               fingerprintKey,
               keys,
               onRetry: metrics ? () => metrics.introspectionRetries.inc({ endpoint: endpoint.name }) : undefined,
+              onPause: (status, ms) => {
+                metrics?.introspectionPauses.inc({ endpoint: endpoint.name, status: String(status) });
+                options.logger?.warn({ endpoint: endpoint.name, status, ms }, 'the endpoint asked for a pause: no calls to it until it ends');
+              },
             });
       if (client) this.#clients.push(client);
       const introspection = client ? endpointOf(client, endpoint.staleIfError, metrics) : undefined;

@@ -26,6 +26,8 @@ export interface EndpointClientOptions {
   clock?: Clock;
   /** Told of each retry (for metrics). */
   onRetry?: () => void;
+  /** Told when the endpoint asks for a pause (429, or 503 with Retry-After) and calls stop for `ms`. */
+  onPause?: (status: number, ms: number) => void;
   /** Random number in [0, 1) for retry jitter. */
   random?: () => number;
   /**
@@ -111,6 +113,7 @@ export class EndpointClient {
   readonly #limit: InFlightLimit;
   readonly #readOptions: Omit<ReadOptions, 'now'>;
   readonly #onRetry: () => void;
+  readonly #onPause: ((status: number, ms: number) => void) | undefined;
   readonly #random: () => number;
   /** The status that asked for the pause in force (429, or 503 with Retry-After). */
   #pausedBy = 429;
@@ -135,6 +138,7 @@ export class EndpointClient {
         : null;
     this.#clock = options.clock ?? Date;
     this.#onRetry = options.onRetry ?? (() => {});
+    this.#onPause = options.onPause;
     this.#random = options.random ?? Math.random;
     this.#origin = new URL(config.url!).origin;
     this.#dispatcher = createDispatcher(config);
@@ -305,6 +309,7 @@ export class EndpointClient {
       if (Number.isFinite(asked)) ms = Math.min(limit, Math.max(0, asked));
     }
     this.#pausedUntil = Math.max(this.#pausedUntil, now + ms);
+    if (ms > 0) this.#onPause?.(status, ms);
   }
 
   #settle(permit: Permit, verdict: Verdict): void {

@@ -152,6 +152,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly introspectionPauses = new Counter({
+    name: 'authz_introspection_pauses_total',
+    help: 'Pauses in calls to an endpoint that asked for one (HTTP 429, or 503 with Retry-After), by endpoint and status.',
+    labelNames: ['endpoint', 'status'] as const,
+    registers: [this.registry],
+  });
+
   readonly introspectionRetries = new Counter({
     name: 'authz_introspection_retries_total',
     help: 'Retries of introspections after a connection failure or an HTTP 502/503/504, by endpoint.',

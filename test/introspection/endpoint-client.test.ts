@@ -463,9 +463,10 @@ t.test('429 Too Many Requests: not retried, no failure of the endpoint, calls pa
   const fake = await fakeServer(t);
   let now = Date.now();
   const clock = { now: () => now };
+  const pauses: Array<[number, number]> = [];
   const c = new EndpointClient(
     endpointConfig(fake.url, { retries: 3, rateLimitPause: 3_000, circuitBreaker: { failures: 2, resetTimeout: 60_000 } }),
-    { clock },
+    { clock, onPause: (status, ms) => pauses.push([status, ms]) },
   );
   t.teardown(() => c.destroy());
   fake.respond(() => ({ status: 429, headers: { 'retry-after': '2' }, json: { error: 'slow_down' } }));
@@ -482,6 +483,7 @@ t.test('429 Too Many Requests: not retried, no failure of the endpoint, calls pa
   }
   t.equal(fake.requests.length, 1, 'not asked during the pause');
   t.equal(c.circuitState, 'closed', 'a 429 and the calls it paused are no failures: the circuit stays closed');
+  t.same(pauses, [[429, 2_000]], 'the pause is told once (counted and logged by the authorizer)');
 
   now += 2_000;
   t.equal((await c.introspect(GOOD)).outcome, 'active', 'asked again once Retry-After has passed');
@@ -504,7 +506,11 @@ t.test('503 with Retry-After: calls pause for it (bounded by rateLimitPause), no
   t.equal(fake.requests.length, 1, 'not retried: the endpoint said when to come back');
   t.equal(c.circuitState, 'open', 'a server error: it counts against the endpoint');
 
-  const plain = new EndpointClient(endpointConfig(fake.url, { retries: 0, rateLimitPause: 5_000 }), { clock });
+  const told: Array<[number, number]> = [];
+  const plain = new EndpointClient(endpointConfig(fake.url, { retries: 0, rateLimitPause: 5_000 }), {
+    clock,
+    onPause: (status, ms) => told.push([status, ms]),
+  });
   t.teardown(() => plain.destroy());
   fake.respond(() => ({ status: 503, headers: { 'retry-after': '2' } }));
   await plain.introspect(GOOD);
@@ -513,6 +519,7 @@ t.test('503 with Retry-After: calls pause for it (bounded by rateLimitPause), no
   t.equal(paused.outcome, 'error');
   t.match(detail(paused), /^not asked: the endpoint answered HTTP 503; calls pause for \d+ ms more$/);
   t.equal(fake.requests.length, 2, 'not asked during the pause');
+  t.same(told, [[503, 2_000]], 'the pause is told, with the status that asked for it');
   now += 2_000;
   t.equal((await plain.introspect(GOOD)).outcome, 'active', 'asked again once Retry-After has passed');
 
