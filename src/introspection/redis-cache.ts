@@ -280,6 +280,14 @@ export class RedisSharedCache implements SharedCache {
       const keys = [...this.#pending];
       this.#pending.clear();
       if (!(await this.#announce(keys))) this.#defer(keys);
+    } catch (error) {
+      // Started without waiting (a timer, a reconnection): it must never reject. What failed is sent again.
+      this.#deferAll();
+      try {
+        this.#onError?.('evict', error as Error);
+      } catch {
+        // A failure listener that throws changes nothing.
+      }
     } finally {
       this.#resending = false;
       if (this.#pendingAll || this.#pending.size > 0) this.#scheduleRetry();
