@@ -80,7 +80,30 @@ export async function decide(
         return deny(null, 'policy_error', 500, null, 'the route is not configured correctly', null, 'none');
     }
   }
-  const policy = selected.policy;
+  const decision = await decideFor(selected.policy, request, context, signal, note);
+  if (decision.allow || selected.policy.config.enforcement === 'enforce') return decision;
+  return dryRun(selected.policy, request, decision, note);
+}
+
+/**
+ * enforcement: dryRun: the deny is kept on the record, and the request goes
+ * on exactly as an anonymous passThrough one would, since the token (if any)
+ * is one the policy refuses: nothing of it may reach the upstream.
+ */
+function dryRun(policy: CompiledPolicy, request: AuthRequest, denied: Deny, note: DecisionNote): Allow {
+  const why = note.detail ?? denied.description;
+  const allow = anonymous(policy, request, denied.endpoint, denied.cache, note, why);
+  note.detail = `dry run: ${why}`;
+  return { ...allow, reason: 'dry_run', wouldDeny: { reason: denied.reason, status: denied.status } };
+}
+
+async function decideFor(
+  policy: CompiledPolicy,
+  request: AuthRequest,
+  context: DecideContext,
+  signal: CallerSignal,
+  note: DecisionNote,
+): Promise<Decision> {
   const config = policy.config;
 
   const bearer = extractBearer(headerValues(request, 'authorization'), context.maxTokenLength, config.senderConstraint !== 'off');

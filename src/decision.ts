@@ -16,6 +16,8 @@ export type Reason =
   | 'bad_response'
   | 'policy_error'
   | 'pass_through'
+  /** enforcement: dryRun: the request would have been denied (wouldDeny says why) and goes on as anonymous. */
+  | 'dry_run'
   /** RFC 9449: the DPoP proof is missing, malformed, or does not match the request, the token or its cnf.jkt. */
   | 'invalid_dpop_proof'
   /** RFC 9449 section 9: the policy wants a server nonce, and the proof has none or an old one (the client retries with DPoP-Nonce). */
@@ -62,7 +64,7 @@ export type CacheResult = 'hit' | 'negative_hit' | 'miss' | 'coalesced' | 'stale
 
 export interface Allow {
   readonly allow: true;
-  readonly reason: 'ok' | 'pass_through';
+  readonly reason: 'ok' | 'pass_through' | 'dry_run';
   readonly policy: string;
   readonly identity: string | null;
   /** Headers the upstream receives, each overwriting any client-sent copy. */
@@ -75,11 +77,18 @@ export interface Allow {
   readonly responseHeaders?: readonly HeaderToSet[];
   readonly endpoint: string | null;
   readonly cache: CacheResult;
+  /** With reason dry_run: the deny that enforcement would have answered. */
+  readonly wouldDeny?: WouldDeny;
+}
+
+export interface WouldDeny {
+  readonly reason: Deny['reason'];
+  readonly status: number;
 }
 
 export interface Deny {
   readonly allow: false;
-  readonly reason: Exclude<Reason, 'ok' | 'pass_through'>;
+  readonly reason: Exclude<Reason, 'ok' | 'pass_through' | 'dry_run'>;
   readonly policy: string | null;
   /** HTTP status Envoy answers the client with. */
   readonly status: number;

@@ -660,6 +660,58 @@ t.test('what an allow left out is noted for the log line', async (t) => {
   t.match(note.detail, /left out: header for bad \(control characters\)/);
 });
 
+t.test('enforcement: dryRun: a would-be deny goes on as anonymous, the deny kept on the record', async (t) => {
+  const spoofs = { 'x-auth-subject': 'mallory', x_auth_status: 'x', 'x-auth-roles': 'admin' };
+  const cases: Array<[string, Record<string, string>, IntrospectionResult, Deny['reason'], number, string | null, CacheResult, RegExp]> = [
+    ['missing token', spoofs, { outcome: 'inactive' }, 'missing_token', 401, null, 'none', /^dry run: a bearer token is required$/],
+    ['inactive', { ...spoofs, ...bearer() }, { outcome: 'inactive' }, 'inactive', 401, 'as', 'negative_hit', /not active/],
+    ['insufficient scope', { ...spoofs, ...bearer() }, active({ sub: 'alice', scope: 'write' }), 'insufficient_scope', 403, 'as', 'hit', /scope/],
+    ['unreachable', { ...spoofs, ...bearer() }, { outcome: 'error', detail: 'ECONNREFUSED' }, 'introspection_error', 401, 'as', 'miss', /^dry run: ECONNREFUSED$/],
+  ];
+  for (const hideCredentials of [false, true]) {
+    const config = policyConfig({ enforcement: 'dryRun', hideCredentials, mappedIdentity: '{sub}', scopes: 'read', exposeHeaders: true });
+    for (const [name, headers, result, reason, status, endpoint, cache, detail] of cases) {
+      const note: DecisionNote = {};
+      const allow = asAllow(t, await run(request(headers), fakeContext({ result, cache, policies: [compiled(config)] }), note));
+      const removed = ['x-auth-subject', 'x_auth_status', 'x-auth-roles', ...('authorization' in headers || hideCredentials ? ['authorization'] : [])];
+      t.same(
+        allow,
+        {
+          allow: true,
+          reason: 'dry_run',
+          policy: 'default',
+          identity: null,
+          headers: [{ name: 'x-auth-status', value: 'anonymous' }],
+          removeHeaders: removed,
+          metadata: { policy: 'default', status: 'anonymous' },
+          endpoint,
+          cache,
+          wouldDeny: { reason, status },
+        },
+        `${name}, hideCredentials ${hideCredentials}: anonymous, nothing of the token`,
+      );
+      t.match(note.detail, detail, `${name}: the would-be reason's detail is noted`);
+    }
+  }
+
+  // An allow is the same decision as under enforce.
+  for (const hideCredentials of [false, true]) {
+    const claims = active({ sub: 'alice', scope: 'read', roles: 'admin' });
+    const dry = compiled(policyConfig({ enforcement: 'dryRun', hideCredentials, mappedIdentity: '{sub}', scopes: 'read', exposeHeaders: true }));
+    const enforced = compiled(policyConfig({ hideCredentials, mappedIdentity: '{sub}', scopes: 'read', exposeHeaders: true }));
+    const headers = { ...bearer(), 'x-auth-status': 'anonymous', x_auth_sub: 'mallory' };
+    const allowed = asAllow(t, await run(request(headers), fakeContext({ result: claims, policies: [dry] })));
+    t.same(allowed, await run(request(headers), fakeContext({ result: claims, policies: [enforced] })), `hideCredentials ${hideCredentials}: ok unchanged`);
+    t.equal(allowed.reason, 'ok');
+    t.equal(allowed.identity, 'alice');
+    t.equal(allowed.wouldDeny, undefined);
+  }
+
+  // A request no policy judged (unknown name, path not in normal form) is still denied: there is no dryRun to apply.
+  const unknown = fakeContext({ policies: [compiled(policyConfig({ enforcement: 'dryRun' }))] });
+  t.equal(asDeny(t, await run(request(bearer(), { policy: 'nope' }), unknown)).reason, 'policy_error');
+});
+
 t.test('no decision carries a token', async (t) => {
   t.ok(decisions.length > 40, `${decisions.length} decisions checked`);
   for (const decision of decisions) {

@@ -221,6 +221,12 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
     }),
   );
   unique(policies, `${source}: policies`);
+  policies.forEach((policy, index) => {
+    // A dryRun policy lets every request through: it must never stay on unnoticed.
+    if (policy.enforcement === 'dryRun') {
+      warn(`${source}: policies[${index}].enforcement: dryRun: policy ${policy.name} denies nothing (would-be denies go on as anonymous)`);
+    }
+  });
   checkRoutes(
     policies,
     (where, problem) => {

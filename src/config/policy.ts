@@ -43,6 +43,8 @@ export interface PolicyConfig {
   hideCredentials: boolean;
   passThrough: boolean;
   passThroughCredentials: boolean;
+  /** dryRun: a would-be deny is allowed as anonymous, and recorded as one. */
+  enforcement: 'enforce' | 'dryRun';
   unreachableStatus: number;
   badResponseStatus: number;
   senderConstraint: 'off' | 'ifBound' | 'required';
@@ -193,6 +195,7 @@ export function resolvePolicy(raw: RawPolicy, endpoints: readonly EndpointRef[],
     hideCredentials: raw.hideCredentials,
     passThrough: raw.passThrough,
     passThroughCredentials: raw.passThroughCredentials,
+    enforcement: raw.enforcement,
     unreachableStatus: raw.unreachableStatus,
     badResponseStatus: raw.badResponseStatus,
     senderConstraint: raw.senderConstraint,

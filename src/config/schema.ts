@@ -608,6 +608,16 @@ export const policySchema = {
     format: Boolean,
     default: false,
   },
+  enforcement: {
+    doc:
+      'enforce (the default): a deny is answered. dryRun: every decision is computed, logged and counted as it ' +
+      'would have been, and a request that would be denied goes on as anonymous (no identity or attribute headers, ' +
+      'spoofed copies removed, the Authorization header removed as with passThrough), its decision recorded as ' +
+      'would_deny with the reason; allows are unchanged. For rolling a policy out: a warning is logged at load for ' +
+      'each dryRun policy.',
+    format: oneOf(['enforce', 'dryRun'] as const),
+    default: 'enforce' as 'enforce' | 'dryRun',
+  },
   passThroughCredentials: {
     doc:
       'With passThrough: forward the Authorization header of an anonymous request to the upstream. Off (the ' +

@@ -74,7 +74,7 @@ export class Metrics {
 
   readonly decisions = new Counter({
     name: 'authz_check_decisions_total',
-    help: 'Check decisions by decision (allow, deny), reason, policy and transport (grpc, http).',
+    help: 'Check decisions by decision (allow, deny, would_deny: allowed by a dryRun policy), reason, policy and transport (grpc, http).',
     labelNames: ['decision', 'reason', 'policy', 'transport'] as const,
     registers: [this.registry],
     collect: () => {
@@ -259,12 +259,20 @@ export class Metrics {
   /** Count one answered Check (or HTTP sub-request). */
   recordDecision(decision: Decision, seconds: number, transport: Transport = 'grpc'): void {
     const policy = decision.policy ?? '';
-    const group = transport === 'grpc' ? decision.reason : `http\0${decision.reason}`;
+    // A would-be deny is counted under its own reason, which the closed union bounds as it does every reason.
+    const wouldDeny = decision.allow ? decision.wouldDeny : undefined;
+    const reason = wouldDeny?.reason ?? decision.reason;
+    const verdict = wouldDeny ? 'would_deny' : decision.allow ? 'allow' : 'deny';
+    const group = wouldDeny
+      ? `would\0${transport}\0${reason}`
+      : transport === 'grpc'
+        ? decision.reason
+        : `http\0${decision.reason}`;
     let byPolicy = this.#decisionTallies.get(group);
     if (byPolicy === undefined) this.#decisionTallies.set(group, (byPolicy = new Map()));
     let tally = byPolicy.get(policy);
     if (tally === undefined) {
-      tally = { labels: { decision: decision.allow ? 'allow' : 'deny', reason: decision.reason, policy, transport }, pending: 0 };
+      tally = { labels: { decision: verdict, reason, policy, transport }, pending: 0 };
       byPolicy.set(policy, tally);
     }
     tally.pending += 1;

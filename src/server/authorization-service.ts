@@ -111,7 +111,9 @@ export function logDecision(
   ms: number,
 ): void {
   if (settings.decisions === 'none' || !logger.isLevelEnabled('info')) return;
-  if (decision.allow) {
+  // A would-be deny is logged as a deny is: a dry run is there to show them all.
+  const wouldDeny = decision.allow ? decision.wouldDeny : undefined;
+  if (decision.allow && wouldDeny === undefined) {
     if (settings.decisions === 'deny') return;
     if (settings.allowSampleRate < 1 && Math.random() >= settings.allowSampleRate) return;
   }
@@ -119,9 +121,10 @@ export function logDecision(
     {
       requestId,
       policy: decision.policy,
-      decision: decision.allow ? 'allow' : 'deny',
-      reason: decision.reason,
+      decision: wouldDeny ? 'would_deny' : decision.allow ? 'allow' : 'deny',
+      reason: wouldDeny?.reason ?? decision.reason,
       status: decision.allow ? 200 : decision.status,
+      wouldDenyStatus: wouldDeny?.status,
       endpoint: decision.endpoint,
       cache: decision.cache,
       identity: settings.identity && decision.allow ? decision.identity : undefined,

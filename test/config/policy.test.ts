@@ -40,6 +40,7 @@ t.test('defaults of the policy options', async (t) => {
   t.equal(policy.hideCredentials, false);
   t.equal(policy.passThrough, false);
   t.equal(policy.passThroughCredentials, false);
+  t.equal(policy.enforcement, 'enforce', 'a policy denies unless told to dry-run');
 });
 
 t.test('options given are compiled', async (t) => {
@@ -129,6 +130,7 @@ t.test('errors name the key and never the value', async (t) => {
     ['prefix content-', [{ name: 'p', headerPrefix: 'content-' }], /policies\[0\]\.headerPrefix: would take in headers/],
     ['hideCredentials as a number', [{ name: 'p', hideCredentials: 1 }], /policies\[0\]\.hideCredentials: must be a boolean/],
     ['passThrough as a word', [{ name: 'p', passThrough: 'true' }], /policies\[0\]\.passThrough: must be a boolean/],
+    ['enforcement unknown', [{ name: 'p', enforcement: 'audit' }], /policies\[0\]\.enforcement: must be one of enforce, dryRun/],
     ['match not a list', [{ name: 'p', match: { host: 'a.com' } }], /policies\[0\]\.match: must be a list$/],
     ['match of strings', [{ name: 'p', match: ['a.com'] }], /policies\[0\]\.match: must be a list of mappings/],
     ['empty rule', [{ name: 'p', match: [{}] }], /policies\[0\]\.match\[0\]: needs host, pathPrefix \(or pathSeparatedPrefix\) or both/],

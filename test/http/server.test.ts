@@ -40,6 +40,7 @@ async function startService(t: Test, http: Record<string, unknown> = {}): Promis
         { name: 'open', identityHeader: 'x-user' },
         { name: 'writers', identityHeader: 'x-user', scopes: 'write', hideCredentials: true, realm: 'writers' },
         { name: 'admin', identityHeader: 'x-user', scopes: 'admin', match: [{ pathSeparatedPrefix: '/admin' }] },
+        { name: 'rollout', identityHeader: 'x-user', scopes: 'admin', enforcement: 'dryRun' },
       ],
       defaultPolicy: 'open',
     },
@@ -185,6 +186,21 @@ t.test('decisions are counted with transport="http"', async (t) => {
   const m = samples(await (await fetch(`http://127.0.0.1:${app.ops.port}/metrics`)).text());
   t.ok((m.get('authz_check_decisions_total{decision="allow",reason="ok",policy="open",transport="http"}') ?? 0) >= 1);
   t.equal(m.get('authz_check_decisions_total{decision="allow",reason="ok",policy="open",transport="grpc"}'), undefined, 'none counted as grpc');
+});
+
+t.test('enforcement: dryRun: a would-be deny is answered as an anonymous allow, and counted as would_deny', async (t) => {
+  const answer = await envoy('/envoy/rollout/x', [bearer(READER), ['x-user', 'mallory']]);
+  t.equal(answer.status, 200);
+  t.equal(first(answer, 'x-user'), undefined, 'no identity from a token the policy refuses');
+  t.equal(first(answer, 'x-auth-status'), 'anonymous');
+  t.same(first(answer, 'x-envoy-auth-headers-to-remove')?.split(',').map((name) => name.trim()).sort(), ['authorization', 'x-user']);
+  const revoked = await envoy('/envoy/rollout/x', [bearer(INACTIVE)]);
+  t.equal(revoked.status, 200, 'a revoked token too');
+  t.equal(first(revoked, 'x-user'), undefined);
+  const m = samples(await (await fetch(`http://127.0.0.1:${app.ops.port}/metrics`)).text());
+  for (const reason of ['insufficient_scope', 'inactive']) {
+    t.equal(m.get(`authz_check_decisions_total{decision="would_deny",reason="${reason}",policy="rollout",transport="http"}`), 1, reason);
+  }
 });
 
 t.test('shutdown drains: the sub-request under way is answered, then the port is closed; /healthz says draining', async (t) => {
