@@ -8,10 +8,9 @@ import { headerValues, type AuthRequest } from './auth-request.js';
 import type { PolicyConfig } from './config/load.js';
 import { extractBearer } from './credentials/bearer.js';
 import { presentedCertificate } from './credentials/client-certificate.js';
-import { DpopVerifier, extractProof, type VerifiedProof } from './credentials/dpop.js';
-import { DpopNonces } from './credentials/dpop-nonce.js';
-import { randomBytes } from 'node:crypto';
-import { MemoryReplayStore, replayId, type ReplayStore } from './credentials/replay-store.js';
+import { extractProof, type DpopVerifier, type VerifiedProof } from './credentials/dpop.js';
+import type { DpopNonces } from './credentials/dpop-nonce.js';
+import { replayId, type ReplayStore } from './credentials/replay-store.js';
 import { bindingOf } from './credentials/sender-binding.js';
 import type { Allow, BearerError, CacheResult, Decision, Deny, HeaderToSet } from './decision.js';
 import type { Claims } from './introspection/result.js';
@@ -33,8 +32,8 @@ export interface DecideContext {
   readonly routes: RouteTable;
   readonly maxTokenLength: number;
   introspect(endpoint: Endpoint, token: string, signal: CallerSignal): Promise<Answer>;
-  /** DPoP verification and replay detection; absent: defaults, in memory (tests, tools). */
-  readonly sender?: SenderContext;
+  /** DPoP verification, replay detection and nonces: the Authorizer's, shared by every Check it answers. */
+  readonly sender: SenderContext;
 }
 
 export interface SenderContext {
@@ -44,17 +43,6 @@ export interface SenderContext {
   readonly maxProofLength: number;
   /** Server nonces, for policies with dpopNonce. */
   readonly nonces: DpopNonces;
-}
-
-let defaultSender: SenderContext | undefined;
-function senderOf(context: DecideContext): SenderContext {
-  return (context.sender ??
-    (defaultSender ??= {
-      verifier: new DpopVerifier(),
-      replay: new MemoryReplayStore({ maxEntries: 100_000 }),
-      maxProofLength: 4096,
-      nonces: new DpopNonces({ secret: randomBytes(32), lifetimeSeconds: 300 }),
-    }));
 }
 
 /** Extra detail for the log line of a decision; never shown to the client. */
@@ -119,7 +107,7 @@ async function decideFor(
   // Checked before introspection: a proof that cannot be right costs the endpoint nothing.
   let proof: VerifiedProof | null = null;
   if (bearer.scheme === 'dpop') {
-    const sender = senderOf(context);
+    const sender = context.sender;
     const header = extractProof(headerValues(request, 'dpop'), sender.maxProofLength);
     if (header.kind !== 'proof') {
       const description = header.kind === 'missing' ? 'the DPoP scheme needs a DPoP proof header' : header.description;
@@ -205,7 +193,7 @@ async function decideFor(
   };
   // The next nonce goes with every answer, so a client never needs a deny to learn it.
   if (proof === null || !config.dpopNonce) return allow;
-  return { ...allow, responseHeaders: [{ name: 'dpop-nonce', value: senderOf(context).nonces.current() }] };
+  return { ...allow, responseHeaders: [{ name: 'dpop-nonce', value: context.sender.nonces.current() }] };
 }
 
 interface Unbound {
@@ -241,7 +229,7 @@ async function senderBinding(
     if (proof.thumbprint !== binding.thumbprint) {
       return unbound('invalid_dpop_proof', 'invalid_dpop_proof', 'the DPoP proof is not signed by the key the token is bound to');
     }
-    const fresh = await senderOf(context).replay.claim(replayId(proof.thumbprint, proof.jti), proof.acceptableUntil);
+    const fresh = await context.sender.replay.claim(replayId(proof.thumbprint, proof.jti), proof.acceptableUntil);
     return fresh ? null : unbound('dpop_replay', 'invalid_dpop_proof', 'the DPoP proof was used before');
   }
   const presented = presentedCertificate(config.certificateSource, request);

@@ -7,7 +7,7 @@ import type { Answer, Endpoint } from '../src/introspection/introspector.js';
 import type { IntrospectionResult } from '../src/introspection/result.js';
 import type { RawPolicy } from '../src/config/schema.js';
 import { compilePolicies, compilePolicy, routeTable } from '../src/policy/compile.js';
-import { testPolicy } from './support/policy.js';
+import { testPolicy, testSender } from './support/policy.js';
 
 const TOKEN = 'tOk3n.Sup3r-Secret_value~xyz';
 const OTHER_TOKEN = 'Second.Token-Value_123';
@@ -54,6 +54,7 @@ function fakeContext(
   const byName = new Map(policies.map((p) => [p.config.name, p]));
   const defaultPolicy = byName.get(options.defaultPolicy ?? policies[0]!.config.name)!;
   const context: DecideContext = {
+    sender: testSender(),
     policies: byName,
     defaultPolicy,
     policySelector: options.policySelector ?? 'policy',

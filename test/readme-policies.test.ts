@@ -10,6 +10,7 @@ import { decide, type DecideContext } from '../src/decide.js';
 import type { Allow, Decision } from '../src/decision.js';
 import type { IntrospectionResult } from '../src/introspection/result.js';
 import { compilePolicies, routeTable } from '../src/policy/compile.js';
+import { testSender } from './support/policy.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 const start = readme.indexOf('\n### Worked examples\n');
@@ -28,6 +29,7 @@ function context(yaml: string, answer: Record<string, unknown> | null): DecideCo
     ? { outcome: 'active', claims: Object.freeze({ ...answer }), expiresAt: null }
     : { outcome: 'inactive' };
   return {
+    sender: testSender(),
     policies,
     defaultPolicy: policies.get(config.defaultPolicy)!,
     policySelector: config.policySelector,

@@ -11,7 +11,7 @@ import { decodeCheckRequest } from '../../src/envoy/request.js';
 import type { Answer } from '../../src/introspection/introspector.js';
 import { compilePolicies, routeTable } from '../../src/policy/compile.js';
 import { upstreamDefinitions } from '../support/envoy.js';
-import { testPolicy } from '../support/policy.js';
+import { testPolicy, testSender } from '../support/policy.js';
 import { assertProperty } from '../support/property.js';
 import { decodeCheckRequest as decodeConventionally, type CheckRequest } from '../support/wire.js';
 
@@ -135,6 +135,7 @@ const ACTIVE: Answer = {
   cache: 'hit',
 };
 const context: DecideContext = {
+  sender: testSender(),
   policies,
   defaultPolicy: policies.get('default')!,
   policySelector: 'policy',

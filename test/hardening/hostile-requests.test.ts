@@ -23,6 +23,7 @@ import { compilePolicies, routeTable } from '../../src/policy/compile.js';
 import { connectEnvoy, type UpstreamCheckResponse } from '../support/envoy.js';
 import { startFakeAuthorizationServer } from '../support/fake-authorization-server.js';
 import { assertProperty } from '../support/property.js';
+import { testSender } from '../support/policy.js';
 
 const KNOWN = 'hardening-KNOWN.token_~+/Zz9==';
 const MAX_TOKEN = 64;
@@ -322,6 +323,7 @@ async function purePipeline(t: Test, cases: number, pinned: { seed?: number } = 
   const endpoint: Endpoint = { name: 'idp', introspect: () => Promise.reject(new Error('not used')) };
   const policies = compilePolicies(cfg.policies, new Map([['idp', endpoint]]));
   const context: DecideContext = {
+    sender: testSender(),
     policies,
     defaultPolicy: policies.get('default')!,
     policySelector: cfg.policySelector,
