@@ -9,6 +9,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { cpuWindow, msPerCheckAtRate, sampleCpu, type CpuSample, type CpuWindow } from './support/cpu.js';
 import { scratchDir, track } from './support/processes.js';
 import { percentile } from './support/stats.js';
 
@@ -25,6 +26,14 @@ export interface H2loadOptions {
   /** Open loop: requests per second for each client (--rps). */
   rpsPerClient?: number;
   h1?: boolean;
+  /** Sample this process tree's CPU over the measured part of the run (after the warm-up). */
+  cpuPid?: number;
+}
+
+export interface RunCpu {
+  window: CpuWindow;
+  /** CPU ms of the measured tree per request answered (its CPU rate over h2load's request rate). */
+  msPerRequest: number;
 }
 
 export interface H2loadResult {
@@ -39,6 +48,8 @@ export interface H2loadResult {
   latency: { min: number; max: number; mean: number; sd: number; p50: number; p99: number };
   /** Requests with a final status in the log file (the percentiles' sample). */
   logged: number;
+  /** The measured process's CPU, when cpuPid was given. */
+  cpu?: RunCpu;
 }
 
 let version: string | undefined;
@@ -76,6 +87,25 @@ export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
   if (options.rpsPerClient !== undefined) args.push('--rps', String(Math.max(1, Math.round(options.rpsPerClient))));
   if (options.h1) args.push('--h1');
   args.push(options.url);
+  // The samples are timed from the spawn: h2load's own clock starts a few ms later, so both fall inside the load.
+  const pid = options.cpuPid;
+  let first: CpuSample | undefined;
+  let last: CpuSample | undefined;
+  // A process that died is reported by the sample after the run, not from inside a timer.
+  const trySample = (tree: number) => {
+    try {
+      return sampleCpu(tree);
+    } catch {
+      return undefined;
+    }
+  };
+  const timers =
+    pid === undefined
+      ? []
+      : [
+          setTimeout(() => (first = trySample(pid)), options.warmUpS * 1000),
+          setTimeout(() => (last = trySample(pid)), (options.warmUpS + options.durationS) * 1000),
+        ];
   try {
     const stdout = await new Promise<string>((resolve, reject) => {
       const child = execFile(
@@ -86,8 +116,16 @@ export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
       );
       track(child);
     });
-    return parse(stdout, readFileSync(logFile, 'utf8'));
+    const result = parse(stdout, readFileSync(logFile, 'utf8'));
+    if (pid !== undefined) {
+      first ??= sampleCpu(pid);
+      last ??= sampleCpu(pid);
+      const window = cpuWindow(first, last);
+      result.cpu = { window, msPerRequest: msPerCheckAtRate(window, result.reqPerSec) };
+    }
+    return result;
   } finally {
+    for (const timer of timers) clearTimeout(timer);
     rmSync(dir, { recursive: true, force: true });
   }
 }

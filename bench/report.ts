@@ -12,6 +12,7 @@ import type { Baselines } from './scenarios/baselines.js';
 import type { Coalescing } from './scenarios/coalescing.js';
 import type { ColdPath } from './scenarios/cold-path.js';
 import type { DecisionRun } from './scenarios/decisions.js';
+import type { FixedRate } from './scenarios/fixed-rate.js';
 import type { JwtPath } from './scenarios/jwt-path.js';
 import type { Memory } from './scenarios/memory.js';
 import type { Startup } from './scenarios/startup.js';
@@ -37,6 +38,7 @@ export interface Results {
   cached?: DecisionRun;
   deny?: DecisionRun;
   negative?: DecisionRun;
+  fixedRate?: FixedRate;
   workers?: Workers;
   http?: HttpMode;
   cold?: ColdPath;
