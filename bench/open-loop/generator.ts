@@ -50,7 +50,8 @@ const send = (message: GeneratorMessage) => process.send!(message);
 
 function open(address: string): Promise<ClientHttp2Session> {
   return new Promise((resolve, reject) => {
-    const session = connect(`http://${address}`);
+    // An open loop may hold thousands of streams when the server falls behind; past the default 10 MB nghttp2 refuses new ones (ENHANCE_YOUR_CALM).
+    const session = connect(`http://${address}`, { maxSessionMemory: 256 });
     session.once('connect', () => {
       // Later failures fail the session's streams, which count as errors.
       session.on('error', () => {});

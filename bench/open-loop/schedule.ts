@@ -147,3 +147,12 @@ export class Recorder {
     };
   }
 }
+
+/**
+ * Whether the generator kept to its schedule well enough for a row to be
+ * about the server: it sent at least 97% of the offered rate and its p99
+ * lateness stayed under a millisecond (the scale of the latencies measured).
+ */
+export function keptUp(summary: Summary): boolean {
+  return summary.sentPerSec >= 0.97 * summary.rate && summary.sendLag.p99 < 1;
+}

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { dueAt, dueCount, firstMeasured, Recorder, totalCount, type Schedule } from '../../bench/open-loop/schedule.js';
+import { dueAt, dueCount, firstMeasured, keptUp, Recorder, totalCount, type Schedule } from '../../bench/open-loop/schedule.js';
 
 const schedule: Schedule = { rate: 1000, warmUpS: 1, durationS: 2 };
 
@@ -71,4 +71,22 @@ t.test('p99 and p99.9 over a known distribution', async (t) => {
   t.equal(latency.p99, 1);
   t.equal(latency.p999, 50);
   t.equal(latency.max, 400);
+});
+
+t.test('a row is flagged when the generator fell behind its schedule', async (t) => {
+  const onTime = new Recorder({ rate: 1000, warmUpS: 0, durationS: 0.1 });
+  const late = new Recorder({ rate: 1000, warmUpS: 0, durationS: 0.1 });
+  for (let i = 0; i < 100; i += 1) {
+    onTime.sent(i, i + 0.05);
+    onTime.ended(i, i + 0.3, 'ok');
+    // Every tenth request 3 ms late: the rate is kept, the p99 lateness is not.
+    late.sent(i, i + (i % 10 === 9 ? 3 : 0.05));
+    late.ended(i, i + 3.3, 'ok');
+  }
+  t.ok(keptUp(onTime.summary()));
+  t.notOk(keptUp(late.summary()));
+  const slow = new Recorder({ rate: 1000, warmUpS: 0, durationS: 0.1 });
+  // Sent at 800/s from the start, so ever later: both the rate and the lateness fail.
+  for (let i = 0; i < 100; i += 1) slow.sent(i, i * 1.25);
+  t.notOk(keptUp(slow.summary()));
 });
