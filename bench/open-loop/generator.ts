@@ -43,6 +43,8 @@ for (let k = 0; k < total && Atomics.load(flags, 0) === 0; k += 1) {
   // One wake-up pending at a time: the main thread sends everything due when it gets to it.
   if (Atomics.compareExchange(flags, 1, 0, 1) === 0) parentPort.postMessage(0);
 }
+// The last due time has passed: one wake-up whatever the pending flag says, or a skipped one could strand the tail of the schedule.
+if (Atomics.load(flags, 0) === 0) parentPort.postMessage(0);
 `;
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
