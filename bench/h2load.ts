@@ -4,11 +4,14 @@
  * "time for request" but no percentiles, so every run writes --log-file (one
  * line per request: start µs, HTTP status, µs to the end of the response) and
  * p50/p99 are computed from it. Requests still in flight when the warm-up
- * ends are logged with status 0 and left out of the percentiles.
+ * ends are logged with status 0 and left out of the percentiles. Given a
+ * pid, the CPU of that process tree is sampled as h2load says its measured
+ * window begins and ends (its stdout, line-buffered through stdbuf).
  */
-import { execFile, execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { cpuWindow, msPerCheckAtRate, sampleCpu, type CpuSample, type CpuWindow } from './support/cpu.js';
 import { scratchDir, track } from './support/processes.js';
 import { percentile } from './support/stats.js';
 
@@ -25,6 +28,14 @@ export interface H2loadOptions {
   /** Open loop: requests per second for each client (--rps). */
   rpsPerClient?: number;
   h1?: boolean;
+  /** Sample this process tree's CPU over the measured part of the run (after the warm-up). */
+  cpuPid?: number;
+}
+
+export interface RunCpu {
+  window: CpuWindow;
+  /** CPU ms of the measured tree per request answered (its CPU rate over h2load's request rate). */
+  msPerRequest: number;
 }
 
 export interface H2loadResult {
@@ -39,9 +50,18 @@ export interface H2loadResult {
   latency: { min: number; max: number; mean: number; sd: number; p50: number; p99: number };
   /** Requests with a final status in the log file (the percentiles' sample). */
   logged: number;
+  /** The measured process's CPU, when cpuPid was given. */
+  cpu?: RunCpu;
 }
 
 let version: string | undefined;
+
+/** The lines h2load prints as its measured window (after the warm-up) begins and ends. */
+const WINDOW_STARTED = 'Main benchmark duration is started';
+const WINDOW_OVER = 'Main benchmark duration is over';
+const MAX_OUTPUT = 16 * 1024 * 1024;
+/** coreutils' stdbuf: without it h2load's stdout is block-buffered into a pipe and the window lines come at the end. */
+const LINE_BUFFERED = existsSync('/usr/bin/stdbuf') || existsSync('/bin/stdbuf');
 
 /** h2load's version line, installing nghttp2-client first when h2load is missing. */
 export function ensureH2load(): string {
@@ -76,17 +96,50 @@ export async function runH2load(options: H2loadOptions): Promise<H2loadResult> {
   if (options.rpsPerClient !== undefined) args.push('--rps', String(Math.max(1, Math.round(options.rpsPerClient))));
   if (options.h1) args.push('--h1');
   args.push(options.url);
+  const pid = options.cpuPid;
+  let first: CpuSample | undefined;
+  let last: CpuSample | undefined;
+  // A process that died is reported by the sample after the run, not from an output event.
+  const trySample = (tree: number) => {
+    try {
+      return sampleCpu(tree);
+    } catch {
+      return undefined;
+    }
+  };
   try {
     const stdout = await new Promise<string>((resolve, reject) => {
-      const child = execFile(
-        'h2load',
-        args,
-        { encoding: 'utf8', timeout: (options.durationS + options.warmUpS + 30) * 1000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 },
-        (error, out, err) => (error ? reject(new Error(`h2load failed: ${error.message}\n${err}`)) : resolve(out)),
-      );
-      track(child);
+      // h2load announces its measured window on stdout; line-buffered (stdbuf), the lines arrive as it begins and ends.
+      const child = track(spawn(LINE_BUFFERED ? 'stdbuf' : 'h2load', LINE_BUFFERED ? ['-oL', 'h2load', ...args] : args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        if (out.length < MAX_OUTPUT) out += chunk;
+        if (pid === undefined) return;
+        if (first === undefined && out.includes(WINDOW_STARTED)) first = trySample(pid);
+        if (last === undefined && out.includes(WINDOW_OVER)) last = trySample(pid);
+      });
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+        if (err.length < MAX_OUTPUT) err += chunk;
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), (options.durationS + options.warmUpS + 30) * 1000);
+      child.on('error', (error) => {
+        clearTimeout(timer);
+        reject(new Error(`h2load failed: ${error.message}`));
+      });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(out);
+        else reject(new Error(`h2load failed (${code ?? signal}):\n${err.slice(-2000)}`));
+      });
     });
-    return parse(stdout, readFileSync(logFile, 'utf8'));
+    const result = parse(stdout, readFileSync(logFile, 'utf8'));
+    // Without the window lines (no stdbuf) there is no CPU figure rather than a wrong one.
+    if (first && last) {
+      const window = cpuWindow(first, last);
+      result.cpu = { window, msPerRequest: msPerCheckAtRate(window, result.reqPerSec) };
+    }
+    return result;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -14,6 +14,7 @@ import { measurePeer } from './peer/express-gateway.js';
 import { render, save, targets, type Results } from './report.js';
 import { measureCoalescing } from './scenarios/coalescing.js';
 import { measureColdPath } from './scenarios/cold-path.js';
+import { measureFixedRate } from './scenarios/fixed-rate.js';
 import { measureJwtPath } from './scenarios/jwt-path.js';
 import type { DecisionKind } from './scenarios/decisions.js';
 import { measureThroughput } from './scenarios/throughput.js';
@@ -76,6 +77,7 @@ async function main(): Promise<number> {
         for (const kind of kinds) results[kind as DecisionKind] = throughput.runs[kind];
       }
     }
+    if (wanted('fixed-rate')) results.fixedRate = await attempt('fixed-rate', () => measureFixedRate(idp, settings, log));
     if (wanted('workers')) results.workers = await attempt('workers', () => measureWorkers(idp, settings));
     if (wanted('http')) results.http = await attempt('http', () => measureHttpMode(idp, settings));
 

@@ -8,6 +8,17 @@ function number(name: string, fallback: number, min: number, max: number): numbe
   return value;
 }
 
+/** A comma list of numbers, each within bounds, at most `maxItems` of them. */
+function numbers(name: string, fallback: number[], min: number, max: number, maxItems: number): number[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const values = raw.split(',').map((item) => Number(item.trim()));
+  if (values.length > maxItems || values.some((value) => !Number.isFinite(value) || value < min || value > max)) {
+    throw new TypeError(`${name} must be a comma list of at most ${maxItems} numbers from ${min} to ${max}`);
+  }
+  return values;
+}
+
 export interface Settings {
   /** Seconds of each h2load measurement (-D) and of each Node client loop. */
   durationS: number;
@@ -24,6 +35,13 @@ export interface Settings {
   memoryEntries: number;
   starts: number;
   peer: boolean;
+  /** Offered rates of the fixed-rate table, Checks/s. */
+  rates: number[];
+  /** Seconds measured at each fixed rate (after rateWarmUpS more, not recorded). */
+  rateDurationS: number;
+  rateWarmUpS: number;
+  /** HTTP/2 connections the open-loop generator spreads its requests over. */
+  rateConnections: number;
   /** Scenario names to run (all when empty). */
   only: Set<string>;
 }
@@ -42,9 +60,13 @@ export function readSettings(): Settings {
     memoryEntries: number('BENCH_MEMORY_ENTRIES', 100_000, 1000, 1_000_000),
     starts: number('BENCH_STARTS', 5, 1, 20),
     peer: process.env.BENCH_PEER !== '0',
+    rates: numbers('BENCH_RATES', [1000, 5000, 10_000], 10, 50_000, 6),
+    rateDurationS: number('BENCH_RATE_DURATION', 6, 1, 60),
+    rateWarmUpS: number('BENCH_RATE_WARMUP', 1, 0, 10),
+    rateConnections: number('BENCH_RATE_CONNECTIONS', 4, 1, 32),
     only: new Set((process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean)),
   };
 }
 
-export const SCENARIOS = ['baselines', 'cached', 'deny', 'negative', 'workers', 'cold', 'jwt', 'coalescing', 'memory', 'startup', 'peer', 'http'] as const;
+export const SCENARIOS = ['baselines', 'cached', 'deny', 'negative', 'workers', 'cold', 'jwt', 'coalescing', 'memory', 'startup', 'peer', 'http', 'fixed-rate'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];

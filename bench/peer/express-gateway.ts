@@ -24,7 +24,7 @@ const WANTED = '1.16';
 
 export type Peer =
   | { available: false; reason: string }
-  | { available: true; name: string; result: H2loadResult; concurrency: number; logging: string };
+  | { available: true; name: string; result: H2loadResult; concurrency: number; logging: string; cpuMsPerCheck: number };
 
 function installedVersion(): string | null {
   try {
@@ -142,6 +142,7 @@ export async function measurePeer(idp: Idp, settings: Settings): Promise<Peer> {
       durationS: settings.durationS,
       warmUpS: settings.warmUpS,
       h1: true,
+      cpuPid: proc.child.pid!,
     });
     const calls = (await idp.count()) - callsBefore;
     const other = result.statuses['3xx']! + result.statuses['4xx']! + result.statuses['5xx']!;
@@ -149,7 +150,14 @@ export async function measurePeer(idp: Idp, settings: Settings): Promise<Peer> {
       throw new Error(`express-gateway: ${other} of ${result.done} requests not answered 200, ${result.failed + result.errored} failed`);
     }
     if (calls > 0) throw new Error(`express-gateway: ${calls} introspection calls for a cached token`);
-    return { available: true, name: `${PACKAGE} ${version}`, result, concurrency, logging: 'LOG_LEVEL=warn' };
+    return {
+      available: true,
+      name: `${PACKAGE} ${version}`,
+      result,
+      concurrency,
+      logging: 'LOG_LEVEL=warn',
+      cpuMsPerCheck: result.cpu?.msPerRequest ?? Number.NaN,
+    };
   } finally {
     await stopProc(proc);
     rmSync(dir, { recursive: true, force: true });

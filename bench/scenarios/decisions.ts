@@ -23,6 +23,8 @@ export interface DecisionRun {
   sat: H2loadResult;
   /** Saturation req/s of every round, in order. */
   rounds: number[];
+  /** The service's CPU ms per Check, median over the saturation rounds. */
+  cpuMsPerCheck: number;
   /** Open loop at half of (a)'s saturation rate; null when the baselines were not measured. */
   half: H2loadResult | null;
   /** Decisions the service counted over both runs (warm-ups included). */
@@ -90,7 +92,7 @@ export async function decisionRunner(kind: DecisionKind, service: Service, idp: 
     async run(totalRps?: number): Promise<H2loadResult> {
       introspectionsBefore ??= await idp.count();
       const before = decisionCounts(await service.metrics());
-      const result = await grpcLoad(service.grpcPort, file, settings, totalRps);
+      const result = await grpcLoad(service.grpcPort, file, settings, { totalRps, cpuPid: service.proc.child.pid! });
       const after = decisionCounts(await service.metrics());
       assertClean(result, kind);
       const expected = (after.reasons[want.reason] ?? 0) - (before.reasons[want.reason] ?? 0);

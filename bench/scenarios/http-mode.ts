@@ -27,6 +27,8 @@ export interface HttpMode {
   cached: H2loadResult;
   plain: H2loadResult;
   rounds: { cached: number[]; plain: number[] };
+  /** CPU ms per request of the service and of the plain server, median over the rounds. */
+  cpuMsPerCheck: { cached: number; plain: number };
   nginx:
     | { available: false; reason: string }
     | { available: true; rate: number; direct: H2loadResult; authorized: H2loadResult };
@@ -38,9 +40,10 @@ function refusals(run: H2loadResult, what: string): void {
   if (bad > 0) throw new Error(`${what}: ${bad} answers were not 2xx: ${JSON.stringify(run.statuses)}`);
 }
 
+const cpuOf = (run: H2loadResult) => run.cpu?.msPerRequest ?? Number.NaN;
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-function h1Load(port: number, path: string, headers: string[], settings: Settings, totalRps?: number): Promise<H2loadResult> {
+function h1Load(port: number, path: string, headers: string[], settings: Settings, totalRps?: number, cpuPid?: number): Promise<H2loadResult> {
   return runH2load({
     url: `http://127.0.0.1:${port}${path}`,
     headers,
@@ -49,6 +52,7 @@ function h1Load(port: number, path: string, headers: string[], settings: Setting
     durationS: settings.durationS,
     warmUpS: settings.warmUpS,
     h1: true,
+    cpuPid,
     ...(totalRps === undefined ? {} : { rpsPerClient: totalRps / settings.clients }),
   });
 }
@@ -74,11 +78,11 @@ export async function measureHttpMode(idp: Idp, settings: Settings): Promise<Htt
 
     const runs = { cached: [] as H2loadResult[], plain: [] as H2loadResult[] };
     for (let round = 0; round < settings.rounds; round += 1) {
-      const cached = await h1Load(httpPort, path, headers, settings);
+      const cached = await h1Load(httpPort, path, headers, settings, undefined, service.proc.child.pid!);
       assertClean(cached, 'http cached allow');
       refusals(cached, 'http cached allow');
       runs.cached.push(cached);
-      const plain = await h1Load(plainPort, path, headers, settings);
+      const plain = await h1Load(plainPort, path, headers, settings, undefined, plainProc.child.pid!);
       assertClean(plain, 'http baseline');
       runs.plain.push(plain);
     }
@@ -90,6 +94,7 @@ export async function measureHttpMode(idp: Idp, settings: Settings): Promise<Htt
       cached: pick(runs.cached),
       plain: pick(runs.plain),
       rounds: { cached: runs.cached.map((r) => r.reqPerSec), plain: runs.plain.map((r) => r.reqPerSec) },
+      cpuMsPerCheck: { cached: median(runs.cached.map(cpuOf)), plain: median(runs.plain.map(cpuOf)) },
       nginx: { available: false, reason: 'nginx is not installed' },
     };
 

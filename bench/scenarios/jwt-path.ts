@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK } from 'jose';
 import { TOKEN_LENGTH } from '../check-request.js';
 import type { Settings } from '../settings.js';
+import { cpuWindow, msPerCheck, sampleCpu } from '../support/cpu.js';
 import { decodeDecision, http2Client, isAllow, RequestTemplate } from '../support/raw-client.js';
 import { decisionCounts, startService } from '../support/service.js';
 import { loop, type LoopResult } from './cold-path.js';
@@ -22,6 +23,8 @@ export interface JwtPath {
   cached: LoopResult;
   /** CPU ms the service spent per cold Check. */
   serviceCpuMsPerCold: number;
+  /** The same over the cached loop (the Node client over one connection, unlike h2load's cached allow). */
+  serviceCpuMsPerCached: number;
   jwksFetches: number;
   concurrency: number;
 }
@@ -99,16 +102,27 @@ export async function measureJwtPath(settings: Settings): Promise<JwtPath> {
       // Warm-up on tokens of their own (JIT, the key set), not counted.
       const warm = tokens.splice(0, 500);
       await loop(settings.coldConcurrency, 2, warm.length, (i) => check(warm[i]!, true));
+      const pid = service.proc.child.pid!;
       const before = await service.metrics();
+      const coldBefore = sampleCpu(pid);
       const cold = await loop(settings.coldConcurrency, settings.durationS, tokens.length, (i) => check(tokens[i]!, i % 64 === 0));
+      const coldCpu = cpuWindow(coldBefore, sampleCpu(pid));
       const after = await service.metrics();
+      const cachedBefore = sampleCpu(pid);
       const cached = await loop(settings.coldConcurrency, settings.durationS, Number.MAX_SAFE_INTEGER, (i) => check(warm[i % warm.length]!, i % 64 === 0));
+      const cachedCpu = cpuWindow(cachedBefore, sampleCpu(pid));
       const allowed = (decisionCounts(after).reasons.ok ?? 0) - (decisionCounts(before).reasons.ok ?? 0);
       if (cold.errors > 0 || cold.wrong > 0 || cached.errors > 0 || cached.wrong > 0 || allowed !== cold.count) {
         throw new Error(`jwt path: ${cold.errors + cached.errors} failed RPCs, ${cold.wrong + cached.wrong} wrong decisions, ${allowed} allows for ${cold.count} cold Checks`);
       }
-      const cpu = (after.get('process_cpu_seconds_total') ?? 0) - (before.get('process_cpu_seconds_total') ?? 0);
-      return { cold, cached, serviceCpuMsPerCold: (cpu * 1000) / cold.count, jwksFetches: fetches, concurrency: settings.coldConcurrency };
+      return {
+        cold,
+        cached,
+        serviceCpuMsPerCold: msPerCheck(coldCpu, cold.count),
+        serviceCpuMsPerCached: msPerCheck(cachedCpu, cached.count),
+        jwksFetches: fetches,
+        concurrency: settings.coldConcurrency,
+      };
     } finally {
       client.close();
     }

@@ -24,8 +24,15 @@ export function bodyDir(): string {
   return dir;
 }
 
-/** h2load at `port`; `totalRps` given: open loop at that total rate, split evenly over the clients. */
-export function grpcLoad(port: number, dataFile: string, settings: Settings, totalRps?: number): Promise<H2loadResult> {
+export interface LoadOptions {
+  /** Open loop at this total rate, split evenly over the clients (saturation without it). */
+  totalRps?: number;
+  /** The server's pid: its process tree's CPU is sampled over the measured part. */
+  cpuPid?: number;
+}
+
+/** h2load at `port`. */
+export function grpcLoad(port: number, dataFile: string, settings: Settings, { totalRps, cpuPid }: LoadOptions = {}): Promise<H2loadResult> {
   return runH2load({
     url: `http://127.0.0.1:${port}${CHECK_PATH}`,
     dataFile,
@@ -35,6 +42,7 @@ export function grpcLoad(port: number, dataFile: string, settings: Settings, tot
     durationS: settings.durationS,
     warmUpS: settings.warmUpS,
     ...(totalRps === undefined ? {} : { rpsPerClient: totalRps / settings.clients }),
+    cpuPid,
   });
 }
 

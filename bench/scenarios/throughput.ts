@@ -4,8 +4,9 @@
  * them once, in the same order, and the median round of each is reported. On
  * a shared machine the same server varies by a fifth or more from one run to
  * the next; interleaving spreads that noise over all of them instead of
- * handing it to whichever ran at a bad moment. Then one open-loop run each at
- * half of (a)'s median saturation rate.
+ * handing it to whichever ran at a bad moment. Every run samples the server's
+ * CPU; the median of the rounds' CPU per Check is reported beside the median
+ * throughput. Then one open-loop run each at half of (a)'s median saturation rate.
  */
 import type { H2loadResult } from '../h2load.js';
 import type { Settings } from '../settings.js';
@@ -13,7 +14,7 @@ import type { Idp } from '../support/idp.js';
 import { startService } from '../support/service.js';
 import { stopProc } from '../support/processes.js';
 import { median } from '../support/stats.js';
-import { baselineRun, startBaseline, type BaselineServer, type Baselines } from './baselines.js';
+import { baselineRun, captureAnswer, startBaseline, type BaselineServer, type Baselines } from './baselines.js';
 import { decisionRunner, type DecisionKind, type DecisionRun, type DecisionRunner } from './decisions.js';
 import { bodyFile } from './load.js';
 import { bearerToken } from '../check-request.js';
@@ -35,6 +36,11 @@ function medianRun(results: readonly H2loadResult[]): H2loadResult {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
+/** The median of the rounds' CPU ms per Check (NaN when none was sampled). */
+function medianCpu(results: readonly H2loadResult[]): number {
+  return median(results.map((result) => result.cpu?.msPerRequest ?? Number.NaN).filter(Number.isFinite));
+}
+
 export async function measureThroughput(
   settings: Settings,
   idp: Idp,
@@ -43,21 +49,26 @@ export async function measureThroughput(
   log: (line: string) => void,
 ): Promise<Throughput> {
   const servers: BaselineServer[] = [];
-  const service = kinds.length > 0 ? await startService({ idpUrl: idp.url }) : null;
+  // (b') needs the service's answer even when no kind of the service is measured.
+  const service = kinds.length > 0 || withBaselines ? await startService({ idpUrl: idp.url }) : null;
   try {
     const targets: Target[] = [];
-    let ceiling: BaselineServer | undefined;
     let noop: BaselineServer | undefined;
+    let answerBytes = 0;
     // The baselines get the request of the cached-allow scenario.
     const file = bodyFile(bearerToken('bench-cached'));
     if (withBaselines) {
-      ceiling = await startBaseline('ceiling');
+      const answer = await captureAnswer(service!.address);
+      answerBytes = answer.length;
+      const ceiling = await startBaseline('ceiling');
       servers.push(ceiling);
+      const same = await startBaseline('answer', answer);
+      servers.push(same);
       noop = await startBaseline('noop');
       servers.push(noop);
-      const c = ceiling;
       const n = noop;
-      targets.push({ name: 'ceiling', run: (rps) => baselineRun(c, 'ceiling baseline', file, settings, rps), results: [] });
+      targets.push({ name: 'ceiling', run: (rps) => baselineRun(ceiling, 'ceiling baseline', file, settings, rps), results: [] });
+      targets.push({ name: 'answer', run: (rps) => baselineRun(same, "same-answer baseline (b')", file, settings, rps), results: [] });
       targets.push({ name: 'noop', run: (rps) => baselineRun(n, 'no-op baseline', file, settings, rps), results: [] });
     }
     const runners = new Map<DecisionKind, DecisionRunner>();
@@ -71,12 +82,14 @@ export async function measureThroughput(
       for (const target of targets) {
         const result = await target.run();
         target.results.push(result);
-        log(`round ${round}/${settings.rounds}: ${target.name} ${Math.round(result.reqPerSec)} req/s`);
+        const cpu = result.cpu ? `, ${(result.cpu.msPerRequest * 1000).toFixed(1)} µs CPU/Check` : '';
+        log(`round ${round}/${settings.rounds}: ${target.name} ${Math.round(result.reqPerSec)} req/s${cpu}`);
       }
     }
     const byName = new Map(targets.map((target) => [target.name, target]));
     const sat = (name: string) => medianRun(byName.get(name)!.results);
     const rounds = (name: string) => byName.get(name)!.results.map((result) => result.reqPerSec);
+    const cpu = (name: string) => medianCpu(byName.get(name)!.results);
 
     const out: Throughput = { runs: {} };
     let halfRate: number | null = null;
@@ -85,12 +98,21 @@ export async function measureThroughput(
       // h2load's --rps is a whole number per client: the offered total is what that adds up to.
       halfRate = Math.max(1, Math.round(median(rounds('noop')) / 2 / settings.clients)) * settings.clients;
       const noopHalf = await baselineRun(noop!, 'no-op baseline at half load', file, settings, halfRate);
-      out.baselines = { ceiling: sat('ceiling'), noop: noopSat, noopHalf, halfRate, rounds: { ceiling: rounds('ceiling'), noop: rounds('noop') } };
+      out.baselines = {
+        ceiling: sat('ceiling'),
+        noop: noopSat,
+        answer: sat('answer'),
+        answerBytes,
+        noopHalf,
+        halfRate,
+        rounds: { ceiling: rounds('ceiling'), noop: rounds('noop'), answer: rounds('answer') },
+        cpuMsPerCheck: { ceiling: cpu('ceiling'), noop: cpu('noop'), answer: cpu('answer') },
+      };
     }
     for (const [kind, runner] of runners) {
       const half = halfRate === null ? null : await runner.run(halfRate);
       const counted = await runner.finish();
-      out.runs[kind] = { kind, sat: sat(kind), rounds: rounds(kind), half, counted };
+      out.runs[kind] = { kind, sat: sat(kind), rounds: rounds(kind), cpuMsPerCheck: cpu(kind), half, counted };
     }
     return out;
   } finally {

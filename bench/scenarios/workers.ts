@@ -19,6 +19,9 @@ export type Workers =
       two: H2loadResult;
       /** Whether /metrics (possibly one worker's) accounted for every request h2load completed. */
       countersMatched: boolean;
+      /** CPU ms per Check summed over the primary and its workers, and how many processes that was. */
+      cpuMsPerCheck: number;
+      processes: number;
     };
 
 export function workersOption(): boolean {
@@ -33,12 +36,18 @@ export async function measureWorkers(idp: Idp, settings: Settings): Promise<Work
     await verifyDecision(service.address, 'cached');
     const file = bodyFile(bearerToken('bench-cached'));
     const before = decisionCounts(await service.metrics());
-    const two = await grpcLoad(service.grpcPort, file, settings);
+    const two = await grpcLoad(service.grpcPort, file, settings, { cpuPid: service.proc.child.pid! });
     const after = decisionCounts(await service.metrics());
     assertClean(two, 'workers 2');
     await verifyDecision(service.address, 'cached');
     if (after.deny !== before.deny) throw new Error(`workers 2: ${after.deny - before.deny} denies of a cached allow`);
-    return { available: true, two, countersMatched: after.allow - before.allow >= two.succeeded };
+    return {
+      available: true,
+      two,
+      countersMatched: after.allow - before.allow >= two.succeeded,
+      cpuMsPerCheck: two.cpu?.msPerRequest ?? Number.NaN,
+      processes: two.cpu?.window.processes ?? 0,
+    };
   } finally {
     await service.stop();
   }

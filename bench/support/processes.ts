@@ -59,6 +59,8 @@ export interface NodeOptions {
   env?: Record<string, string>;
   /** Open an IPC channel (child_process.fork style): the child can process.send(). */
   ipc?: boolean;
+  /** 'advanced': IPC messages are structured clones (NaN and Infinity survive), not JSON. */
+  serialization?: 'json' | 'advanced';
 }
 
 /** Start `node [flags] script args` with a clean environment (no LOG_LEVEL, GRPC_PORT, NODE_OPTIONS, ...). */
@@ -68,6 +70,7 @@ export function startNode(script: string, args: string[] = [], options: NodeOpti
       cwd: ROOT,
       env: cleanEnv(options.env),
       stdio: ['ignore', 'pipe', 'pipe', ...(options.ipc ? (['ipc'] as const) : [])],
+      serialization: options.serialization ?? 'json',
     }),
   );
   let out = '';
