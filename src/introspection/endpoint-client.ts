@@ -248,41 +248,55 @@ export class EndpointClient {
     return this.#dispatcher.destroy();
   }
 
-  async #attempts(token: string, clientId: string | null, budget: Cancellation): Promise<Attempt> {
-    for (let retriesLeft = this.#config.retries; ; retriesLeft -= 1) {
-      const attempt = await this.#once(token, clientId, budget);
-      if (!attempt.retry || retriesLeft <= 0) return attempt;
+  /** The attempts of one call: the first, and retries while they are worth it. Never rejects. */
+  #attempts(token: string, clientId: string | null, budget: Cancellation, retriesLeft = this.#config.retries): Promise<Attempt> {
+    const attempt = this.#once(token, clientId, budget);
+    // Chained only when a retry may follow: the usual call takes no hop here.
+    if (retriesLeft <= 0) return attempt;
+    return attempt.then((done) => {
+      if (!done.retry) return done;
       this.#onRetry();
       const pause = BACKOFF_MIN_MS + this.#random() * (BACKOFF_MAX_MS - BACKOFF_MIN_MS);
-      // The attempt before the pause already failed: running out of time now does not excuse it.
-      if (!(await sleep(pause, budget))) {
-        return { result: NO_TIME, verdict: budget.reason === CALLER_GONE ? 'abandoned' : 'failed', retry: false };
-      }
-    }
+      return sleep(pause, budget).then((slept) =>
+        slept
+          ? this.#attempts(token, clientId, budget, retriesLeft - 1)
+          : // The attempt before the pause already failed: running out of time now does not excuse it.
+            { result: NO_TIME, verdict: budget.reason === CALLER_GONE ? 'abandoned' : 'failed', retry: false },
+      );
+    });
   }
 
   /** One request and what its answer says; never rejects. */
   #once(token: string, clientId: string | null, budget: Cancellation): Promise<Attempt> {
     const request = this.#template.build(token, clientId);
     const started = performance.now();
-    const sent = new Promise<Received>((resolve, reject) => {
-      const reader = new ResponseReader(this.#config.maxResponseBytes, budget, resolve, reject);
+    return new Promise<Attempt>((resolve) => {
+      // Judged as the handler hands it over: no promise of the raw response in between.
+      const reader = new ResponseReader(
+        this.#config.maxResponseBytes,
+        budget,
+        (received) => {
+          this.#usualMs += ((received.headersAt - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
+          try {
+            resolve(this.#judge(received));
+          } catch (error) {
+            resolve(this.#failed(error, budget, started));
+          }
+        },
+        (error) => resolve(this.#failed(error, budget, started)),
+      );
       this.#dispatcher.dispatch(
         { origin: this.#origin, method: request.method, path: request.path, headers: request.headers, body: request.body },
         reader,
       );
     });
-    return sent.then(
-      (received) => {
-        this.#usualMs += ((received.headersAt - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
-        return this.#judge(received);
-      },
-      (error: unknown): Attempt => {
-        if (budget.aborted) return { result: NO_TIME, verdict: this.#verdictOfAbort(budget, performance.now() - started), retry: false };
-        const code = errorCode(error);
-        return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
-      },
-    );
+  }
+
+  /** An attempt that got no answer: aborted by us (out of time, or nobody waits), or failed on the way. */
+  #failed(error: unknown, budget: Cancellation, started: number): Attempt {
+    if (budget.aborted) return { result: NO_TIME, verdict: this.#verdictOfAbort(budget, performance.now() - started), retry: false };
+    const code = errorCode(error);
+    return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
   }
 
   /** What an answer received in full (or cut at the size limit) says. */
