@@ -71,6 +71,15 @@ export class Cancellation implements CallerSignal {
     const listeners = this.#listeners;
     this.#listeners = undefined;
     if (listeners === undefined) return;
-    for (const listener of listeners) listener();
+    // One listener's failure (a bug) must not leave the others waiting: all are told, then it is thrown.
+    let failure: { error: unknown } | undefined;
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
   }
 }

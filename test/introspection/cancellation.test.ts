@@ -49,3 +49,15 @@ t.test('a listener that removes another while the abort runs does not stop the r
   // The listeners are taken before any runs: all that listened at the abort hear it.
   t.same(heard, [1, 2]);
 });
+
+t.test('a listener that throws does not keep the others from hearing the abort', async (t) => {
+  const c = new Cancellation();
+  let heard = 0;
+  c.addEventListener('abort', () => {
+    throw new Error('a bug');
+  });
+  c.addEventListener('abort', () => (heard += 1));
+  t.throws(() => c.abort(), /a bug/, 'the failure is not swallowed');
+  t.equal(heard, 1, 'the listener after it was called');
+  t.equal(c.aborted, true);
+});
