@@ -358,16 +358,21 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
     issuer: client.issuer,
     keys: client.keys,
     staleIfError,
-    async introspect(token: string, signal?: AbortSignal, clientId?: string | null) {
+    introspect(token: string, signal?: CallerSignal, clientId?: string | null) {
       const started = performance.now();
       metrics.introspectionsInFlight.inc(labels);
-      try {
-        const result = await client.introspect(token, signal, clientId);
-        metrics.recordIntrospection(client.name, result.outcome, (performance.now() - started) / 1000);
-        return result;
-      } finally {
-        metrics.introspectionsInFlight.dec(labels);
-      }
+      // A reaction, not an async wrapper: one hop fewer on every cold Check.
+      return client.introspect(token, signal, clientId).then(
+        (result) => {
+          metrics.introspectionsInFlight.dec(labels);
+          metrics.recordIntrospection(client.name, result.outcome, (performance.now() - started) / 1000);
+          return result;
+        },
+        (error: unknown) => {
+          metrics.introspectionsInFlight.dec(labels);
+          throw error;
+        },
+      );
     },
   };
 }

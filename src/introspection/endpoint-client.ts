@@ -10,8 +10,8 @@ import type { Dispatcher } from 'undici';
 import type { EndpointConfig } from '../config/load.js';
 import { CircuitBreaker, type CircuitState, type Permit } from './circuit-breaker.js';
 import { RequestTemplate } from './endpoint-request.js';
-import { InFlightLimit } from './in-flight-limit.js';
-import { DEADLINE_REACHED } from './introspector.js';
+import { Cancellation, DEADLINE_REACHED, type CallerSignal } from './cancellation.js';
+import { InFlightLimit, type Acquired } from './in-flight-limit.js';
 import { readIntrospectionResponse, type IntrospectionResult, type ReadOptions } from './result.js';
 import type { KeySet } from './jwks.js';
 import { readSignedAnswer, type SignedAnswerRules } from './jwt-answer.js';
@@ -167,48 +167,76 @@ export class EndpointClient {
    * @param signal aborts the call when the caller is gone or out of time
    * @param clientId the client id from the request's clientIdHeader (required when the endpoint has one)
    */
-  async introspect(token: string, signal?: AbortSignal, clientId: string | null = null): Promise<IntrospectionResult> {
-    if (signal?.aborted) return NO_TIME;
+  introspect(token: string, signal?: CallerSignal, clientId: string | null = null): Promise<IntrospectionResult> {
+    if (signal?.aborted) return Promise.resolve(NO_TIME);
     if (this.clientIdHeader !== null && clientId === null) {
-      return { outcome: 'error', detail: `no client id: the request has no usable ${this.clientIdHeader} header` };
+      return Promise.resolve({ outcome: 'error', detail: `no client id: the request has no usable ${this.clientIdHeader} header` });
     }
     const pause = this.#pausedUntil - this.#clock.now();
     if (pause > 0) {
-      return { outcome: 'error', detail: `not asked: the endpoint answered HTTP ${this.#pausedBy}; calls pause for ${Math.ceil(pause)} ms more` };
+      return Promise.resolve({
+        outcome: 'error',
+        detail: `not asked: the endpoint answered HTTP ${this.#pausedBy}; calls pause for ${Math.ceil(pause)} ms more`,
+      });
     }
     const permit = this.#breaker.admit();
-    if (permit === null) return CIRCUIT_OPEN;
+    if (permit === null) return Promise.resolve(CIRCUIT_OPEN);
 
     // One budget for everything: waiting for a slot, every attempt, the pauses between them.
-    // One controller and one timer, not AbortSignal.timeout and AbortSignal.any: both
-    // cost several times more per call (Node 20), and this runs once per new token.
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(OUT_OF_TIME), this.#config.authenticationTimeout);
+    // One Cancellation and one timer, no AbortController: nothing on the normal path dispatches
+    // an event, and undici is told only when something actually aborts (see ResponseReader).
+    const budget = new Cancellation();
+    const timer = setTimeout(() => budget.abort(OUT_OF_TIME), this.#config.authenticationTimeout);
     // The caller already has its answer: tearing down the request (undici destroys the
     // socket) waits for the next turn, so a burst of callers leaving is answered first.
     const onCallerGone = () => {
       const reason = signal?.reason === DEADLINE_REACHED ? CALLER_OUT_OF_TIME : CALLER_GONE;
-      setImmediate(() => controller.abort(reason));
+      setImmediate(() => budget.abort(reason));
     };
     signal?.addEventListener('abort', onCallerGone, { once: true });
-    try {
-      const slot = await this.#limit.acquire(controller.signal);
-      if (!slot.ok) {
-        this.#breaker.abandoned(permit);
-        if (slot.reason === 'aborted') return NO_TIME;
-        return { outcome: 'error', detail: `${this.#config.maxInFlight} introspections already in flight; no slot within queueTimeout` };
-      }
-      try {
-        const attempt = await this.#attempts(token, clientId, controller.signal);
-        this.#settle(permit, attempt.verdict);
-        return attempt.result;
-      } finally {
-        slot.release();
-      }
-    } finally {
+    const done = (): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onCallerGone);
+    };
+    const slot = this.#limit.acquire(budget);
+    // A free slot is there at once: only a queued call waits a turn for it.
+    return slot instanceof Promise
+      ? slot.then((acquired) => this.#run(acquired, permit, token, clientId, budget, done))
+      : this.#run(slot, permit, token, clientId, budget, done);
+  }
+
+  #run(
+    slot: Acquired,
+    permit: Permit,
+    token: string,
+    clientId: string | null,
+    budget: Cancellation,
+    done: () => void,
+  ): Promise<IntrospectionResult> {
+    if (!slot.ok) {
+      done();
+      this.#breaker.abandoned(permit);
+      if (slot.reason === 'aborted') return Promise.resolve(NO_TIME);
+      return Promise.resolve({
+        outcome: 'error',
+        detail: `${this.#config.maxInFlight} introspections already in flight; no slot within queueTimeout`,
+      });
     }
+    const { release } = slot;
+    return this.#attempts(token, clientId, budget).then(
+      (attempt) => {
+        release();
+        done();
+        this.#settle(permit, attempt.verdict);
+        return attempt.result;
+      },
+      (error: unknown) => {
+        release();
+        done();
+        this.#breaker.abandoned(permit);
+        throw error;
+      },
+    );
   }
 
   close(): Promise<void> {
@@ -220,69 +248,93 @@ export class EndpointClient {
     return this.#dispatcher.destroy();
   }
 
-  async #attempts(token: string, clientId: string | null, signal: AbortSignal): Promise<Attempt> {
-    for (let retriesLeft = this.#config.retries; ; retriesLeft -= 1) {
-      const attempt = await this.#once(token, clientId, signal);
-      if (!attempt.retry || retriesLeft <= 0) return attempt;
+  /** The attempts of one call: the first, and retries while they are worth it. Never rejects. */
+  #attempts(token: string, clientId: string | null, budget: Cancellation, retriesLeft = this.#config.retries): Promise<Attempt> {
+    const attempt = this.#once(token, clientId, budget);
+    // Chained only when a retry may follow: the usual call takes no hop here.
+    if (retriesLeft <= 0) return attempt;
+    return attempt.then((done) => {
+      if (!done.retry) return done;
       this.#onRetry();
       const pause = BACKOFF_MIN_MS + this.#random() * (BACKOFF_MAX_MS - BACKOFF_MIN_MS);
-      // The attempt before the pause already failed: running out of time now does not excuse it.
-      if (!(await sleep(pause, signal))) {
-        return { result: NO_TIME, verdict: signal.reason === CALLER_GONE ? 'abandoned' : 'failed', retry: false };
-      }
-    }
+      return sleep(pause, budget).then((slept) =>
+        slept
+          ? this.#attempts(token, clientId, budget, retriesLeft - 1)
+          : // The attempt before the pause already failed: running out of time now does not excuse it.
+            { result: NO_TIME, verdict: budget.reason === CALLER_GONE ? 'abandoned' : 'failed', retry: false },
+      );
+    });
   }
 
-  async #once(token: string, clientId: string | null, signal: AbortSignal): Promise<Attempt> {
+  /** One request and what its answer says; never rejects. */
+  #once(token: string, clientId: string | null, budget: Cancellation): Promise<Attempt> {
     const request = this.#template.build(token, clientId);
     const started = performance.now();
-    try {
-      const response = await this.#dispatcher.request({
-        origin: this.#origin,
-        method: request.method,
-        path: request.path,
-        headers: request.headers,
-        body: request.body,
-        signal,
-      });
-      const status = response.statusCode;
-      this.#usualMs += ((performance.now() - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
-      const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
-      if (status === 429) {
-        this.#pause(429, response.headers['retry-after']);
-        return { result: { outcome: 'error', detail: 'the endpoint answered HTTP 429 (rate limited)' }, verdict: 'throttled', retry: false };
-      }
-      // A 503 that says when to come back is heeded like a 429, but it is the endpoint's failure
-      // (the breaker counts it), and a retry would only come back before the time it named.
-      if (status === 503 && response.headers['retry-after'] !== undefined) {
-        this.#pause(503, response.headers['retry-after']);
-        return { result: { outcome: 'bad_response', detail: 'the endpoint answered HTTP 503 with Retry-After' }, verdict: 'failed', retry: false };
-      }
-      if (status < 200 || status > 299) {
-        const serverFailure = status >= 500;
-        return {
-          result: { outcome: 'bad_response', detail: `the endpoint answered HTTP ${status}` },
-          verdict: serverFailure ? 'failed' : 'ok',
-          retry: RETRY_STATUSES.has(status),
-        };
-      }
-      if (body === null) {
-        return {
-          result: { outcome: 'bad_response', detail: `the answer is larger than ${this.#config.maxResponseBytes} bytes` },
-          verdict: 'ok',
-          retry: false,
-        };
-      }
-      const options = { now: this.#clock.now(), ...this.#readOptions };
-      const result = this.#signed
-        ? await readSignedAnswer(body, this.keys!.getKey, this.#signed, options)
-        : readIntrospectionResponse(status, body, options);
-      return { result, verdict: 'ok', retry: false };
-    } catch (error) {
-      if (signal.aborted) return { result: NO_TIME, verdict: this.#verdictOfAbort(signal, performance.now() - started), retry: false };
-      const code = errorCode(error);
-      return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
+    return new Promise<Attempt>((resolve) => {
+      // Judged as the handler hands it over: no promise of the raw response in between.
+      const reader = new ResponseReader(
+        this.#config.maxResponseBytes,
+        budget,
+        (received) => {
+          this.#usualMs += ((received.headersAt - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
+          try {
+            resolve(this.#judge(received));
+          } catch (error) {
+            resolve(this.#failed(error, budget, started));
+          }
+        },
+        (error) => resolve(this.#failed(error, budget, started)),
+      );
+      this.#dispatcher.dispatch(
+        { origin: this.#origin, method: request.method, path: request.path, headers: request.headers, body: request.body },
+        reader,
+      );
+    });
+  }
+
+  /** An attempt that got no answer: aborted by us (out of time, or nobody waits), or failed on the way. */
+  #failed(error: unknown, budget: Cancellation, started: number): Attempt {
+    if (budget.aborted) return { result: NO_TIME, verdict: this.#verdictOfAbort(budget, performance.now() - started), retry: false };
+    const code = errorCode(error);
+    return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
+  }
+
+  /** What an answer received in full (or cut at the size limit) says. */
+  #judge({ status, retryAfter, body }: Received): Attempt | Promise<Attempt> {
+    if (status === 429) {
+      this.#pause(429, retryAfter);
+      return { result: { outcome: 'error', detail: 'the endpoint answered HTTP 429 (rate limited)' }, verdict: 'throttled', retry: false };
     }
+    // A 503 that says when to come back is heeded like a 429, but it is the endpoint's failure
+    // (the breaker counts it), and a retry would only come back before the time it named.
+    if (status === 503 && retryAfter !== undefined) {
+      this.#pause(503, retryAfter);
+      return { result: { outcome: 'bad_response', detail: 'the endpoint answered HTTP 503 with Retry-After' }, verdict: 'failed', retry: false };
+    }
+    if (status < 200 || status > 299) {
+      const serverFailure = status >= 500;
+      return {
+        result: { outcome: 'bad_response', detail: `the endpoint answered HTTP ${status}` },
+        verdict: serverFailure ? 'failed' : 'ok',
+        retry: RETRY_STATUSES.has(status),
+      };
+    }
+    if (body === null) {
+      return {
+        result: { outcome: 'bad_response', detail: `the answer is larger than ${this.#config.maxResponseBytes} bytes` },
+        verdict: 'ok',
+        retry: false,
+      };
+    }
+    const options = { now: this.#clock.now(), ...this.#readOptions };
+    if (this.#signed === null) return { result: readIntrospectionResponse(status, body, options), verdict: 'ok', retry: false };
+    return readSignedAnswer(body, this.keys!.getKey, this.#signed, options).then(
+      (result): Attempt => ({ result, verdict: 'ok', retry: false }),
+      (error: unknown): Attempt => {
+        const code = errorCode(error);
+        return { result: { outcome: 'error', detail: `request failed: ${code}` }, verdict: 'failed', retry: RETRY_ERRORS.has(code) };
+      },
+    );
   }
 
   /**
@@ -290,7 +342,7 @@ export class EndpointClient {
    * nothing about it; the caller's deadline passing while the answer is
    * overdue (see HANG_FLOOR_MS) is the endpoint hanging.
    */
-  #verdictOfAbort(signal: AbortSignal, waitedMs: number): Verdict {
+  #verdictOfAbort(signal: CallerSignal, waitedMs: number): Verdict {
     if (signal.reason === OUT_OF_TIME) return 'failed';
     if (signal.reason === CALLER_OUT_OF_TIME && waitedMs >= Math.max(HANG_FLOOR_MS, HANG_FACTOR * this.#usualMs)) return 'failed';
     return 'abandoned';
@@ -325,7 +377,7 @@ const CALLER_OUT_OF_TIME = Symbol('caller out of time');
 const CALLER_GONE = Symbol('caller gone');
 
 /** Wait `ms`; false when the signal fires first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+function sleep(ms: number, signal: CallerSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = () => {
@@ -380,6 +432,115 @@ function fingerprint(config: EndpointConfig, key: Buffer): string {
     config.introspect,
   ]);
   return createHmac('sha256', key).update(shape).digest('base64url');
+}
+
+/** An answer as one attempt received it. */
+interface Received {
+  readonly status: number;
+  readonly retryAfter: string | string[] | undefined;
+  /** The body as text; null when it was larger than maxResponseBytes (and was not read further). */
+  readonly body: string | null;
+  /** performance.now() when the status and headers came. */
+  readonly headersAt: number;
+}
+
+/** Stands for the request being torn down by us: never reported, only handed to undici. */
+class Cut extends Error {
+  constructor(why: string) {
+    super(why);
+    this.name = 'AbortError';
+  }
+}
+
+/**
+ * One request's handler for undici's dispatch(): keeps the status, Retry-After
+ * and the body up to `limit` bytes, and settles once. It listens to the call's
+ * budget, and only when that fires is undici told to abort (through the
+ * controller it hands us when the request starts, or at once when it starts
+ * later): a request answered in time costs no abort machinery at all.
+ */
+class ResponseReader implements Dispatcher.DispatchHandler {
+  readonly #limit: number;
+  readonly #budget: Cancellation;
+  readonly #resolve: (received: Received) => void;
+  readonly #reject: (error: unknown) => void;
+  readonly #onAbort = (): void => this.#cut(new Cut('aborted'), true);
+  #controller: Dispatcher.DispatchController | undefined;
+  /** Why undici is to abort the request, once it is; set before the request started, it is aborted as it does. */
+  #cutBy: Error | undefined;
+  #settled = false;
+  #status = 0;
+  #retryAfter: string | string[] | undefined;
+  #headersAt = 0;
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(limit: number, budget: Cancellation, resolve: (received: Received) => void, reject: (error: unknown) => void) {
+    this.#limit = limit;
+    this.#budget = budget;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    budget.addEventListener('abort', this.#onAbort);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#cutBy !== undefined) controller.abort(this.#cutBy);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx answers are interim: the real one follows.
+    if (statusCode < 200) return;
+    this.#status = statusCode;
+    this.#retryAfter = headers['retry-after'];
+    this.#headersAt = performance.now();
+    const length = headers['content-length'];
+    if (typeof length === 'string' && Number(length) > this.#limit) this.#tooLarge();
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    this.#size += chunk.length;
+    if (this.#size > this.#limit) {
+      this.#tooLarge();
+      return;
+    }
+    this.#chunks.push(chunk);
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return;
+    const body = Buffer.concat(this.#chunks, this.#size).toString('utf8');
+    this.#settle();
+    this.#resolve({ status: this.#status, retryAfter: this.#retryAfter, body, headersAt: this.#headersAt });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#settled) return;
+    this.#settle();
+    this.#reject(error);
+  }
+
+  /** An answer too large to read: what came is the answer (a null body), the rest is not waited for. */
+  #tooLarge(): void {
+    this.#cut(new Cut('the answer is too large'), false);
+    this.#resolve({ status: this.#status, retryAfter: this.#retryAfter, body: null, headersAt: this.#headersAt });
+  }
+
+  /** Stop: settle now (rejecting, when the budget fired) and have undici tear the request down. */
+  #cut(why: Error, reject: boolean): void {
+    if (this.#settled) return;
+    this.#settle();
+    this.#cutBy = why;
+    if (reject) this.#reject(why);
+    this.#controller?.abort(why);
+  }
+
+  #settle(): void {
+    this.#settled = true;
+    this.#chunks.length = 0;
+    this.#budget.removeEventListener('abort', this.#onAbort);
+  }
 }
 
 type Body = AsyncIterable<Buffer> & {

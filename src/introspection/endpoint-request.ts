@@ -31,6 +31,8 @@ export class RequestTemplate {
   readonly #hint: string;
   /** Built once when the client id is fixed; per call with clientIdHeader. */
   readonly #fixedAuth: AuthParts | null;
+  /** The headers of every call, authorization included, when the client id is fixed: no copy per call. */
+  readonly #fixedHeaders: Readonly<Record<string, string>> | null;
 
   constructor(config: EndpointConfig) {
     this.#config = config;
@@ -46,6 +48,7 @@ export class RequestTemplate {
     if (config.method === 'POST') this.#headers['content-type'] = 'application/x-www-form-urlencoded';
     this.#hint = config.tokenTypeHint ? `&token_type_hint=${formEncode(config.tokenTypeHint)}` : '';
     this.#fixedAuth = config.clientIdHeader === null ? this.#auth(config.clientId) : null;
+    this.#fixedHeaders = this.#fixedAuth === null ? null : this.#headersWith(this.#fixedAuth);
   }
 
   /**
@@ -55,12 +58,16 @@ export class RequestTemplate {
   build(token: string, clientId: string | null = null): EndpointRequest {
     const auth = this.#fixedAuth ?? this.#auth(clientId);
     const params = `${formEncode(this.#config.tokenParameter)}=${formEncode(token)}${this.#hint}${auth.params}`;
-    const headers = auth.authorization === null ? this.#headers : { ...this.#headers, authorization: auth.authorization };
+    const headers = this.#fixedHeaders ?? this.#headersWith(auth);
     if (this.#config.method === 'GET') {
       const query = this.#query ? `${this.#query}&${params}` : params;
       return { method: 'GET', path: `${this.#pathname}?${query}`, headers, body: null };
     }
     return { method: 'POST', path: this.#query ? `${this.#pathname}?${this.#query}` : this.#pathname, headers, body: params };
+  }
+
+  #headersWith(auth: AuthParts): Readonly<Record<string, string>> {
+    return auth.authorization === null ? this.#headers : { ...this.#headers, authorization: auth.authorization };
   }
 
   #auth(clientId: string | null): AuthParts {

@@ -4,6 +4,7 @@
  * caller's signal; then it is refused, so a slow authorization server makes
  * Checks fail closed quickly instead of piling up without end.
  */
+import type { CallerSignal } from './cancellation.js';
 
 /** Give the slot back; calling it more than once is harmless. */
 export type Release = () => void;
@@ -38,7 +39,8 @@ export class InFlightLimit {
     return this.#waiters.length;
   }
 
-  acquire(signal?: AbortSignal): Promise<Acquired> | Acquired {
+  /** A slot at once when one is free (no promise), else a promise of one. */
+  acquire(signal?: CallerSignal): Promise<Acquired> | Acquired {
     if (signal?.aborted) return { ok: false, reason: 'aborted' };
     if (this.#inFlight < this.#max) {
       this.#inFlight += 1;

@@ -7,6 +7,7 @@ import type { CacheResult } from '../decision.js';
 import { cacheKey, type IntrospectionCache } from './cache.js';
 import { INACTIVE, type IntrospectionResult } from './result.js';
 import type { SharedEntry } from './sealed-entry.js';
+import { Cancellation, DEADLINE_REACHED, type CallerSignal } from './cancellation.js';
 
 /**
  * A second cache tier shared by replicas (Redis), asked on a miss of the
@@ -76,44 +77,38 @@ export interface Endpoint {
    * fails (error, timeout, circuit open, bad response); 0 or absent: never.
    */
   readonly staleIfError?: number;
-  introspect(token: string, signal?: AbortSignal, clientId?: string | null): Promise<IntrospectionResult>;
+  /**
+   * @param signal the call's cancellation, shared by every Check waiting on it: fires (with
+   *   DEADLINE_REACHED when the last of them ran out of time) once none waits any more
+   */
+  introspect(token: string, signal?: CallerSignal, clientId?: string | null): Promise<IntrospectionResult>;
 }
 
 /** The request headers, as the pipeline holds them (lower-case names, one value a line). */
 export type RequestHeaders = ReadonlyMap<string, readonly string[]>;
 
-/**
- * What the introspector needs of a caller's deadline: the reading half of an
- * AbortSignal (which is one), so a caller may make the real signal only when
- * something waits on it.
- */
-export interface CallerSignal {
-  readonly aborted: boolean;
-  /** Why it fired: DEADLINE_REACHED when the caller ran out of time (not when it went away). */
-  readonly reason?: unknown;
-  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
-  removeEventListener(type: 'abort', listener: () => void): void;
-}
-
-/**
- * The reason a caller's signal fires with when its deadline came, as opposed
- * to the caller going away: handed on to the endpoint call when the last
- * waiter leaves, so the endpoint client can tell "no answer in time" (a sign
- * the endpoint hangs) from "nobody wants the answer any more".
- */
-export const DEADLINE_REACHED = Symbol('the caller\'s deadline');
+export { CANCELLED, DEADLINE_REACHED, type CallerSignal } from './cancellation.js';
 
 export interface Answer {
   readonly result: IntrospectionResult;
   readonly cache: CacheResult;
 }
 
+/** One Check waiting on a flight. */
+interface Waiter {
+  readonly signal: CallerSignal;
+  readonly onAbort: () => void;
+  /** Hands the Check its answer from the flight's result (the stale answer applied). */
+  readonly answer: (result: IntrospectionResult) => void;
+}
+
 interface Flight {
-  readonly promise: Promise<IntrospectionResult>;
-  readonly controller: AbortController;
+  /** Fired when every waiter has left before the answer: the endpoint call is torn down. */
+  readonly cancellation: Cancellation;
   /** The cache key the answer goes under (the flight's own key adds the client id). */
   readonly cacheKey: string;
-  waiters: number;
+  /** The Checks waiting now; each leaves when its answer is given or its signal fires. */
+  readonly waiters: Waiter[];
   /** Cleared by an admin eviction while the call was under way: its answer may predate a revocation. */
   cacheable: boolean;
 }
@@ -147,52 +142,68 @@ export class Introspector {
    *   timeout result at once, and the shared call is aborted if nobody else waits.
    * @param headers the request's headers; read only for an endpoint with a clientIdHeader
    */
-  async introspect(endpoint: Endpoint, token: string, signal: CallerSignal, headers?: RequestHeaders): Promise<Answer> {
+  introspect(endpoint: Endpoint, token: string, signal: CallerSignal, headers?: RequestHeaders): Promise<Answer> {
+    // Not async: an answer at hand is a settled promise, and the endpoint's path adds no hop of its own.
+    try {
+      return this.#introspect(endpoint, token, signal, headers);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #introspect(endpoint: Endpoint, token: string, signal: CallerSignal, headers: RequestHeaders | undefined): Promise<Answer> {
     let clientId: string | null = null;
     if (endpoint.clientIdHeader) {
       clientId = clientIdFrom(headers, endpoint.clientIdHeader);
       if (clientId === null) {
-        return {
+        return Promise.resolve({
           result: { outcome: 'error', detail: `the request has no usable ${endpoint.clientIdHeader} header to take the client id from` },
           cache: 'none',
-        };
+        });
       }
     }
     const key = this.#key(endpoint.cacheId ?? endpoint.name, token);
     const staleMs = (endpoint.staleIfError ?? 0) * 1000;
     const cached = this.#cache.get(key, clientId, staleMs);
     if (cached) {
-      return { result: { outcome: 'active', claims: cached.claims, expiresAt: cached.tokenExpiresAt }, cache: 'hit' };
+      return Promise.resolve({ result: { outcome: 'active', claims: cached.claims, expiresAt: cached.tokenExpiresAt }, cache: 'hit' });
     }
-    if (this.#cache.isInactive(key, clientId)) return { result: INACTIVE, cache: 'negative_hit' };
-    if (signal.aborted) return this.#orStale(endpoint, key, clientId, staleMs, { result: TIMED_OUT, cache: 'miss' });
+    if (this.#cache.isInactive(key, clientId)) return Promise.resolve({ result: INACTIVE, cache: 'negative_hit' });
+    if (signal.aborted) return Promise.resolve(this.#orStale(endpoint, key, clientId, staleMs, { result: TIMED_OUT, cache: 'miss' }));
 
     // Calls are the same when token, endpoint and client id are: only then may they share an answer.
     const flightKey = clientId === null ? key : `${key}\0${clientId}`;
     let flight = this.#flights.get(flightKey);
     const cache: CacheResult = flight ? 'coalesced' : 'miss';
     if (!flight) flight = this.#start(flightKey, key, endpoint, token, clientId);
-    flight.waiters += 1;
-    const current = flight;
+    return this.#wait(flight, flightKey, signal, (result) => this.#orStale(endpoint, key, clientId, staleMs, { result, cache }));
+  }
 
-    let onAbort: (() => void) | undefined;
-    const abandoned = new Promise<IntrospectionResult>((resolve) => {
-      onAbort = () => resolve(TIMED_OUT);
-      signal.addEventListener('abort', onAbort, { once: true });
+  /**
+   * Join a flight: answered when it lands, or with a timeout as soon as the
+   * caller's signal fires. No promise per waiter beyond its own: the flight
+   * answers its waiters from a list.
+   */
+  #wait(flight: Flight, flightKey: string, signal: CallerSignal, answerOf: (result: IntrospectionResult) => Answer): Promise<Answer> {
+    return new Promise<Answer>((resolve) => {
+      const waiter: Waiter = {
+        signal,
+        onAbort: () => {
+          const at = flight.waiters.indexOf(waiter);
+          if (at < 0) return;
+          flight.waiters.splice(at, 1);
+          resolve(answerOf(TIMED_OUT));
+          if (flight.waiters.length > 0) return;
+          // The last one to leave decides what the abort says about the endpoint.
+          flight.cancellation.abort(signal.reason === DEADLINE_REACHED ? DEADLINE_REACHED : undefined);
+          // A later Check must start its own call, not join one that is being torn down.
+          if (this.#flights.get(flightKey) === flight) this.#flights.delete(flightKey);
+        },
+        answer: (result) => resolve(answerOf(result)),
+      };
+      flight.waiters.push(waiter);
+      signal.addEventListener('abort', waiter.onAbort, { once: true });
     });
-    try {
-      const result = await Promise.race([current.promise, abandoned]);
-      return this.#orStale(endpoint, key, clientId, staleMs, { result, cache });
-    } finally {
-      signal.removeEventListener('abort', onAbort!);
-      current.waiters -= 1;
-      if (current.waiters === 0 && signal.aborted) {
-        // The last one to leave decides what the abort says about the endpoint.
-        current.controller.abort(signal.reason === DEADLINE_REACHED ? DEADLINE_REACHED : undefined);
-        // A later Check must start its own call, not join one that is being torn down.
-        if (this.#flights.get(flightKey) === current) this.#flights.delete(flightKey);
-      }
-    }
   }
 
   /**
@@ -266,40 +277,48 @@ export class Introspector {
   }
 
   #start(flightKey: string, key: string, endpoint: Endpoint, token: string, clientId: string | null): Flight {
-    const controller = new AbortController();
     const cacheId = endpoint.cacheId ?? endpoint.name;
     // Taken before asking anyone: an answer is never newer than the call that got it, so an
     // eviction after this moment must refuse it (see eviction-journal.ts).
     const startedAt = this.#clock.now();
     // The shared tier holds answers that depend on the token alone: not those asked with a client id.
     const shared = clientId === null ? this.#shared : undefined;
+    const flight: Flight = { cancellation: new Cancellation(), cacheKey: key, waiters: [], cacheable: true };
     const ask = (): Promise<IntrospectionResult> => {
       try {
-        return endpoint.introspect(token, controller.signal, clientId);
+        return endpoint.introspect(token, flight.cancellation, clientId);
       } catch (error) {
         return Promise.reject(error);
       }
     };
-    const call: Promise<Fetched> = shared
-      ? this.#askShared(shared, key, cacheId, token, ask)
-      : ask().then((result) => ({ result }));
-    // Never rejects: every waiter awaits it, and a rejection nobody awaits ends the process.
-    const promise = call
-      .then(({ result, notAfter }) => {
-        if (!flight.cacheable) return result;
-        // Only answers are kept; errors, timeouts and bad responses never are.
-        if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt, cacheId, clientId, notAfter);
-        else if (result.outcome === 'inactive') this.#cache.setInactive(key, cacheId, clientId, notAfter ?? result.validFrom);
-        if (shared && notAfter === undefined) this.#fillShared(shared, key, cacheId, token, result, startedAt);
-        return result;
-      })
-      .catch((): IntrospectionResult => FAILED);
-    const flight: Flight = { promise, controller, cacheKey: key, waiters: 0, cacheable: true };
-    this.#flights.set(flightKey, flight);
-    // Leave the map as soon as the call settles, so the next Check reads the cache or asks again.
-    void promise.then(() => {
+    const land = (result: IntrospectionResult, notAfter?: number): void => {
+      // Leave the map first, so a waiter's next Check reads the cache or asks again.
       if (this.#flights.get(flightKey) === flight) this.#flights.delete(flightKey);
-    });
+      if (flight.cacheable) {
+        try {
+          // Only answers are kept; errors, timeouts and bad responses never are.
+          if (result.outcome === 'active') this.#cache.set(key, result.claims, result.expiresAt, cacheId, clientId, notAfter);
+          else if (result.outcome === 'inactive') this.#cache.setInactive(key, cacheId, clientId, notAfter ?? result.validFrom);
+          if (shared && notAfter === undefined) this.#fillShared(shared, key, cacheId, token, result, startedAt);
+        } catch {
+          // A waiter is answered all the same: what it was told must not depend on the cache.
+          result = FAILED;
+        }
+      }
+      const waiters = flight.waiters.splice(0);
+      for (const waiter of waiters) {
+        waiter.signal.removeEventListener('abort', waiter.onAbort);
+        waiter.answer(result);
+      }
+    };
+    // Never rejects into nobody: a failure is an answer (FAILED) like any other.
+    const failed = (): void => land(FAILED);
+    if (shared) {
+      this.#askShared(shared, key, cacheId, token, ask).then(({ result, notAfter }) => land(result, notAfter), failed);
+    } else {
+      ask().then((result) => land(result), failed);
+    }
+    this.#flights.set(flightKey, flight);
     return flight;
   }
 

@@ -1,11 +1,12 @@
 /**
  * A Check's deadline as the signal the pipeline waits on: it fires a little
- * before Envoy's own deadline, or when Envoy cancels the call. Made lazily:
+ * before Envoy's own deadline, or when Envoy cancels the call. Armed lazily:
  * most Checks are answered from the cache without waiting on anything, and
- * an AbortController, a timer and a 'cancelled' listener per Check would cost
- * more than the rest of such an answer.
+ * reading `aborted` only looks at the call and the clock; a timer (a place on
+ * the deadline wheel) and a 'cancelled' listener are made only once something
+ * listens.
  */
-import { DEADLINE_REACHED, type CallerSignal } from '../introspection/introspector.js';
+import { Cancellation, CANCELLED, DEADLINE_REACHED } from '../introspection/cancellation.js';
 import { deadlineWheel, type DeadlineWheel, type WheelEntry } from './deadline-wheel.js';
 
 /**
@@ -25,16 +26,16 @@ export interface CancellableCall {
   removeListener(event: 'cancelled', listener: () => void): unknown;
 }
 
-export class CheckDeadline implements CallerSignal {
+export class CheckDeadline extends Cancellation {
   readonly #call: CancellableCall;
   /** When the signal fires (epoch ms); Infinity without a deadline. */
   readonly #abortAt: number;
-  #controller: AbortController | undefined;
   readonly #wheel: DeadlineWheel;
   #entry: WheelEntry | undefined;
   #onCancel: (() => void) | undefined;
 
   constructor(call: CancellableCall, now = Date.now(), wheel = deadlineWheel) {
+    super();
     this.#call = call;
     this.#wheel = wheel;
     const deadline = call.getDeadline();
@@ -47,21 +48,24 @@ export class CheckDeadline implements CallerSignal {
     }
   }
 
-  get aborted(): boolean {
-    return this.#signal().aborted;
+  override get aborted(): boolean {
+    return super.aborted || this.#poll();
   }
 
   /** DEADLINE_REACHED when time ran out; something else when Envoy cancelled the call. */
-  get reason(): unknown {
-    return this.#signal().reason;
+  override get reason(): unknown {
+    this.#poll();
+    return super.reason;
   }
 
-  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void {
-    this.#signal().addEventListener(type, listener, options);
-  }
-
-  removeEventListener(type: 'abort', listener: () => void): void {
-    this.#controller?.signal.removeEventListener(type, listener);
+  override addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void {
+    if (this.aborted) return;
+    if (this.#onCancel === undefined) {
+      this.#onCancel = () => this.abort(CANCELLED);
+      this.#call.on('cancelled', this.#onCancel);
+      if (this.#abortAt !== Infinity) this.#entry = this.#wheel.add(this.#abortAt, () => this.abort(DEADLINE_REACHED));
+    }
+    super.addEventListener(type, listener, options);
   }
 
   /** The call is answered: stop the timer and the listener, if they were ever made. */
@@ -70,20 +74,11 @@ export class CheckDeadline implements CallerSignal {
     if (this.#onCancel !== undefined) this.#call.removeListener('cancelled', this.#onCancel);
   }
 
-  #signal(): AbortSignal {
-    if (this.#controller === undefined) {
-      const controller = new AbortController();
-      this.#controller = controller;
-      if (this.#call.cancelled) {
-        controller.abort();
-      } else if (this.#abortAt <= Date.now()) {
-        controller.abort(DEADLINE_REACHED);
-      } else {
-        this.#onCancel = () => controller.abort();
-        this.#call.on('cancelled', this.#onCancel);
-        if (this.#abortAt !== Infinity) this.#entry = this.#wheel.add(this.#abortAt, () => controller.abort(DEADLINE_REACHED));
-      }
-    }
-    return this.#controller.signal;
+  /** Fire now if the call was cancelled or the time has come (nothing may be listening to tell us); whether it fired. */
+  #poll(): boolean {
+    if (super.aborted) return true;
+    if (this.#call.cancelled) this.abort(CANCELLED);
+    else if (this.#abortAt <= Date.now()) this.abort(DEADLINE_REACHED);
+    return super.aborted;
   }
 }

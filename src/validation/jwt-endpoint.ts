@@ -7,7 +7,7 @@
  * one costs no call.
  */
 import type { EndpointConfig } from '../config/load.js';
-import type { Endpoint } from '../introspection/introspector.js';
+import type { CallerSignal, Endpoint } from '../introspection/introspector.js';
 import type { KeySet } from '../introspection/jwks.js';
 import type { IntrospectionResult } from '../introspection/result.js';
 import { verifyAccessToken, type AccessTokenRules } from './access-token.js';
@@ -48,7 +48,7 @@ export class JwtEndpoint implements Endpoint {
     };
   }
 
-  async introspect(token: string, signal?: AbortSignal): Promise<IntrospectionResult> {
+  async introspect(token: string, signal?: CallerSignal): Promise<IntrospectionResult> {
     let local: IntrospectionResult;
     try {
       local = await verifyAccessToken(token, this.keys.getKey, this.#rules, this.#clock.now());
