@@ -14,6 +14,7 @@ import { InFlightLimit } from './in-flight-limit.js';
 import { DEADLINE_REACHED } from './introspector.js';
 import { readIntrospectionResponse, type IntrospectionResult, type ReadOptions } from './result.js';
 import type { KeySet } from './jwks.js';
+import type { AttemptTrace, FlightTrace } from '../observability/tracing.js';
 import { readSignedAnswer, type SignedAnswerRules } from './jwt-answer.js';
 import { createDispatcher } from './transport.js';
 
@@ -166,8 +167,9 @@ export class EndpointClient {
    * Ask the endpoint about a token. Never throws: every failure is a result.
    * @param signal aborts the call when the caller is gone or out of time
    * @param clientId the client id from the request's clientIdHeader (required when the endpoint has one)
+   * @param trace the call's span when tracing is on: each attempt is a child, and sends its traceparent
    */
-  async introspect(token: string, signal?: AbortSignal, clientId: string | null = null): Promise<IntrospectionResult> {
+  async introspect(token: string, signal?: AbortSignal, clientId: string | null = null, trace?: FlightTrace): Promise<IntrospectionResult> {
     if (signal?.aborted) return NO_TIME;
     if (this.clientIdHeader !== null && clientId === null) {
       return { outcome: 'error', detail: `no client id: the request has no usable ${this.clientIdHeader} header` };
@@ -199,7 +201,7 @@ export class EndpointClient {
         return { outcome: 'error', detail: `${this.#config.maxInFlight} introspections already in flight; no slot within queueTimeout` };
       }
       try {
-        const attempt = await this.#attempts(token, clientId, controller.signal);
+        const attempt = await this.#attempts(token, clientId, controller.signal, trace);
         this.#settle(permit, attempt.verdict);
         return attempt.result;
       } finally {
@@ -220,9 +222,11 @@ export class EndpointClient {
     return this.#dispatcher.destroy();
   }
 
-  async #attempts(token: string, clientId: string | null, signal: AbortSignal): Promise<Attempt> {
+  async #attempts(token: string, clientId: string | null, signal: AbortSignal, trace: FlightTrace | undefined): Promise<Attempt> {
     for (let retriesLeft = this.#config.retries; ; retriesLeft -= 1) {
-      const attempt = await this.#once(token, clientId, signal);
+      const span = trace?.attempt(this.#config.method, this.#config.retries - retriesLeft);
+      const attempt = await this.#once(token, clientId, signal, span);
+      span?.end(attempt.result);
       if (!attempt.retry || retriesLeft <= 0) return attempt;
       this.#onRetry();
       const pause = BACKOFF_MIN_MS + this.#random() * (BACKOFF_MAX_MS - BACKOFF_MIN_MS);
@@ -233,19 +237,21 @@ export class EndpointClient {
     }
   }
 
-  async #once(token: string, clientId: string | null, signal: AbortSignal): Promise<Attempt> {
+  async #once(token: string, clientId: string | null, signal: AbortSignal, span?: AttemptTrace): Promise<Attempt> {
     const request = this.#template.build(token, clientId);
     const started = performance.now();
     try {
+      const traceparent = span?.traceparent;
       const response = await this.#dispatcher.request({
         origin: this.#origin,
         method: request.method,
         path: request.path,
-        headers: request.headers,
+        headers: traceparent === undefined ? request.headers : { ...request.headers, traceparent },
         body: request.body,
         signal,
       });
       const status = response.statusCode;
+      span?.status(status);
       this.#usualMs += ((performance.now() - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
       const body = await readLimited(response.body, this.#config.maxResponseBytes, response.headers['content-length']);
       if (status === 429) {

@@ -7,6 +7,7 @@ import type { CacheResult } from '../decision.js';
 import { cacheKey, type IntrospectionCache } from './cache.js';
 import { INACTIVE, type IntrospectionResult } from './result.js';
 import type { SharedEntry } from './sealed-entry.js';
+import type { FlightTrace, RequestTrace } from '../observability/tracing.js';
 
 /**
  * A second cache tier shared by replicas (Redis), asked on a miss of the
@@ -76,7 +77,10 @@ export interface Endpoint {
    * fails (error, timeout, circuit open, bad response); 0 or absent: never.
    */
   readonly staleIfError?: number;
-  introspect(token: string, signal?: AbortSignal, clientId?: string | null): Promise<IntrospectionResult>;
+  /** The span of the Check this view of the endpoint belongs to (tracing on): the shared cache lookup's parent. */
+  readonly trace?: RequestTrace;
+  /** @param trace the call's span (tracing on), parent of each HTTP attempt */
+  introspect(token: string, signal?: AbortSignal, clientId?: string | null, trace?: FlightTrace): Promise<IntrospectionResult>;
 }
 
 /** The request headers, as the pipeline holds them (lower-case names, one value a line). */
@@ -281,7 +285,7 @@ export class Introspector {
       }
     };
     const call: Promise<Fetched> = shared
-      ? this.#askShared(shared, key, cacheId, token, ask)
+      ? this.#askShared(shared, key, cacheId, token, ask, endpoint.trace)
       : ask().then((result) => ({ result }));
     // Never rejects: every waiter awaits it, and a rejection nobody awaits ends the process.
     const promise = call
@@ -310,8 +314,10 @@ export class Introspector {
     cacheId: string,
     token: string,
     ask: () => Promise<IntrospectionResult>,
+    trace: RequestTrace | undefined,
   ): Promise<Fetched> {
-    const entry = await shared.get(key, cacheId, token).catch(() => undefined);
+    const lookup = () => shared.get(key, cacheId, token);
+    const entry = await (trace ? trace.lookup(lookup) : lookup()).catch(() => undefined);
     if (entry === undefined || entry.expiresAt <= this.#clock.now()) return { result: await ask() };
     const result: IntrospectionResult = entry.active
       ? { outcome: 'active', claims: entry.claims, expiresAt: entry.tokenExpiresAt }
