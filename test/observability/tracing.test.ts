@@ -26,8 +26,12 @@ process.env.OTEL_SERVICE_NAME = 'authz-under-test';
 const SUBJECT = 'alice-subject-7f3a';
 const CLIENT = 'client-id-9c1e';
 const TOKENS = Array.from({ length: 12 }, (_, i) => `tok-${i}-secret-${'q'.repeat(20)}`);
-const fake = await startFakeAuthorizationServer(
-  answerByToken(Object.fromEntries(TOKENS.map((token) => [token, { sub: SUBJECT, client_id: CLIENT, scope: 'read' }]))),
+const FLAKY = `flaky-token-${'z'.repeat(20)}`;
+const answers = answerByToken(Object.fromEntries([...TOKENS, FLAKY].map((token) => [token, { sub: SUBJECT, client_id: CLIENT, scope: 'read' }])));
+let flakyCalls = 0;
+// FLAKY's first call fails with a 503, which the client retries once (retries: 1, the default).
+const fake = await startFakeAuthorizationServer((request) =>
+  request.body.get('token') === FLAKY && flakyCalls++ === 0 ? { status: 503 } : answers(request),
 );
 t.teardown(() => fake.close());
 
@@ -171,6 +175,23 @@ t.test('an HTTP sub-request: its span, parented by its traceparent header', asyn
   t.equal(flight.parentSpanId, span.spanId);
 });
 
+t.test('a retried call: one span per attempt, each sending its own traceparent', async (t) => {
+  const traceId = hex(32, '3');
+  const answer = await check(FLAKY, { metadata: { traceparent: traceparent(traceId, hex(16, '5')) } });
+  t.equal(answer.allowed, true);
+  const flight = await receiver.waitForSpan(byTrace(traceId, 'introspect'));
+  await receiver.waitForSpan((span) => byTrace(traceId, 'POST')(span) && span.attributes['http.request.resend_count'] === 1);
+  const attempts = receiver.spans.filter(byTrace(traceId, 'POST'));
+  t.equal(attempts.length, 2);
+  t.ok(attempts.every((span) => span.parentSpanId === flight.spanId), 'both children of the introspection');
+  const [first, second] = [attempts.find((s) => s.attributes['http.request.resend_count'] === undefined)!, attempts.find((s) => s.attributes['http.request.resend_count'] === 1)!];
+  t.equal(first.attributes['http.response.status_code'], 503);
+  t.equal(first.attributes['authz.outcome'], 'bad_response');
+  t.equal(second.attributes['http.response.status_code'], 200);
+  const sent = fake.requests.filter((r) => r.body.get('token') === FLAKY).map((r) => r.headers.traceparent);
+  t.same(sent, [traceparent(traceId, first.spanId), traceparent(traceId, second.spanId)], 'each attempt announces itself');
+});
+
 t.test('a deny is traced with its reason', async (t) => {
   const traceId = hex(32, 'e');
   const answer = await check('not-a-known-token-zzzzzzzz', { metadata: { traceparent: traceparent(traceId, hex(16, 'b')) } });
@@ -182,7 +203,7 @@ t.test('a deny is traced with its reason', async (t) => {
 t.test('no token, subject or client id anywhere in what was exported', async (t) => {
   const all = receiver.bodies.join('\n');
   t.ok(all.length > 0);
-  for (const token of [...TOKENS, 'not-a-known-token-zzzzzzzz']) t.notOk(all.includes(token), 'no token');
+  for (const token of [...TOKENS, FLAKY, 'not-a-known-token-zzzzzzzz']) t.notOk(all.includes(token), 'no token');
   t.notOk(all.includes(SUBJECT), 'no subject');
   t.notOk(all.includes(CLIENT), 'no client id');
   t.notOk(all.includes('Bearer'), 'no authorization header');
