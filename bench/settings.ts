@@ -46,5 +46,5 @@ export function readSettings(): Settings {
   };
 }
 
-export const SCENARIOS = ['baselines', 'cached', 'deny', 'negative', 'workers', 'cold', 'jwt', 'coalescing', 'memory', 'startup', 'peer', 'http'] as const;
+export const SCENARIOS = ['baselines', 'cached', 'deny', 'negative', 'workers', 'cold', 'jwt', 'coalescing', 'memory', 'startup', 'peer', 'http', 'tracing'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
