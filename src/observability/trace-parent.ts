@@ -31,7 +31,13 @@ const propagators = [new W3CTraceContextPropagator(), new B3Propagator()];
 export function parentContext(carriers: readonly TraceCarrier[]): Context | undefined {
   for (const carrier of carriers) {
     for (const propagator of propagators) {
-      const context = propagator.extract(ROOT_CONTEXT, carrier, getter);
+      let context: Context;
+      try {
+        context = propagator.extract(ROOT_CONTEXT, carrier, getter);
+      } catch {
+        // A client's header must never fail a Check: what cannot be read is not a parent.
+        continue;
+      }
       const found = trace.getSpanContext(context);
       if (found !== undefined && isSpanContextValid(found)) return context;
     }
