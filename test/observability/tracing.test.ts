@@ -30,9 +30,10 @@ const FLAKY = `flaky-token-${'z'.repeat(20)}`;
 const answers = answerByToken(Object.fromEntries([...TOKENS, FLAKY].map((token) => [token, { sub: SUBJECT, client_id: CLIENT, scope: 'read' }])));
 let flakyCalls = 0;
 // FLAKY's first call fails with a 503, which the client retries once (retries: 1, the default).
-const fake = await startFakeAuthorizationServer((request) =>
-  request.body.get('token') === FLAKY && flakyCalls++ === 0 ? { status: 503 } : answers(request),
-);
+const fake = await startFakeAuthorizationServer((request) => {
+  if (request.path === '/jwks') return { json: { keys: [] } };
+  return request.body.get('token') === FLAKY && flakyCalls++ === 0 ? { status: 503 } : answers(request);
+});
 t.teardown(() => fake.close());
 
 const unhandled: unknown[] = [];
@@ -56,7 +57,11 @@ const app = await startApp(
       },
       log: { level: 'warn' },
       tracing: { enabled: true },
-      endpoints: [{ name: 'idp', url: fake.url, authMethod: 'none' }],
+      endpoints: [
+        { name: 'idp', url: fake.url, authMethod: 'none' },
+        // Only for its key set, fetched at start: a span of its own trace.
+        { name: 'local', kind: 'jwt', issuer: 'https://issuer.example', jwksUri: `${fake.origin}/jwks`, audience: 'api', allowInsecure: true },
+      ],
       policies: [{ name: 'reader', endpoint: 'idp', scopes: 'read', identityHeader: 'x-user' }],
     },
     'tracing test',
@@ -198,6 +203,12 @@ t.test('a deny is traced with its reason', async (t) => {
   t.equal(answer.allowed, false);
   const span = await receiver.waitForSpan(byTrace(traceId, CHECK));
   t.match(span.attributes, { 'authz.decision': 'deny', 'authz.reason': 'inactive', 'http.response.status_code': 401 });
+});
+
+t.test('a key set fetch is a span of its own trace', async (t) => {
+  const span = await receiver.waitForSpan((s) => s.name === 'fetch keys' && s.attributes['authz.endpoint'] === 'local');
+  t.equal(span.parentSpanId, '', 'no Check waits on the fetch at start: a root span');
+  t.equal(span.kind, 3, 'CLIENT');
 });
 
 t.test('no token, subject or client id anywhere in what was exported', async (t) => {
