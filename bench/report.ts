@@ -20,6 +20,7 @@ import type { Memory } from './scenarios/memory.js';
 import type { Startup } from './scenarios/startup.js';
 import type { Workers } from './scenarios/workers.js';
 import type { HttpMode } from './scenarios/http-mode.js';
+import type { TracingCost } from './scenarios/tracing.js';
 import type { Settings } from './settings.js';
 import { ratio } from './support/stats.js';
 
@@ -43,6 +44,7 @@ export interface Results {
   fixedRate?: FixedRate;
   workers?: Workers;
   http?: HttpMode;
+  tracing?: TracingCost;
   cold?: ColdPath;
   jwt?: JwtPath;
   coalescing?: Coalescing;
@@ -136,6 +138,19 @@ function rows(r: Results): string[][] {
         `nginx -> upstream alone: ${latency(h.nginx.direct)}; added p50 ${ms(h.nginx.authorized.latency.p50 - h.nginx.direct.latency.p50)} ms, p99 ${ms(h.nginx.authorized.latency.p99 - h.nginx.direct.latency.p99)} ms`,
       ]);
     }
+  }
+  if (r.tracing) {
+    const tr = r.tracing;
+    out.push([
+      `cached allow, tracing on (${tr.sampleRatio * 100} % sampled, OTLP to a discarding sink)`,
+      `${int(tr.on.reqPerSec)} req/s, ${latency(tr.on)}`,
+      `${x(ratio(tr.on.reqPerSec, tr.off.reqPerSec))} tracing off (${int(tr.off.reqPerSec)} req/s, ${latency(tr.off)})`,
+    ]);
+    out.push([
+      'cached allow, tracing on, every Check sampled (its traceparent says so)',
+      `${int(tr.all.reqPerSec)} req/s, ${latency(tr.all)}`,
+      `${x(ratio(tr.all.reqPerSec, tr.off.reqPerSec))} tracing off; ${int(tr.exports.requests)} OTLP exports, ${int(tr.exports.bytes / 1024)} KiB`,
+    ]);
   }
   if (r.workers) {
     if (!r.workers.available) out.push(['cached allow, 2 workers', NONE, `not available (${r.workers.reason})`, '']);

@@ -23,6 +23,7 @@ import { measureMemory } from './scenarios/memory.js';
 import { measureStartup } from './scenarios/startup.js';
 import { measureWorkers } from './scenarios/workers.js';
 import { measureHttpMode } from './scenarios/http-mode.js';
+import { measureTracing } from './scenarios/tracing.js';
 import { readSettings, SCENARIOS, type ScenarioName } from './settings.js';
 import { startIdp } from './support/idp.js';
 import { killAll } from './support/processes.js';
@@ -80,6 +81,7 @@ async function main(): Promise<number> {
     if (wanted('fixed-rate')) results.fixedRate = await attempt('fixed-rate', () => measureFixedRate(idp, settings, log));
     if (wanted('workers')) results.workers = await attempt('workers', () => measureWorkers(idp, settings));
     if (wanted('http')) results.http = await attempt('http', () => measureHttpMode(idp, settings));
+    if (wanted('tracing')) results.tracing = await attempt('tracing', () => measureTracing(idp, settings, log));
 
     if (wanted('cold') || wanted('coalescing')) {
       const service = await attempt('service (cold path)', () => startService({ idpUrl: idp.url, maxCacheEntries: 250_000 }));

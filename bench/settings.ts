@@ -68,5 +68,5 @@ export function readSettings(): Settings {
   };
 }
 
-export const SCENARIOS = ['baselines', 'cached', 'deny', 'negative', 'workers', 'cold', 'jwt', 'coalescing', 'memory', 'startup', 'peer', 'http', 'fixed-rate'] as const;
+export const SCENARIOS = ['baselines', 'cached', 'deny', 'negative', 'workers', 'cold', 'jwt', 'coalescing', 'memory', 'startup', 'peer', 'http', 'fixed-rate', 'tracing'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];

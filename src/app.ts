@@ -8,6 +8,7 @@ import { Authorizer, type AuthorizerOptions } from './authorizer.js';
 import type { Config } from './config/load.js';
 import type { Logger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
+import { startTracing, type Tracing } from './observability/tracing.js';
 import type { Runtime } from './server/authorization-service.js';
 import { startGrpcServer, type GrpcServer } from './server/grpc-server.js';
 import { startHttpServer, type HttpServer } from './http/server.js';
@@ -46,6 +47,9 @@ export interface AppOptions {
   clock?: AuthorizerOptions['clock'];
 }
 
+/** Longest a stop waits, past the drain, for the last spans to be exported. */
+export const TRACE_FLUSH_MS = 2000;
+
 export async function startCheckService(initial: Config, logger: Logger, options: AppOptions = {}): Promise<CheckService> {
   let config = initial;
   let authorizer: Authorizer;
@@ -53,8 +57,13 @@ export async function startCheckService(initial: Config, logger: Logger, options
     cacheEntries: () => authorizer.cache.size,
     negativeCacheEntries: () => authorizer.cache.negativeSize,
     circuitStates: () => authorizer.circuitStates(),
+    exemplars: config.tracing.enabled,
   });
-  authorizer = new Authorizer(config, { clock: options.clock, metrics, logger });
+  // Loaded only when on: with tracing off, not one module of the SDK is in the process.
+  const tracing: Tracing | undefined = config.tracing.enabled
+    ? await startTracing({ logger, onExportFailure: () => metrics.traceExportFailures.inc() })
+    : undefined;
+  authorizer = new Authorizer(config, { clock: options.clock, metrics, logger, tracing });
   let runtime: Runtime = { authorizer, log: config.log };
   let draining = false;
 
@@ -63,11 +72,12 @@ export async function startCheckService(initial: Config, logger: Logger, options
     grpc = await startGrpcServer(
       config.server.grpc.host,
       config.server.grpc.port,
-      { runtime: () => runtime, logger, metrics },
+      { runtime: () => runtime, logger, metrics, tracing },
       config.server.grpc.maxCheckRequestBytes,
     );
   } catch (error) {
     await authorizer.close();
+    await tracing?.shutdown(0);
     throw new ListenError('server.grpc', config.server.grpc, error);
   }
   const grpcServer = grpc;
@@ -79,11 +89,13 @@ export async function startCheckService(initial: Config, logger: Logger, options
         runtime: () => runtime,
         logger,
         metrics,
+        tracing,
         limits: config.server.http,
       });
     } catch (error) {
       await grpcServer.shutdown(0);
       await authorizer.close();
+      await tracing?.shutdown(0);
       throw new ListenError('server.http', config.server.http, error);
     }
   }
@@ -105,7 +117,7 @@ export async function startCheckService(initial: Config, logger: Logger, options
     },
     reload(next: Config): string[] {
       const previous = authorizer;
-      authorizer = new Authorizer(next, { clock: options.clock, metrics, logger, previous });
+      authorizer = new Authorizer(next, { clock: options.clock, metrics, logger, previous, tracing });
       runtime = { authorizer, log: next.log };
       logger.level = next.log.level;
       // Against the addresses the servers listen on, not the last file: a reload that
@@ -122,6 +134,7 @@ export async function startCheckService(initial: Config, logger: Logger, options
         const timeout = config.server.shutdownTimeout;
         await Promise.all([grpcServer.shutdown(timeout), httpServer?.shutdown(timeout)]);
         await authorizer.close();
+        await tracing?.shutdown(TRACE_FLUSH_MS);
       })();
       return stopping;
     },
@@ -214,7 +227,7 @@ export class ListenError extends Error {
   }
 }
 
-/** The server.* keys that differ, of those that take effect only after a restart. */
+/** The keys that differ, of those that take effect only after a restart (server.*, admin.token, tracing.enabled). */
 export function changedServerKeys(before: Config, after: Config): string[] {
   const keys: string[] = [];
   const a = before.server;
@@ -234,5 +247,6 @@ export function changedServerKeys(before: Config, after: Config): string[] {
     if (a.http[key] !== b.http[key]) keys.push(`server.http.${key}`);
   }
   if (a.workers !== b.workers) keys.push('server.workers');
+  if (before.tracing.enabled !== after.tracing.enabled) keys.push('tracing.enabled');
   return keys;
 }

@@ -12,6 +12,7 @@ import { EndpointClient, endpointCacheId, type Clock } from './introspection/end
 import { JsonFetcher, KeySet } from './introspection/jwks.js';
 import { permittedUrl } from './config/endpoint.js';
 import { JwtEndpoint } from './validation/jwt-endpoint.js';
+import type { IntrospectionResult } from './introspection/result.js';
 import { Introspector, type Answer, type CallerSignal, type Endpoint, type SharedEviction } from './introspection/introspector.js';
 import type { Metrics } from './observability/metrics.js';
 import { RedisSharedCache } from './introspection/redis-cache.js';
@@ -19,6 +20,7 @@ import { sharedKeys } from './introspection/sealed-entry.js';
 import { createHash } from 'node:crypto';
 import { compilePolicies, routeTable } from './policy/compile.js';
 import type { Logger } from './observability/logger.js';
+import type { FlightTrace, RequestTrace, Tracing } from './observability/tracing.js';
 
 /** Least time between two warnings that an endpoint is being answered for from stale answers. */
 export const STALE_WARNING_MS = 60_000;
@@ -39,6 +41,8 @@ export interface AuthorizerOptions {
    * endpoints whose settings did.
    */
   previous?: Authorizer;
+  /** undefined: tracing is off. */
+  tracing?: Tracing;
 }
 
 /** An admin eviction's outcome: answers dropped, and whether the shared tier (every replica) has it. */
@@ -77,7 +81,7 @@ export class Authorizer {
     this.#keySets = [];
     this.#previousKeySets = options.previous ? options.previous.#keySets : [];
     this.#endpoints = config.endpoints.map((endpoint) => {
-      const keys = endpoint.kind === 'jwt' || endpoint.responseFormat === 'jwt' ? this.#keySet(endpoint, clock, metrics) : undefined;
+      const keys = endpoint.kind === 'jwt' || endpoint.responseFormat === 'jwt' ? this.#keySet(endpoint, clock, metrics, options.tracing) : undefined;
       const cacheId = endpointCacheId(endpoint, fingerprintKey);
       const client =
         endpoint.url === null
@@ -152,12 +156,14 @@ export class Authorizer {
     };
   }
 
-  check(request: AuthRequest, signal: CallerSignal, note?: DecisionNote): Promise<Decision> {
-    if (!this.#needsHeaders) return decide(request, this.#context, signal, note);
+  /** @param trace the request's span, when tracing is on: introspection calls become its children */
+  check(request: AuthRequest, signal: CallerSignal, note?: DecisionNote, trace?: RequestTrace): Promise<Decision> {
+    if (trace === undefined && !this.#needsHeaders) return decide(request, this.#context, signal, note);
     const introspector = this.introspector;
     const context: DecideContext = {
       ...this.#context,
-      introspect: (endpoint, token, callSignal) => introspector.introspect(endpoint, token, callSignal, request.headers),
+      introspect: (endpoint, token, callSignal) =>
+        introspector.introspect(trace ? tracedEndpoint(endpoint, trace) : endpoint, token, callSignal, request.headers),
     };
     return decide(request, context, signal, note);
   }
@@ -183,14 +189,15 @@ export class Authorizer {
       .map((endpoint) => `endpoint ${endpoint.name}: ${endpoint.keys!.lastProblem ?? 'keys not loaded yet'}`);
   }
 
-  #keySet(endpoint: Config['endpoints'][number], clock: Clock, metrics: Metrics | undefined): KeySet {
+  #keySet(endpoint: Config['endpoints'][number], clock: Clock, metrics: Metrics | undefined, tracing: Tracing | undefined): KeySet {
     const fetcher = new JsonFetcher(endpoint);
+    const fetchJson: typeof fetcher.fetchJson = tracing ? (url) => tracing.keyFetch(endpoint.name, () => fetcher.fetchJson(url)) : fetcher.fetchJson;
     const keys = new KeySet({
       issuer: endpoint.issuer!,
       jwksUri: endpoint.jwksUri,
       cooldown: endpoint.jwksCooldown,
       maxAge: endpoint.jwksMaxAge,
-      fetchJson: fetcher.fetchJson,
+      fetchJson,
       permitted: (url) => permittedUrl(endpoint, url),
       clock,
       onFetch: metrics ? (result) => metrics.jwksFetches.inc({ endpoint: endpoint.name, result }) : undefined,
@@ -347,7 +354,7 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
       issuer: client.issuer,
       keys: client.keys,
       staleIfError,
-      introspect: (token, signal, clientId) => client.introspect(token, signal, clientId),
+      introspect: (token, signal, clientId, trace) => client.introspect(token, signal, clientId, trace),
     };
   }
   const labels = { endpoint: client.name };
@@ -358,14 +365,14 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
     issuer: client.issuer,
     keys: client.keys,
     staleIfError,
-    introspect(token: string, signal?: CallerSignal, clientId?: string | null) {
+    introspect(token: string, signal?: CallerSignal, clientId?: string | null, trace?: FlightTrace) {
       const started = performance.now();
       metrics.introspectionsInFlight.inc(labels);
       // A reaction, not an async wrapper: one hop fewer on every cold Check.
-      return client.introspect(token, signal, clientId).then(
+      return client.introspect(token, signal, clientId, trace).then(
         (result) => {
           metrics.introspectionsInFlight.dec(labels);
-          metrics.recordIntrospection(client.name, result.outcome, (performance.now() - started) / 1000);
+          metrics.recordIntrospection(client.name, result.outcome, (performance.now() - started) / 1000, trace?.traceId);
           return result;
         },
         (error: unknown) => {
@@ -373,6 +380,33 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
           throw error;
         },
       );
+    },
+  };
+}
+
+/**
+ * The endpoint as one traced Check sees it: the call it may start is a child
+ * of the Check's span (a Check that joins a call under way, or reads the
+ * cache, starts none), and its shared cache lookups are too.
+ */
+function tracedEndpoint(endpoint: Endpoint, trace: RequestTrace): Endpoint {
+  return {
+    name: endpoint.name,
+    cacheId: endpoint.cacheId,
+    clientIdHeader: endpoint.clientIdHeader,
+    issuer: endpoint.issuer,
+    keys: endpoint.keys,
+    staleIfError: endpoint.staleIfError,
+    trace,
+    async introspect(token, signal, clientId) {
+      const flight = trace.introspection(endpoint.name);
+      let result: IntrospectionResult | undefined;
+      try {
+        result = await endpoint.introspect(token, signal, clientId, flight);
+        return result;
+      } finally {
+        flight.end(result);
+      }
     },
   };
 }

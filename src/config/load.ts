@@ -43,6 +43,8 @@ export interface Config {
     workers: number;
   };
   log: { level: string; decisions: 'all' | 'deny' | 'none'; allowSampleRate: number; identity: boolean };
+  /** OpenTelemetry export; the rest of its settings come from the OTEL_* environment. */
+  tracing: { enabled: boolean };
   cache: { maxCacheEntries: number; validatedTokenTTL: number; negativeTTL: number; maxNegativeEntries: number };
   /** The admin route's credential; null: no admin route. */
   admin: { token: Secret | null };
@@ -248,6 +250,7 @@ export function buildConfig(raw: unknown, source = 'configuration', options: Loa
   const built: Config = {
     server: props.server,
     log: props.log as Config['log'],
+    tracing: props.tracing,
     cache: props.cache,
     admin: resolveAdmin(props.admin, sources, source),
     redis: resolveRedis(props.redis, sources, source),

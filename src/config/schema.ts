@@ -887,6 +887,19 @@ export const schema = {
       default: false,
     },
   },
+  tracing: {
+    enabled: {
+      doc:
+        'Export OpenTelemetry traces over OTLP/HTTP: a span per Check and HTTP sub-request, children for ' +
+        'introspection calls, JWKS fetches and shared cache lookups, and trace ids as exemplars on the latency ' +
+        'histograms. Where to and how much is read from the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, ' +
+        'OTEL_TRACES_SAMPLER, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_SERVICE_NAME...). Off: the SDK is not even loaded. ' +
+        'Read at start only.',
+      format: Boolean,
+      default: false,
+      env: 'TRACING_ENABLED',
+    },
+  },
   cache: {
     maxCacheEntries: {
       doc:

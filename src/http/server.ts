@@ -14,6 +14,7 @@ import type { DecisionNote } from '../decide.js';
 import type { Decision } from '../decision.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { Tracing } from '../observability/tracing.js';
 import { CheckDeadline, type CancellableCall } from '../server/check-deadline.js';
 import { describe, INTERNAL_ERROR, logDecision, type Runtime } from '../server/authorization-service.js';
 import { readSubRequest } from './request.js';
@@ -34,6 +35,8 @@ export interface HttpServerOptions {
   runtime: () => Runtime;
   logger: Logger;
   metrics?: Metrics;
+  /** undefined: tracing is off. */
+  tracing?: Tracing;
   limits: Pick<HttpServerConfig, 'decisionTimeout' | 'maxConnections' | 'headersTimeout' | 'maxHeaderBytes'>;
 }
 
@@ -120,6 +123,7 @@ function handle(request: IncomingMessage, response: ServerResponse, options: Htt
   // Proxies send sub-requests without a body; one that comes anyway is not read, so the connection cannot be reused.
   const hasBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0';
   const runtime = options.runtime();
+  const trace = options.tracing?.subRequest(request.method ?? 'GET', request.headers);
   const note: DecisionNote = {};
   const sub = readSubRequest(request.method ?? 'GET', target, request.rawHeaders);
   const requestId = sub.ok ? sub.request.requestId : null;
@@ -131,8 +135,9 @@ function handle(request: IncomingMessage, response: ServerResponse, options: Htt
     clearTimeout(guard);
     send(response, decision, draining() || hasBody);
     const ms = performance.now() - started;
-    options.metrics?.recordDecision(decision, ms / 1000, 'http');
+    options.metrics?.recordDecision(decision, ms / 1000, 'http', trace?.traceId);
     logDecision(options.logger, runtime.log, decision, requestId, note, ms);
+    trace?.end(decision);
   };
 
   const deadline = new CheckDeadline(callOf(response, started, options.limits.decisionTimeout));
@@ -149,7 +154,7 @@ function handle(request: IncomingMessage, response: ServerResponse, options: Htt
   }
   let pending: Promise<Decision>;
   try {
-    pending = runtime.authorizer.check(sub.request, deadline, note);
+    pending = runtime.authorizer.check(sub.request, deadline, note, trace);
   } catch (error) {
     pending = Promise.reject(error);
   }

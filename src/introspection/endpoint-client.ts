@@ -14,6 +14,7 @@ import { Cancellation, DEADLINE_REACHED, type CallerSignal } from './cancellatio
 import { InFlightLimit, type Acquired } from './in-flight-limit.js';
 import { readIntrospectionResponse, type IntrospectionResult, type ReadOptions } from './result.js';
 import type { KeySet } from './jwks.js';
+import type { AttemptTrace, FlightTrace } from '../observability/tracing.js';
 import { readSignedAnswer, type SignedAnswerRules } from './jwt-answer.js';
 import { createDispatcher } from './transport.js';
 
@@ -166,8 +167,9 @@ export class EndpointClient {
    * Ask the endpoint about a token. Never throws: every failure is a result.
    * @param signal aborts the call when the caller is gone or out of time
    * @param clientId the client id from the request's clientIdHeader (required when the endpoint has one)
+   * @param trace the call's span when tracing is on: each attempt is a child, and sends its traceparent
    */
-  introspect(token: string, signal?: CallerSignal, clientId: string | null = null): Promise<IntrospectionResult> {
+  introspect(token: string, signal?: CallerSignal, clientId: string | null = null, trace?: FlightTrace): Promise<IntrospectionResult> {
     if (signal?.aborted) return Promise.resolve(NO_TIME);
     if (this.clientIdHeader !== null && clientId === null) {
       return Promise.resolve({ outcome: 'error', detail: `no client id: the request has no usable ${this.clientIdHeader} header` });
@@ -201,8 +203,8 @@ export class EndpointClient {
     const slot = this.#limit.acquire(budget);
     // A free slot is there at once: only a queued call waits a turn for it.
     return slot instanceof Promise
-      ? slot.then((acquired) => this.#run(acquired, permit, token, clientId, budget, done))
-      : this.#run(slot, permit, token, clientId, budget, done);
+      ? slot.then((acquired) => this.#run(acquired, permit, token, clientId, budget, done, trace))
+      : this.#run(slot, permit, token, clientId, budget, done, trace);
   }
 
   #run(
@@ -212,6 +214,7 @@ export class EndpointClient {
     clientId: string | null,
     budget: Cancellation,
     done: () => void,
+    trace: FlightTrace | undefined,
   ): Promise<IntrospectionResult> {
     if (!slot.ok) {
       done();
@@ -223,7 +226,7 @@ export class EndpointClient {
       });
     }
     const { release } = slot;
-    return this.#attempts(token, clientId, budget).then(
+    return this.#attempts(token, clientId, budget, trace).then(
       (attempt) => {
         release();
         done();
@@ -249,8 +252,21 @@ export class EndpointClient {
   }
 
   /** The attempts of one call: the first, and retries while they are worth it. Never rejects. */
-  #attempts(token: string, clientId: string | null, budget: Cancellation, retriesLeft = this.#config.retries): Promise<Attempt> {
-    const attempt = this.#once(token, clientId, budget);
+  #attempts(
+    token: string,
+    clientId: string | null,
+    budget: Cancellation,
+    trace: FlightTrace | undefined,
+    retriesLeft = this.#config.retries,
+  ): Promise<Attempt> {
+    const span = trace?.attempt(this.#config.method, this.#config.retries - retriesLeft);
+    let attempt = this.#once(token, clientId, budget, span);
+    if (span !== undefined) {
+      attempt = attempt.then((done) => {
+        span.end(done.result);
+        return done;
+      });
+    }
     // Chained only when a retry may follow: the usual call takes no hop here.
     if (retriesLeft <= 0) return attempt;
     return attempt.then((done) => {
@@ -259,7 +275,7 @@ export class EndpointClient {
       const pause = BACKOFF_MIN_MS + this.#random() * (BACKOFF_MAX_MS - BACKOFF_MIN_MS);
       return sleep(pause, budget).then((slept) =>
         slept
-          ? this.#attempts(token, clientId, budget, retriesLeft - 1)
+          ? this.#attempts(token, clientId, budget, trace, retriesLeft - 1)
           : // The attempt before the pause already failed: running out of time now does not excuse it.
             { result: NO_TIME, verdict: budget.reason === CALLER_GONE ? 'abandoned' : 'failed', retry: false },
       );
@@ -267,8 +283,10 @@ export class EndpointClient {
   }
 
   /** One request and what its answer says; never rejects. */
-  #once(token: string, clientId: string | null, budget: Cancellation): Promise<Attempt> {
+  #once(token: string, clientId: string | null, budget: Cancellation, span: AttemptTrace | undefined): Promise<Attempt> {
     const request = this.#template.build(token, clientId);
+    const traceparent = span?.traceparent;
+    const headers = traceparent === undefined ? request.headers : { ...request.headers, traceparent };
     const started = performance.now();
     return new Promise<Attempt>((resolve) => {
       // Judged as the handler hands it over: no promise of the raw response in between.
@@ -277,6 +295,7 @@ export class EndpointClient {
         budget,
         (received) => {
           this.#usualMs += ((received.headersAt - started) - this.#usualMs) / (this.#usualMs === 0 ? 1 : 16);
+          span?.status(received.status);
           try {
             resolve(this.#judge(received));
           } catch (error) {
@@ -286,7 +305,7 @@ export class EndpointClient {
         (error) => resolve(this.#failed(error, budget, started)),
       );
       this.#dispatcher.dispatch(
-        { origin: this.#origin, method: request.method, path: request.path, headers: request.headers, body: request.body },
+        { origin: this.#origin, method: request.method, path: request.path, headers, body: request.body },
         reader,
       );
     });

@@ -8,6 +8,7 @@ import { cacheKey, type IntrospectionCache } from './cache.js';
 import { INACTIVE, type IntrospectionResult } from './result.js';
 import type { SharedEntry } from './sealed-entry.js';
 import { Cancellation, DEADLINE_REACHED, type CallerSignal } from './cancellation.js';
+import type { FlightTrace, RequestTrace } from '../observability/tracing.js';
 
 /**
  * A second cache tier shared by replicas (Redis), asked on a miss of the
@@ -77,11 +78,14 @@ export interface Endpoint {
    * fails (error, timeout, circuit open, bad response); 0 or absent: never.
    */
   readonly staleIfError?: number;
+  /** The span of the Check this view of the endpoint belongs to (tracing on): the shared cache lookup's parent. */
+  readonly trace?: RequestTrace;
   /**
    * @param signal the call's cancellation, shared by every Check waiting on it: fires (with
    *   DEADLINE_REACHED when the last of them ran out of time) once none waits any more
+   * @param trace the call's span (tracing on), parent of each HTTP attempt
    */
-  introspect(token: string, signal?: CallerSignal, clientId?: string | null): Promise<IntrospectionResult>;
+  introspect(token: string, signal?: CallerSignal, clientId?: string | null, trace?: FlightTrace): Promise<IntrospectionResult>;
 }
 
 /** The request headers, as the pipeline holds them (lower-case names, one value a line). */
@@ -314,7 +318,7 @@ export class Introspector {
     // Never rejects into nobody: a failure is an answer (FAILED) like any other.
     const failed = (): void => land(FAILED);
     if (shared) {
-      this.#askShared(shared, key, cacheId, token, ask).then(({ result, notAfter }) => land(result, notAfter), failed);
+      this.#askShared(shared, key, cacheId, token, ask, endpoint.trace).then(({ result, notAfter }) => land(result, notAfter), failed);
     } else {
       ask().then((result) => land(result), failed);
     }
@@ -329,8 +333,10 @@ export class Introspector {
     cacheId: string,
     token: string,
     ask: () => Promise<IntrospectionResult>,
+    trace: RequestTrace | undefined,
   ): Promise<Fetched> {
-    const entry = await shared.get(key, cacheId, token).catch(() => undefined);
+    const lookup = () => shared.get(key, cacheId, token);
+    const entry = await (trace ? trace.lookup(lookup) : lookup()).catch(() => undefined);
     if (entry === undefined || entry.expiresAt <= this.#clock.now()) return { result: await ask() };
     const result: IntrospectionResult = entry.active
       ? { outcome: 'active', claims: entry.claims, expiresAt: entry.tokenExpiresAt }

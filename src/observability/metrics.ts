@@ -8,6 +8,7 @@ import type { CacheResult, Decision } from '../decision.js';
 import type { CircuitState } from '../introspection/circuit-breaker.js';
 import type { Outcome } from '../introspection/result.js';
 import { VERSION } from '../version.js';
+import { openMetricsText } from './open-metrics.js';
 
 /** Which edge a decision was asked through: the gRPC Check, or an HTTP sub-request. */
 export type Transport = 'grpc' | 'http';
@@ -82,12 +83,10 @@ export class Metrics {
     },
   });
 
-  readonly checkDuration = new Histogram({
-    name: 'authz_check_duration_seconds',
-    help: 'Time from receiving a Check to sending its answer.',
-    buckets: CHECK_BUCKETS,
-    registers: [this.registry],
-  });
+  /** With tracing on, the latency histograms keep a sampled request's trace id per bucket (OpenMetrics exemplars). */
+  readonly exemplars: boolean;
+
+  readonly checkDuration: Histogram;
 
   readonly introspections = new Counter({
     name: 'authz_introspection_requests_total',
@@ -98,11 +97,11 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly introspectionDuration = new Histogram({
-    name: 'authz_introspection_duration_seconds',
-    help: 'Duration of calls to introspection endpoints, by endpoint.',
-    labelNames: ['endpoint'] as const,
-    buckets: INTROSPECTION_BUCKETS,
+  readonly introspectionDuration: Histogram<'endpoint'>;
+
+  readonly traceExportFailures = new Counter({
+    name: 'authz_trace_export_failures_total',
+    help: 'Batches of spans the OTLP exporter could not deliver (collector down, refusing or slow): those spans are lost, Checks are not affected.',
     registers: [this.registry],
   });
 
@@ -211,7 +210,29 @@ export class Metrics {
     cacheEntries: () => number;
     negativeCacheEntries?: () => number;
     circuitStates?: () => Iterable<[string, CircuitState]>;
+    /** tracing.enabled: the latency histograms carry exemplars. */
+    exemplars?: boolean;
   }) {
+    this.exemplars = options.exemplars ?? false;
+    this.checkDuration = new Histogram({
+      name: 'authz_check_duration_seconds',
+      help: 'Time from receiving a Check to sending its answer.',
+      buckets: CHECK_BUCKETS,
+      // prom-client refuses exemplars in a registry of the Prometheus text format, which this one stays
+      // (openMetricsText renders the other): registered by hand.
+      registers: [],
+      enableExemplars: this.exemplars,
+    });
+    this.registry.registerMetric(this.checkDuration);
+    this.introspectionDuration = new Histogram({
+      name: 'authz_introspection_duration_seconds',
+      help: 'Duration of calls to introspection endpoints, by endpoint.',
+      labelNames: ['endpoint'] as const,
+      buckets: INTROSPECTION_BUCKETS,
+      registers: [],
+      enableExemplars: this.exemplars,
+    });
+    this.registry.registerMetric(this.introspectionDuration);
     new Gauge({
       name: 'authz_build_info',
       help: 'Always 1; the labels tell the version and the Node.js runtime.',
@@ -256,8 +277,11 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  /** Count one answered Check (or HTTP sub-request). */
-  recordDecision(decision: Decision, seconds: number, transport: Transport = 'grpc'): void {
+  /**
+   * Count one answered Check (or HTTP sub-request).
+   * @param traceId the request's trace id when it was sampled: the exemplar of its bucket
+   */
+  recordDecision(decision: Decision, seconds: number, transport: Transport = 'grpc', traceId?: string): void {
     const policy = decision.policy ?? '';
     // A would-be deny is counted under its own reason, which the closed union bounds as it does every reason.
     const wouldDeny = decision.allow ? decision.wouldDeny : undefined;
@@ -276,7 +300,9 @@ export class Metrics {
       byPolicy.set(policy, tally);
     }
     tally.pending += 1;
-    this.checkDuration.observe(seconds);
+    if (!this.exemplars) this.checkDuration.observe(seconds);
+    // With exemplars on prom-client takes one object (its observe changes shape); an empty set keeps the bucket's exemplar.
+    else this.checkDuration.observe({ value: seconds, exemplarLabels: traceId === undefined ? NO_EXEMPLAR : { trace_id: traceId } } as never);
     if (decision.cache !== 'none') {
       let lookups = this.#cacheTallies.get(decision.cache);
       if (lookups === undefined) this.#cacheTallies.set(decision.cache, (lookups = { labels: { result: decision.cache }, pending: 0 }));
@@ -285,9 +311,21 @@ export class Metrics {
   }
 
   /** Count one finished call to an endpoint. */
-  recordIntrospection(endpoint: string, outcome: Outcome, seconds: number): void {
+  recordIntrospection(endpoint: string, outcome: Outcome, seconds: number, traceId?: string): void {
     this.introspections.inc({ endpoint, outcome });
     // A call refused by an open circuit took no time at the endpoint: it would only drag the latency down.
-    if (outcome !== 'circuit_open') this.introspectionDuration.observe({ endpoint }, seconds);
+    if (outcome === 'circuit_open') return;
+    if (!this.exemplars) this.introspectionDuration.observe({ endpoint }, seconds);
+    else {
+      const exemplarLabels = traceId === undefined ? NO_EXEMPLAR : { trace_id: traceId };
+      this.introspectionDuration.observe({ labels: { endpoint }, value: seconds, exemplarLabels } as never);
+    }
+  }
+
+  /** The registry in the OpenMetrics text format, exemplars included (see openMetricsText). */
+  openMetrics(): Promise<string> {
+    return openMetricsText(this.registry);
   }
 }
+
+const NO_EXEMPLAR: Record<string, string> = Object.freeze({}) as Record<string, string>;

@@ -14,6 +14,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Authorizer } from '../authorizer.js';
 import type { Config } from '../config/load.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { Tracing } from '../observability/tracing.js';
 
 /** The answer when deciding failed in a way the pipeline did not foresee: a deny, on every edge. */
 export const INTERNAL_ERROR: Decision = Object.freeze({
@@ -41,10 +42,12 @@ export interface AuthorizationServiceOptions {
   runtime: () => Runtime;
   logger: Logger;
   metrics?: Metrics;
+  /** undefined: tracing is off (one check per Check, nothing else). */
+  tracing?: Tracing;
 }
 
 export function authorizationHandlers(options: AuthorizationServiceOptions): grpc.UntypedServiceImplementation {
-  const { logger, metrics } = options;
+  const { logger, metrics, tracing } = options;
 
   const check: grpc.handleUnaryCall<CheckInput, Buffer> = (call, callback) => {
     const started = performance.now();
@@ -54,12 +57,13 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
     let pending: Promise<Decision>;
     const runtime = options.runtime();
     const request = call.request;
+    const trace = tracing?.check(call.metadata, request === UNDECODABLE ? undefined : request.headers);
     if (request === UNDECODABLE) {
       pending = Promise.reject(new Error('the CheckRequest could not be decoded'));
     } else {
       requestId = request.requestId;
       try {
-        pending = runtime.authorizer.check(request, deadline, note);
+        pending = runtime.authorizer.check(request, deadline, note, trace);
       } catch (error) {
         pending = Promise.reject(error);
       }
@@ -78,11 +82,12 @@ export function authorizationHandlers(options: AuthorizationServiceOptions): grp
       try {
         callback(null, bytes);
         const ms = performance.now() - started;
-        metrics?.recordDecision(decision, ms / 1000);
+        metrics?.recordDecision(decision, ms / 1000, 'grpc', trace?.traceId);
         logDecision(logger, runtime.log, decision, requestId, note, ms);
       } catch (error) {
         logger.error({ err: describe(error), requestId }, 'could not send the check response');
       }
+      trace?.end(decision);
     };
     pending
       .then(answer, (error: unknown) => {

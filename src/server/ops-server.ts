@@ -16,6 +16,9 @@ import { handleCacheAdmin, type CacheAdmin } from './cache-admin.js';
 export interface OpsMetrics {
   /** Serves /metrics. */
   readonly registry: { readonly contentType: string; metrics(): Promise<string> };
+  /** With exemplars (tracing on): the OpenMetrics rendering, served to a scraper that asks for it. */
+  readonly exemplars?: boolean;
+  openMetrics?(): Promise<string>;
   readonly adminEvictions: Pick<Counter<'scope'>, 'inc'>;
   readonly opsConnectionsRefused: Pick<Counter, 'inc'>;
 }
@@ -127,8 +130,13 @@ async function handle(request: IncomingMessage, response: ServerResponse, option
   }
   switch (path) {
     case '/metrics': {
-      const registry = options.metrics.registry;
-      send(response, 200, registry.contentType, await registry.metrics());
+      const metrics = options.metrics;
+      // Exemplars exist only in OpenMetrics; without them the Prometheus text format stays, whatever the Accept.
+      if (metrics.exemplars && metrics.openMetrics && acceptsOpenMetrics(request.headers.accept)) {
+        send(response, 200, OPENMETRICS_CONTENT_TYPE, await metrics.openMetrics());
+        return;
+      }
+      send(response, 200, metrics.registry.contentType, await metrics.registry.metrics());
       return;
     }
     case '/healthz':
@@ -143,6 +151,19 @@ async function handle(request: IncomingMessage, response: ServerResponse, option
     default:
       send(response, 404, 'text/plain', 'not found\n');
   }
+}
+
+const OPENMETRICS_CONTENT_TYPE = 'application/openmetrics-text; version=1.0.0; charset=utf-8';
+
+/** Whether the Accept header lists OpenMetrics at a quality above 0 (Prometheus lists it first when it wants exemplars). */
+function acceptsOpenMetrics(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  return accept.split(',').some((range) => {
+    const [type, ...parameters] = range.split(';').map((part) => part.trim().toLowerCase());
+    if (type !== 'application/openmetrics-text') return false;
+    const q = parameters.find((parameter) => parameter.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  });
 }
 
 function send(response: ServerResponse, status: number, contentType: string, body: string): void {

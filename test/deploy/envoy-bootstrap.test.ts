@@ -138,3 +138,28 @@ t.test('routes: each names a policy or turns ext_authz off', async (t) => {
   const health = routes.find((r: any) => r.typed_per_filter_config['envoy.filters.http.ext_authz'].disabled);
   t.same(health.match, { path: '/healthz' }, 'the unchecked route is an exact health path, not a prefix');
 });
+
+t.test('tracing: the OpenTelemetry tracer, so the ext_authz call is traced and its context reaches the service', async (t) => {
+  const tracing = hcm.tracing;
+  t.ok(tracing, 'the connection manager traces');
+  t.equal(tracing.provider.name, 'envoy.tracers.opentelemetry');
+  t.equal(tracing.provider.typed_config['@type'], 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig');
+  t.ok(tracing.random_sampling.value > 0 && tracing.random_sampling.value <= 100, 'a sampling percentage');
+  const collector = clusters[tracing.provider.typed_config.grpc_service.envoy_grpc.cluster_name];
+  t.ok(collector, "the collector's cluster exists");
+  const options = collector.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
+  t.ok(options.explicit_http_config.http2_protocol_options, 'HTTP/2 to the collector (OTLP/gRPC)');
+  // Envoy puts the ext_authz span's context in the call's metadata; the CheckRequest's own headers carry the client's.
+  const exact = extAuthz.allowed_headers.patterns.filter((p: any) => p.exact).map((p: any) => p.exact);
+  for (const name of ['traceparent', 'tracestate', 'b3']) t.ok(exact.includes(name), `${name} goes into the CheckRequest`);
+  t.ok(extAuthz.allowed_headers.patterns.some((p: any) => p.prefix === 'x-b3-'), 'x-b3-* too');
+
+  const problems = (edit: (y: any) => void): string[] => {
+    const copy = structuredClone(yaml);
+    edit(copy);
+    return reader.read(bootstrap, copy, 'envoy.yaml').problems;
+  };
+  const tracerOf = (y: any) => y.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.tracing.provider.typed_config;
+  t.match(problems((y) => (tracerOf(y).service = 'x')), [/service: unknown field of envoy\.config\.trace\.v3\.OpenTelemetryConfig/], 'the tracer config is read strictly');
+  t.match(problems((y) => (tracerOf(y).grpc_service.envoy_grpc = { cluster: 'otel_collector' })), [/envoy_grpc\.cluster: unknown field/], 'and its gRPC service too');
+});

@@ -27,6 +27,12 @@ message MeshConfig {
     oneof provider {
       EnvoyExternalAuthorizationHttpProvider envoy_ext_authz_http = 2;
       EnvoyExternalAuthorizationGrpcProvider envoy_ext_authz_grpc = 3;
+      OpenTelemetryTracingProvider opentelemetry = 15;
+    }
+    message OpenTelemetryTracingProvider {
+      string service = 1;
+      uint32 port = 2;
+      uint32 max_tag_length = 3;
     }
     message EnvoyExternalAuthorizationRequestBody {
       uint32 max_request_bytes = 1;
@@ -57,6 +63,7 @@ message MeshConfig {
       EnvoyExternalAuthorizationRequestBody include_request_body_in_check = 6;
     }
   }
+  bool enable_tracing = 12;
   repeated ExtensionProvider extension_providers = 57;
   message ProxyPathNormalization {
     enum NormalizationType { DEFAULT = 0; NONE = 1; BASE = 2; MERGE_SLASHES = 3; DECODE_AND_MERGE_SLASHES = 4; }
@@ -65,12 +72,30 @@ message MeshConfig {
   ProxyPathNormalization path_normalization = 61;
 }`;
 
+/** The part of istio.telemetry.v1alpha1.Telemetry (served as telemetry.istio.io/v1) that deploy/istio uses. */
+const TELEMETRY_PROTO = `syntax = "proto3";
+package istio.telemetry.v1alpha1;
+import "google/protobuf/wrappers.proto";
+message Telemetry {
+  message WorkloadSelector { map<string, string> match_labels = 1; }
+  WorkloadSelector selector = 1;
+  repeated Tracing tracing = 2;
+}
+message Tracing {
+  repeated ProviderRef providers = 2;
+  google.protobuf.DoubleValue random_sampling_percentage = 3;
+  google.protobuf.BoolValue disable_span_reporting = 4;
+}
+message ProviderRef { string name = 1; }`;
+
 // protobufjs bundles the well-known types; load them before the text that imports them.
-const root = new protobuf.Root().loadSync('google/protobuf/duration.proto', { keepCase: true });
+const root = new protobuf.Root().loadSync(['google/protobuf/duration.proto', 'google/protobuf/wrappers.proto'], { keepCase: true });
 protobuf.parse(MESH_PROTO, root, { keepCase: true });
+protobuf.parse(TELEMETRY_PROTO, root, { keepCase: true });
 root.resolveAll();
 const reader = new ProtoJsonReader(root);
 const MeshConfig = root.lookupType('istio.mesh.v1alpha1.MeshConfig');
+const Telemetry = root.lookupType('istio.telemetry.v1alpha1.Telemetry');
 
 const [operator] = readYamlDocuments(join(DEPLOY, 'istio', 'mesh-config.yaml')) as any[];
 const [policy] = readYamlDocuments(join(DEPLOY, 'istio', 'authorization-policy.yaml')) as any[];
@@ -184,4 +209,40 @@ t.test('mesh-config-http.yaml: an envoyExtAuthzHttp provider the HTTP reader tak
   }
   t.notOk(istioMatches(upstream, 'x-envoy-auth-headers-to-remove'), 'the removal list is read by Envoy, never sent upstream');
   t.ok(istioMatches(http.headersToDownstreamOnDeny, 'www-authenticate') && istioMatches(http.headersToDownstreamOnDeny, 'dpop-nonce'), 'the challenge and the DPoP nonce reach the client');
+});
+
+t.test("tracing.yaml: an OpenTelemetry provider, the mesh's tracer through a Telemetry resource", async (t) => {
+  const [tracingOperator, telemetry, ...rest] = readYamlDocuments(join(DEPLOY, 'istio', 'tracing.yaml')) as any[];
+  t.same(rest, []);
+  t.equal(tracingOperator.kind, 'IstioOperator');
+  t.same(Object.keys(tracingOperator.spec), ['meshConfig'], 'only the mesh configuration: merge it into yours');
+  const { problems, value } = reader.read(MeshConfig, tracingOperator.spec.meshConfig, 'spec.meshConfig');
+  t.same(problems, []);
+  t.equal(value.enable_tracing, true);
+  const providers = value.extension_providers as any[];
+  t.equal(providers.length, 1);
+  const otel = providers[0].opentelemetry;
+  t.ok(otel, 'an opentelemetry provider');
+  t.equal(otel.port, 4317, 'OTLP/gRPC');
+  t.not(providers[0].name, operator.spec.meshConfig.extensionProviders[0].name, 'its own name: merged beside the authorizer');
+
+  t.equal(telemetry.apiVersion, 'telemetry.istio.io/v1');
+  t.equal(telemetry.kind, 'Telemetry');
+  t.equal(telemetry.metadata.namespace, 'istio-system', "the root namespace, no selector: the mesh's default");
+  const read = reader.read(Telemetry, telemetry.spec, 'spec');
+  t.same(read.problems, []);
+  const tracing = (read.value.tracing as any[])[0];
+  t.same(tracing.providers.map((p: any) => p.name), [providers[0].name], 'names the provider');
+  const percentage = telemetry.spec.tracing[0].randomSamplingPercentage;
+  t.ok(percentage > 0 && percentage <= 100, 'a sampling percentage');
+  t.match(reader.read(Telemetry, { tracing: [{ randomSamplingPercent: 1 }] }).problems, [/randomSamplingPercent: unknown field/], 'read strictly');
+
+  // The service exports to the same collector, over OTLP/HTTP (4318), when tracing.enabled is on.
+  const [deployment] = readYamlDocuments(join(DEPLOY, 'kubernetes', 'base', 'deployment.yaml')) as any[];
+  const env = Object.fromEntries(deployment.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
+  t.equal(env.OTEL_EXPORTER_OTLP_ENDPOINT, `http://${otel.service}:4318`, "the Deployment's OTEL endpoint is the mesh's collector");
+  t.equal(env.OTEL_TRACES_SAMPLER, 'parentbased_traceidratio', "the proxy's decision is followed");
+  t.match(env.OTEL_TRACES_SAMPLER_ARG, /^0(\.\d+)?$|^1$/, 'a ratio');
+  const config = parseConfig(readFileSync(join(DEPLOY, 'kubernetes', 'base', 'config.yaml'), 'utf8'), 'config.yaml', { env: {}, skipSecrets: true });
+  t.equal(config.tracing.enabled, false, 'off until a collector is reachable (config.yaml says how)');
 });

@@ -15,6 +15,7 @@ t.test('deploy/ has the expected YAML files', async (t) => {
     'deploy/istio/authorization-policy.yaml',
     'deploy/istio/mesh-config.yaml',
     'deploy/istio/mesh-config-http.yaml',
+    'deploy/istio/tracing.yaml',
     'deploy/kubernetes/base/kustomization.yaml',
     'deploy/kubernetes/base/config.yaml',
     'deploy/kubernetes/base/deployment.yaml',

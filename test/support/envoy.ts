@@ -83,12 +83,14 @@ export interface CheckOptions {
   peerCertificate?: string;
   /** gRPC deadline in ms, like Envoy's ext_authz timeout (default 2000). */
   timeoutMs?: number;
+  /** gRPC initial metadata, as Envoy sends its ext_authz span's context (traceparent, b3...) when it traces. */
+  metadata?: Record<string, string>;
 }
 
 export interface EnvoyClient {
   check(options: CheckOptions): Promise<UpstreamCheckResponse>;
   /** Send an already-built CheckRequest object (upstream field names). */
-  checkRaw(request: object, timeoutMs?: number): Promise<UpstreamCheckResponse>;
+  checkRaw(request: object, timeoutMs?: number, metadata?: Record<string, string>): Promise<UpstreamCheckResponse>;
   /**
    * A CheckRequest encoded ahead of time, for a burst: Envoy encodes in C++,
    * and a client that spends its event loop on protobufjs would miss its own
@@ -159,10 +161,13 @@ export function connectEnvoy(address: string): EnvoyClient {
   const Health = healthClientConstructor();
   const health = new Health(address, grpc.credentials.createInsecure());
 
-  const checkRaw = (request: object, timeoutMs = 2000): Promise<UpstreamCheckResponse> =>
+  const checkRaw = (request: object, timeoutMs = 2000, metadata: Record<string, string> = {}): Promise<UpstreamCheckResponse> =>
     new Promise((resolve, reject) => {
+      const sent = new grpc.Metadata();
+      for (const [key, value] of Object.entries(metadata)) sent.set(key, value);
       (client as unknown as Record<string, Function>).Check!(
         request,
+        sent,
         { deadline: Date.now() + timeoutMs },
         (error: grpc.ServiceError | null, response: UpstreamCheckResponse) => (error ? reject(error) : resolve(response)),
       );
@@ -187,7 +192,7 @@ export function connectEnvoy(address: string): EnvoyClient {
       return method.responseDeserialize(bytes) as UpstreamCheckResponse;
     },
     check(options: CheckOptions): Promise<UpstreamCheckResponse> {
-      return checkRaw(buildCheckRequest(options), options.timeoutMs);
+      return checkRaw(buildCheckRequest(options), options.timeoutMs, options.metadata);
     },
     health(service = ''): Promise<string> {
       return new Promise((resolve, reject) => {

@@ -57,7 +57,26 @@ const MODELS: Record<string, ModelClass> = {
   'install.istio.io/v1alpha1/IstioOperator': IstioOperator,
 };
 
-const OPAQUE_SPEC = new Set(['install.istio.io/v1alpha1/IstioOperator']);
+/**
+ * telemetry.istio.io has no kubernetes-models package: apiVersion, kind and
+ * metadata are checked here, the spec by test/deploy/istio.test.ts against Istio's proto.
+ */
+const Telemetry: ModelClass = {
+  prototype: {
+    validate(this: unknown) {
+      const object = this as { apiVersion?: unknown; kind?: unknown; metadata?: { name?: unknown; namespace?: unknown; labels?: unknown } };
+      void object.apiVersion;
+      void object.kind;
+      const metadata = object.metadata;
+      if (typeof metadata?.name !== 'string') throw new Error('data/metadata must have required property name');
+      if (metadata.namespace !== undefined && typeof metadata.namespace !== 'string') throw new Error('data/metadata/namespace must be string');
+      void metadata.labels;
+    },
+  },
+};
+MODELS['telemetry.istio.io/v1/Telemetry'] = Telemetry;
+
+const OPAQUE_SPEC = new Set(['install.istio.io/v1alpha1/IstioOperator', 'telemetry.istio.io/v1/Telemetry']);
 
 /** Properties the validator read on one object, and whether it enumerated them (a map). */
 interface Visit {

@@ -18,7 +18,7 @@
  * The result is an object protobufjs' fromObject takes without loss (Any
  * packed to bytes), so callers can encode and decode the whole message.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import protobuf from 'protobufjs';
 
@@ -129,6 +129,8 @@ export class ProtoJsonReader {
    * @param includeDirs where to find the .proto files of types named by Any
    *   (a type's package maps to a folder: a.b.v3 -> a/b/v3/*.proto).
    */
+  readonly #complete = new Map<string, boolean>();
+
   constructor(root: protobuf.Root, includeDirs: string[] = []) {
     this.#root = root;
     this.#includeDirs = includeDirs;
@@ -145,7 +147,9 @@ export class ProtoJsonReader {
       for (const dir of this.#includeDirs) {
         const path = join(dir, folder);
         if (!existsSync(path)) continue;
-        const files = readdirSync(path).filter((f) => f.endsWith('.proto'));
+        // A file that imports what is not vendored (envoy/config/trace/v3/opencensus.proto) is left out:
+        // its types could not be read anyway, and loading it would break the rest of its package.
+        const files = readdirSync(path).filter((f) => f.endsWith('.proto') && this.#importsFound(join(path, f)));
         if (files.length === 0) continue;
         this.#root.loadSync(
           files.map((f) => join(path, f)),
@@ -157,6 +161,22 @@ export class ProtoJsonReader {
       }
     }
     return null;
+  }
+
+  /** Whether every file `file` imports, directly or not, is at hand (found: memo, and a guard against cycles). */
+  #importsFound(file: string, found = this.#complete): boolean {
+    const known = found.get(file);
+    if (known !== undefined) return known;
+    found.set(file, true);
+    const imports = [...readFileSync(file, 'utf8').matchAll(/^import\s+(?:public\s+|weak\s+)?"([^"]+)"/gm)].map((m) => m[1]!);
+    const ok = imports.every((name) => {
+      // protobufjs has the well-known types built in (google/protobuf/*), not all of them as files.
+      if (name.startsWith('google/protobuf/')) return true;
+      const dir = this.#includeDirs.find((d) => existsSync(join(d, name)));
+      return dir !== undefined && this.#importsFound(join(dir, name), found);
+    });
+    found.set(file, ok);
+    return ok;
   }
 
   #lookup(fullName: string): protobuf.Type | null {
