@@ -312,10 +312,7 @@ function sharedCache(
     ...redisTarget(redis),
     clock,
     onLookup: metrics
-      ? (result, seconds) => {
-          metrics.sharedCacheLookups.inc({ result });
-          if (result !== 'skipped') metrics.sharedCacheDuration.observe(seconds);
-        }
+      ? (result, seconds) => metrics.recordSharedLookup(result, seconds)
       : undefined,
     onError: metrics ? (operation) => metrics.sharedCacheErrors.inc({ operation }) : undefined,
   });
@@ -350,7 +347,7 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
       introspect: (token, signal, clientId) => client.introspect(token, signal, clientId),
     };
   }
-  const labels = { endpoint: client.name };
+  const counts = metrics.endpoint(client.name);
   return {
     name: client.name,
     cacheId: client.cacheId,
@@ -360,13 +357,13 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
     staleIfError,
     async introspect(token: string, signal?: AbortSignal, clientId?: string | null) {
       const started = performance.now();
-      metrics.introspectionsInFlight.inc(labels);
+      counts.started();
       try {
         const result = await client.introspect(token, signal, clientId);
-        metrics.recordIntrospection(client.name, result.outcome, (performance.now() - started) / 1000);
+        counts.finished(result.outcome, (performance.now() - started) / 1000);
         return result;
       } finally {
-        metrics.introspectionsInFlight.dec(labels);
+        counts.ended();
       }
     },
   };
