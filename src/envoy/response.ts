@@ -105,14 +105,15 @@ class Plan {
     this.size += 1 + varintLength(length) + length;
   }
 
-  /** Starts a nested message; `end` with the returned mark once its fields are planned. */
+  /** Starts a nested message: `close` it with the returned mark once its fields are planned. */
   open(key: number): number {
-    this.#push(key, 0, null);
+    // Where the message starts, until close puts its length here.
+    this.#push(key, this.size, null);
     return this.keys.length - 1;
   }
 
-  end(mark: number, sizeBefore: number): void {
-    const length = this.size - sizeBefore;
+  close(mark: number): void {
+    const length = this.size - this.numbers[mark]!;
     this.numbers[mark] = length;
     this.size += 1 + varintLength(length);
   }
@@ -141,14 +142,6 @@ class Plan {
   }
 }
 
-/** A nested message of `plan` holding what `fill` plans. */
-function nested(plan: Plan, key: number, fill: () => void): void {
-  const before = plan.size;
-  const mark = plan.open(key);
-  fill();
-  plan.end(mark, before);
-}
-
 /** Bytes of a message already planned whole. */
 function bytesOf(plan: Plan): Buffer {
   const out = Buffer.allocUnsafe(plan.size);
@@ -161,7 +154,9 @@ const NO_HEADERS: readonly HeaderToSet[] = Object.freeze([]);
 
 const STATUS_OK_FIELD = (() => {
   const plan = new Plan();
-  nested(plan, RESPONSE_STATUS, () => plan.varint(STATUS_CODE, RpcCode.OK));
+  const status = plan.open(RESPONSE_STATUS);
+  plan.varint(STATUS_CODE, RpcCode.OK);
+  plan.close(status);
   return owned(bytesOf(plan));
 })();
 
@@ -232,18 +227,20 @@ function encodeDeny(decision: Deny): Buffer {
 
 function writeDeny(decision: Deny): Buffer {
   const plan = new Plan();
-  nested(plan, RESPONSE_STATUS, () => {
-    plan.varint(STATUS_CODE, rpcCodeFor(decision.status));
-    plan.string(STATUS_MESSAGE, decision.reason);
-  });
-  nested(plan, RESPONSE_DENIED, () => {
-    nested(plan, DENIED_STATUS, () => plan.varint(HTTP_STATUS_CODE, decision.status));
-    planHeaderOption(plan, DENIED_HEADERS, DENY_CONTENT_TYPE);
-    planHeaderOption(plan, DENIED_HEADERS, DENY_CACHE_CONTROL);
-    if (decision.challenge) planHeaderOption(plan, DENIED_HEADERS, { name: 'www-authenticate', value: decision.challenge });
-    for (const header of decision.headers ?? NO_HEADERS) planHeaderOption(plan, DENIED_HEADERS, header);
-    plan.string(DENIED_BODY, denyBody(decision));
-  });
+  const status = plan.open(RESPONSE_STATUS);
+  plan.varint(STATUS_CODE, rpcCodeFor(decision.status));
+  plan.string(STATUS_MESSAGE, decision.reason);
+  plan.close(status);
+  const denied = plan.open(RESPONSE_DENIED);
+  const httpStatus = plan.open(DENIED_STATUS);
+  plan.varint(HTTP_STATUS_CODE, decision.status);
+  plan.close(httpStatus);
+  planHeaderOption(plan, DENIED_HEADERS, DENY_CONTENT_TYPE);
+  planHeaderOption(plan, DENIED_HEADERS, DENY_CACHE_CONTROL);
+  if (decision.challenge) planHeaderOption(plan, DENIED_HEADERS, { name: 'www-authenticate', value: decision.challenge });
+  for (const header of decision.headers ?? NO_HEADERS) planHeaderOption(plan, DENIED_HEADERS, header);
+  plan.string(DENIED_BODY, denyBody(decision));
+  plan.close(denied);
   return bytesOf(plan);
 }
 
@@ -264,14 +261,16 @@ function owned(bytes: Uint8Array): Buffer {
  * add our value beside a client-sent copy.
  */
 function planHeaderOption(plan: Plan, key: number, { name, value }: HeaderToSet): void {
-  nested(plan, key, () => {
-    nested(plan, OPTION_HEADER, () => {
-      plan.string(HEADER_KEY, name);
-      plan.string(HEADER_VALUE, value);
-    });
-    nested(plan, OPTION_APPEND, () => plan.varint(BOOL_VALUE, 0));
-    plan.varint(OPTION_APPEND_ACTION, OVERWRITE_IF_EXISTS_OR_ADD);
-  });
+  const option = plan.open(key);
+  const header = plan.open(OPTION_HEADER);
+  plan.string(HEADER_KEY, name);
+  plan.string(HEADER_VALUE, value);
+  plan.close(header);
+  const append = plan.open(OPTION_APPEND);
+  plan.varint(BOOL_VALUE, 0);
+  plan.close(append);
+  plan.varint(OPTION_APPEND_ACTION, OVERWRITE_IF_EXISTS_OR_ADD);
+  plan.close(option);
 }
 
 const DENY_CONTENT_TYPE: HeaderToSet = { name: 'content-type', value: 'application/json' };
@@ -302,7 +301,9 @@ function sharedParts(headers: readonly HeaderToSet[], metadata: Metadata): Share
   let bytes: string;
   if (parts === undefined) {
     // dynamic_metadata is level 1.
-    nested(plan, RESPONSE_DYNAMIC_METADATA, () => planStructFields(plan, metadata, 1));
+    const field = plan.open(RESPONSE_DYNAMIC_METADATA);
+    planStructFields(plan, metadata, 1);
+    plan.close(field);
     bytes = bytesOf(plan).toString('latin1');
   } else {
     // Other headers beside the same metadata (not what decide makes): the metadata is still read only once.
@@ -327,10 +328,12 @@ function planStructFields(plan: Plan, object: object, structLevel: number): void
   for (const name of Object.keys(object)) {
     const value = (object as Record<string, unknown>)[name];
     if (!representable(value)) continue;
-    nested(plan, STRUCT_FIELDS, () => {
-      plan.string(ENTRY_KEY, name);
-      nested(plan, ENTRY_VALUE, () => planValue(plan, value, structLevel + 2));
-    });
+    const entry = plan.open(STRUCT_FIELDS);
+    plan.string(ENTRY_KEY, name);
+    const entryValue = plan.open(ENTRY_VALUE);
+    planValue(plan, value, structLevel + 2);
+    plan.close(entryValue);
+    plan.close(entry);
   }
 }
 
@@ -364,11 +367,17 @@ function planValue(plan: Plan, value: unknown, level: number): void {
       if (value === null || level + 3 > MAX_VALUE_LEVEL) {
         plan.varint(VALUE_NULL, 0);
       } else if (Array.isArray(value)) {
-        nested(plan, VALUE_LIST, () => {
-          for (const item of value) nested(plan, LIST_VALUES, () => planValue(plan, item, level + 2));
-        });
+        const list = plan.open(VALUE_LIST);
+        for (const item of value) {
+          const itemValue = plan.open(LIST_VALUES);
+          planValue(plan, item, level + 2);
+          plan.close(itemValue);
+        }
+        plan.close(list);
       } else {
-        nested(plan, VALUE_STRUCT, () => planStructFields(plan, value, level + 1));
+        const struct = plan.open(VALUE_STRUCT);
+        planStructFields(plan, value, level + 1);
+        plan.close(struct);
       }
       return;
     default:
