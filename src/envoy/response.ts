@@ -86,8 +86,17 @@ class Plan {
   readonly keys: number[] = [];
   readonly numbers: number[] = [];
   readonly texts: Array<string | null> = [];
+  /** Fields planned: the arrays are reused from one message to the next, and may hold more. */
+  count = 0;
   /** Bytes of every field planned so far. */
   size = 0;
+
+  /** Empty again, for the next message (the arrays keep their room). */
+  reset(): this {
+    this.count = 0;
+    this.size = 0;
+    return this;
+  }
 
   varint(key: number, value: number): void {
     this.#push(key, value, null);
@@ -100,7 +109,7 @@ class Plan {
   }
 
   string(key: number, text: string): void {
-    const length = Buffer.byteLength(text, 'utf8');
+    const length = text.length <= MAX_COPIED_LENGTH && isAscii(text) ? text.length : Buffer.byteLength(text, 'utf8');
     this.#push(key, length, text);
     this.size += 1 + varintLength(length) + length;
   }
@@ -109,7 +118,7 @@ class Plan {
   open(key: number): number {
     // Where the message starts, until close puts its length here.
     this.#push(key, this.size, null);
-    return this.keys.length - 1;
+    return this.count - 1;
   }
 
   close(mark: number): void {
@@ -119,14 +128,16 @@ class Plan {
   }
 
   #push(key: number, value: number, text: string | null): void {
-    this.keys.push(key);
-    this.numbers.push(value);
-    this.texts.push(text);
+    const at = this.count;
+    this.keys[at] = key;
+    this.numbers[at] = value;
+    this.texts[at] = text;
+    this.count = at + 1;
   }
 
   writeTo(out: Buffer, at: number): number {
-    const { keys, numbers, texts } = this;
-    for (let i = 0; i < keys.length; i += 1) {
+    const { keys, numbers, texts, count } = this;
+    for (let i = 0; i < count; i += 1) {
       const key = keys[i]!;
       out[at++] = key;
       if ((key & 7) === FIXED64) {
@@ -136,11 +147,39 @@ class Plan {
       }
       at = writeVarint(out, at, numbers[i]!);
       const text = texts[i]!;
-      if (text !== null) at += out.write(text, at, 'utf8');
+      if (text === null) continue;
+      // As many bytes as UTF-16 units: ASCII.
+      if (text.length <= MAX_COPIED_LENGTH && numbers[i] === text.length) {
+        for (let c = 0; c < text.length; c += 1) out[at++] = text.charCodeAt(c);
+      } else {
+        at += out.write(text, at, 'utf8');
+      }
     }
+    // What was written is not kept alive by the next, shorter, message.
+    texts.fill(null, 0, count);
     return at;
   }
 }
+
+/**
+ * Longest ASCII string measured and copied here rather than by Buffer's
+ * native calls, which cost more than the copy for a short one (header
+ * names, most claim values).
+ */
+const MAX_COPIED_LENGTH = 64;
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i += 1) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * The plans of the shared parts and of the per-request part: encoding is
+ * synchronous and each plan is written out before the next is made, so
+ * their arrays serve every answer instead of growing anew for each.
+ */
+const sharedPlan = new Plan();
+const requestPlan = new Plan();
 
 /** Bytes of a message already planned whole. */
 function bytesOf(plan: Plan): Buffer {
@@ -170,7 +209,7 @@ function encodeAllow(decision: Allow): Buffer {
   const toClient = decision.responseHeaders ?? NO_HEADERS;
   let perRequest: Plan | null = null;
   if (decision.removeHeaders.length > 0 || toClient.length > 0) {
-    perRequest = new Plan();
+    perRequest = requestPlan.reset();
     for (const name of decision.removeHeaders) perRequest.string(OK_HEADERS_TO_REMOVE, name);
     for (const header of toClient) planHeaderOption(perRequest, OK_RESPONSE_HEADERS_TO_ADD, header);
   }
@@ -295,7 +334,7 @@ const shared = new WeakMap<Metadata, Shared>();
 function sharedParts(headers: readonly HeaderToSet[], metadata: Metadata): Shared {
   let parts = shared.get(metadata);
   if (parts !== undefined && parts.headers === headers) return parts;
-  const plan = new Plan();
+  const plan = sharedPlan.reset();
   for (const header of headers) planHeaderOption(plan, OK_HEADERS, header);
   const headersLength = plan.size;
   let bytes: string;
