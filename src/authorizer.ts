@@ -319,10 +319,7 @@ function sharedCache(
     ...redisTarget(redis),
     clock,
     onLookup: metrics
-      ? (result, seconds) => {
-          metrics.sharedCacheLookups.inc({ result });
-          if (result !== 'skipped') metrics.sharedCacheDuration.observe(seconds);
-        }
+      ? (result, seconds) => metrics.recordSharedLookup(result, seconds)
       : undefined,
     onError: metrics ? (operation) => metrics.sharedCacheErrors.inc({ operation }) : undefined,
   });
@@ -357,7 +354,7 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
       introspect: (token, signal, clientId, trace) => client.introspect(token, signal, clientId, trace),
     };
   }
-  const labels = { endpoint: client.name };
+  const counts = metrics.endpoint(client.name);
   return {
     name: client.name,
     cacheId: client.cacheId,
@@ -367,16 +364,16 @@ function endpointOf(client: EndpointClient, staleIfError: number, metrics: Metri
     staleIfError,
     introspect(token: string, signal?: CallerSignal, clientId?: string | null, trace?: FlightTrace) {
       const started = performance.now();
-      metrics.introspectionsInFlight.inc(labels);
+      counts.started();
       // A reaction, not an async wrapper: one hop fewer on every cold Check.
       return client.introspect(token, signal, clientId, trace).then(
         (result) => {
-          metrics.introspectionsInFlight.dec(labels);
-          metrics.recordIntrospection(client.name, result.outcome, (performance.now() - started) / 1000, trace?.traceId);
+          counts.ended();
+          counts.finished(result.outcome, (performance.now() - started) / 1000, trace?.traceId);
           return result;
         },
         (error: unknown) => {
-          metrics.introspectionsInFlight.dec(labels);
+          counts.ended();
           throw error;
         },
       );

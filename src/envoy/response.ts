@@ -12,11 +12,7 @@
  * Field numbers are those of proto/ (envoy.service.auth.v3,
  * envoy.config.core.v3, google.rpc, google.protobuf.Struct).
  */
-import protobuf from 'protobufjs/minimal.js';
 import { denyBody, type Allow, type Deny, type Decision, type HeaderToSet, type Metadata } from '../decision.js';
-
-const { Writer } = protobuf;
-type Writer = protobuf.Writer;
 
 /** envoy.config.core.v3.HeaderValueOption.HeaderAppendAction */
 const OVERWRITE_IF_EXISTS_OR_ADD = 2;
@@ -78,42 +74,157 @@ export function encodeCheckResponse(decision: Decision): Buffer {
   return decision.allow ? encodeAllow(decision) : encodeDeny(decision);
 }
 
+/**
+ * A message as a flat list of fields, made by a sizing pass that reads every
+ * value once, so the writing pass needs no Writer, no fork per nested message
+ * and no value read twice (a getter could answer differently the second
+ * time). Each field is its key (one byte: every field number here is below
+ * 16) and a number: a varint's value, a double, or the byte length of a
+ * string (then in `texts`) or of the nested message that follows.
+ */
+class Plan {
+  readonly keys: number[] = [];
+  readonly numbers: number[] = [];
+  readonly texts: Array<string | null> = [];
+  /** Fields planned: the arrays are reused from one message to the next, and may hold more. */
+  count = 0;
+  /** Bytes of every field planned so far. */
+  size = 0;
+
+  /** Empty again, for the next message (the arrays keep their room). */
+  reset(): this {
+    this.count = 0;
+    this.size = 0;
+    return this;
+  }
+
+  varint(key: number, value: number): void {
+    this.#push(key, value, null);
+    this.size += 1 + varintLength(value);
+  }
+
+  double(key: number, value: number): void {
+    this.#push(key, value, null);
+    this.size += 9;
+  }
+
+  string(key: number, text: string): void {
+    const length = text.length <= MAX_COPIED_LENGTH && isAscii(text) ? text.length : Buffer.byteLength(text, 'utf8');
+    this.#push(key, length, text);
+    this.size += 1 + varintLength(length) + length;
+  }
+
+  /** Starts a nested message: `close` it with the returned mark once its fields are planned. */
+  open(key: number): number {
+    // Where the message starts, until close puts its length here.
+    this.#push(key, this.size, null);
+    return this.count - 1;
+  }
+
+  close(mark: number): void {
+    const length = this.size - this.numbers[mark]!;
+    this.numbers[mark] = length;
+    this.size += 1 + varintLength(length);
+  }
+
+  #push(key: number, value: number, text: string | null): void {
+    const at = this.count;
+    this.keys[at] = key;
+    this.numbers[at] = value;
+    this.texts[at] = text;
+    this.count = at + 1;
+  }
+
+  writeTo(out: Buffer, at: number): number {
+    const { keys, numbers, texts, count } = this;
+    for (let i = 0; i < count; i += 1) {
+      const key = keys[i]!;
+      out[at++] = key;
+      if ((key & 7) === FIXED64) {
+        out.writeDoubleLE(numbers[i]!, at);
+        at += 8;
+        continue;
+      }
+      at = writeVarint(out, at, numbers[i]!);
+      const text = texts[i]!;
+      if (text === null) continue;
+      // As many bytes as UTF-16 units: ASCII.
+      if (text.length <= MAX_COPIED_LENGTH && numbers[i] === text.length) {
+        for (let c = 0; c < text.length; c += 1) out[at++] = text.charCodeAt(c);
+      } else {
+        at += out.write(text, at, 'utf8');
+      }
+    }
+    // What was written is not kept alive by the next, shorter, message.
+    texts.fill(null, 0, count);
+    return at;
+  }
+}
+
+/**
+ * Longest ASCII string measured and copied here rather than by Buffer's
+ * native calls, which cost more than the copy for a short one (header
+ * names, most claim values).
+ */
+const MAX_COPIED_LENGTH = 64;
+
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i += 1) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
+ * The plans of the shared parts and of the per-request part: encoding is
+ * synchronous and each plan is written out before the next is made, so
+ * their arrays serve every answer instead of growing anew for each.
+ */
+const sharedPlan = new Plan();
+const requestPlan = new Plan();
+
+/** Bytes of a message already planned whole. */
+function bytesOf(plan: Plan): Buffer {
+  const out = Buffer.allocUnsafe(plan.size);
+  plan.writeTo(out, 0);
+  return out;
+}
+
 /** CheckResponse.status with code OK: the same for every allow. */
 const NO_HEADERS: readonly HeaderToSet[] = Object.freeze([]);
 
 const STATUS_OK_FIELD = (() => {
-  const writer = Writer.create();
-  writer.uint32(RESPONSE_STATUS).fork().uint32(STATUS_CODE).uint32(RpcCode.OK).ldelim();
-  return owned(writer.finish());
+  const plan = new Plan();
+  const status = plan.open(RESPONSE_STATUS);
+  plan.varint(STATUS_CODE, RpcCode.OK);
+  plan.close(status);
+  return owned(bytesOf(plan));
 })();
 
 /**
  * Assembled from parts encoded once (status, the header options, the
  * metadata) and the per-request part, the headers to remove and to add to
- * the client's response.
+ * the client's response, written straight into the one Buffer sent.
  */
 function encodeAllow(decision: Allow): Buffer {
-  const headers = headerBlock(decision.headers);
-  const metadata = metadataField(decision.metadata);
-  let perRequest: Uint8Array | null = null;
+  const parts = sharedParts(decision.headers, decision.metadata);
   const toClient = decision.responseHeaders ?? NO_HEADERS;
+  let perRequest: Plan | null = null;
   if (decision.removeHeaders.length > 0 || toClient.length > 0) {
-    const writer = Writer.create();
-    for (const name of decision.removeHeaders) writer.uint32(OK_HEADERS_TO_REMOVE).string(name);
-    for (const header of toClient) writer.uint32(OK_RESPONSE_HEADERS_TO_ADD).bytes(headerOption(header));
-    perRequest = writer.finish();
+    perRequest = requestPlan.reset();
+    for (const name of decision.removeHeaders) perRequest.string(OK_HEADERS_TO_REMOVE, name);
+    for (const header of toClient) planHeaderOption(perRequest, OK_RESPONSE_HEADERS_TO_ADD, header);
   }
-  const okLength = headers.length + (perRequest?.length ?? 0);
-  const out = Buffer.allocUnsafe(STATUS_OK_FIELD.length + 1 + varintLength(okLength) + okLength + metadata.length);
+  const okLength = parts.headersLength + (perRequest?.size ?? 0);
+  const out = Buffer.allocUnsafe(STATUS_OK_FIELD.length + 1 + varintLength(okLength) + okLength + parts.bytes.length - parts.headersLength);
   let at = STATUS_OK_FIELD.copy(out, 0);
   out[at++] = RESPONSE_OK;
   at = writeVarint(out, at, okLength);
-  at += out.write(headers, at, 'latin1');
-  if (perRequest !== null) {
-    out.set(perRequest, at);
-    at += perRequest.length;
+  if (perRequest === null) {
+    out.write(parts.bytes, at, 'latin1');
+    return out;
   }
-  out.write(metadata, at, 'latin1');
+  at += out.write(parts.bytes, at, parts.headersLength, 'latin1');
+  at = perRequest.writeTo(out, at);
+  out.write(parts.bytes.substring(parts.headersLength), at, 'latin1');
   return out;
 }
 
@@ -134,7 +245,6 @@ function writeVarint(out: Buffer, at: number, value: number): number {
   out[at++] = value;
   return at;
 }
-
 /**
  * Denies come from a small set (fixed sentences, the configured realms), so
  * each distinct one is encoded once; the memo is bounded all the same.
@@ -154,31 +264,29 @@ function encodeDeny(decision: Deny): Buffer {
   return bytes;
 }
 
-function writeDeny(decision: Deny): Uint8Array {
-  const writer = Writer.create();
-  writer
-    .uint32(RESPONSE_STATUS)
-    .fork()
-    .uint32(STATUS_CODE)
-    .uint32(rpcCodeFor(decision.status))
-    .uint32(STATUS_MESSAGE)
-    .string(decision.reason)
-    .ldelim();
-  writer.uint32(RESPONSE_DENIED).fork();
-  writer.uint32(DENIED_STATUS).fork().uint32(HTTP_STATUS_CODE).uint32(decision.status).ldelim();
-  writer.uint32(DENIED_HEADERS).bytes(DENY_CONTENT_TYPE);
-  writer.uint32(DENIED_HEADERS).bytes(DENY_CACHE_CONTROL);
-  if (decision.challenge) writer.uint32(DENIED_HEADERS).bytes(headerOption({ name: 'www-authenticate', value: decision.challenge }));
-  for (const header of decision.headers ?? NO_HEADERS) writer.uint32(DENIED_HEADERS).bytes(headerOption(header));
-  writer.uint32(DENIED_BODY).string(denyBody(decision));
-  writer.ldelim();
-  return writer.finish();
+function writeDeny(decision: Deny): Buffer {
+  const plan = new Plan();
+  const status = plan.open(RESPONSE_STATUS);
+  plan.varint(STATUS_CODE, rpcCodeFor(decision.status));
+  plan.string(STATUS_MESSAGE, decision.reason);
+  plan.close(status);
+  const denied = plan.open(RESPONSE_DENIED);
+  const httpStatus = plan.open(DENIED_STATUS);
+  plan.varint(HTTP_STATUS_CODE, decision.status);
+  plan.close(httpStatus);
+  planHeaderOption(plan, DENIED_HEADERS, DENY_CONTENT_TYPE);
+  planHeaderOption(plan, DENIED_HEADERS, DENY_CACHE_CONTROL);
+  if (decision.challenge) planHeaderOption(plan, DENIED_HEADERS, { name: 'www-authenticate', value: decision.challenge });
+  for (const header of decision.headers ?? NO_HEADERS) planHeaderOption(plan, DENIED_HEADERS, header);
+  plan.string(DENIED_BODY, denyBody(decision));
+  plan.close(denied);
+  return bytesOf(plan);
 }
 
 /**
- * A copy in memory of its own: a Writer's small results are slices of Node's
- * shared 8 KiB pool, and one kept for as long as a cache entry would keep the
- * whole slab alive.
+ * A copy in memory of its own: a small Buffer.allocUnsafe is a slice of
+ * Node's shared 8 KiB pool, and one kept for as long as the process would
+ * keep the whole slab alive.
  */
 function owned(bytes: Uint8Array): Buffer {
   const copy = Buffer.allocUnsafeSlow(bytes.length);
@@ -191,43 +299,60 @@ function owned(bytes: Uint8Array): Buffer {
  * versions differ in which one they read, and either alone lets some version
  * add our value beside a client-sent copy.
  */
-function headerOption({ name, value }: HeaderToSet): Uint8Array {
-  const writer = Writer.create();
-  writer.uint32(OPTION_HEADER).fork().uint32(HEADER_KEY).string(name).uint32(HEADER_VALUE).string(value).ldelim();
-  writer.uint32(OPTION_APPEND).fork().uint32(BOOL_VALUE).bool(false).ldelim();
-  writer.uint32(OPTION_APPEND_ACTION).uint32(OVERWRITE_IF_EXISTS_OR_ADD);
-  return writer.finish();
+function planHeaderOption(plan: Plan, key: number, { name, value }: HeaderToSet): void {
+  const option = plan.open(key);
+  const header = plan.open(OPTION_HEADER);
+  plan.string(HEADER_KEY, name);
+  plan.string(HEADER_VALUE, value);
+  plan.close(header);
+  const append = plan.open(OPTION_APPEND);
+  plan.varint(BOOL_VALUE, 0);
+  plan.close(append);
+  plan.varint(OPTION_APPEND_ACTION, OVERWRITE_IF_EXISTS_OR_ADD);
+  plan.close(option);
 }
 
-const DENY_CONTENT_TYPE = headerOption({ name: 'content-type', value: 'application/json' });
-const DENY_CACHE_CONTROL = headerOption({ name: 'cache-control', value: 'no-store' });
+const DENY_CONTENT_TYPE: HeaderToSet = { name: 'content-type', value: 'application/json' };
+const DENY_CACHE_CONTROL: HeaderToSet = { name: 'cache-control', value: 'no-store' };
 
 /**
- * The `headers` fields of an OkHttpResponse, encoded once per list: allows
- * made from the same cached answer share it. Kept as bytes in a Latin-1
- * string: a Buffer would add an object, an ArrayBuffer and a backing store to
- * every cached answer.
+ * What allows made from one cached answer share: the `headers` fields of the
+ * OkHttpResponse, then the dynamic_metadata field, encoded once and kept as
+ * bytes in one Latin-1 string (a Buffer would add an object, an ArrayBuffer
+ * and a backing store to every cached answer). Keyed by the metadata object,
+ * which every allow made from one evaluation shares with its headers list.
  */
-const headerBlocks = new WeakMap<readonly HeaderToSet[], string>();
+interface Shared {
+  readonly headers: readonly HeaderToSet[];
+  /** Bytes of the headers fields, at the start of `bytes`. */
+  readonly headersLength: number;
+  readonly bytes: string;
+}
 
-function headerBlock(headers: readonly HeaderToSet[]): string {
-  let block = headerBlocks.get(headers);
-  if (block === undefined) {
-    const writer = Writer.create();
-    for (const header of headers) writer.uint32(OK_HEADERS).bytes(headerOption(header));
-    block = asBytes(writer.finish());
-    headerBlocks.set(headers, block);
+const shared = new WeakMap<Metadata, Shared>();
+
+function sharedParts(headers: readonly HeaderToSet[], metadata: Metadata): Shared {
+  let parts = shared.get(metadata);
+  if (parts !== undefined && parts.headers === headers) return parts;
+  const plan = sharedPlan.reset();
+  for (const header of headers) planHeaderOption(plan, OK_HEADERS, header);
+  const headersLength = plan.size;
+  let bytes: string;
+  if (parts === undefined) {
+    // dynamic_metadata is level 1.
+    const field = plan.open(RESPONSE_DYNAMIC_METADATA);
+    planStructFields(plan, metadata, 1);
+    plan.close(field);
+    bytes = bytesOf(plan).toString('latin1');
+  } else {
+    // Other headers beside the same metadata (not what decide makes): the metadata is still read only once.
+    const metadataField = Buffer.from(parts.bytes.substring(parts.headersLength), 'latin1');
+    bytes = Buffer.concat([bytesOf(plan), metadataField]).toString('latin1');
   }
-  return block;
+  parts = { headers, headersLength, bytes };
+  shared.set(metadata, parts);
+  return parts;
 }
-
-/** Bytes as a string of one Latin-1 character per byte (Buffer.write(…, 'latin1') puts them back). */
-function asBytes(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
-}
-
-/** The dynamic_metadata field, encoded once per metadata object, which allows made from the same cached answer share. */
-const metadataFields = new WeakMap<Metadata, string>();
 
 /**
  * How deep a message may sit in the answer, CheckResponse being level 0.
@@ -237,28 +362,17 @@ const metadataFields = new WeakMap<Metadata, string>();
  */
 const MAX_VALUE_LEVEL = 96;
 
-function metadataField(metadata: Metadata): string {
-  let field = metadataFields.get(metadata);
-  if (field === undefined) {
-    const writer = Writer.create();
-    // dynamic_metadata is level 1.
-    writer.uint32(RESPONSE_DYNAMIC_METADATA).fork();
-    writeStructFields(writer, metadata, 1);
-    writer.ldelim();
-    field = asBytes(writer.finish());
-    metadataFields.set(metadata, field);
-  }
-  return field;
-}
-
 /** Values JSON cannot hold (undefined, functions, non-finite numbers) are left out of a struct. */
-function writeStructFields(writer: Writer, object: object, structLevel: number): void {
+function planStructFields(plan: Plan, object: object, structLevel: number): void {
   for (const name of Object.keys(object)) {
     const value = (object as Record<string, unknown>)[name];
     if (!representable(value)) continue;
-    writer.uint32(STRUCT_FIELDS).fork().uint32(ENTRY_KEY).string(name).uint32(ENTRY_VALUE).fork();
-    writeValue(writer, value, structLevel + 2);
-    writer.ldelim().ldelim();
+    const entry = plan.open(STRUCT_FIELDS);
+    plan.string(ENTRY_KEY, name);
+    const entryValue = plan.open(ENTRY_VALUE);
+    planValue(plan, value, structLevel + 2);
+    plan.close(entryValue);
+    plan.close(entry);
   }
 }
 
@@ -276,37 +390,37 @@ function representable(value: unknown): boolean {
 }
 
 /** A JSON value as google.protobuf.Value's fields; in a list, what JSON cannot hold becomes null. */
-function writeValue(writer: Writer, value: unknown, level: number): void {
+function planValue(plan: Plan, value: unknown, level: number): void {
   switch (typeof value) {
     case 'string':
-      writer.uint32(VALUE_STRING).string(value);
+      plan.string(VALUE_STRING, value);
       return;
     case 'number':
-      if (Number.isFinite(value)) writer.uint32(VALUE_NUMBER).double(value);
-      else writer.uint32(VALUE_NULL).uint32(0);
+      if (Number.isFinite(value)) plan.double(VALUE_NUMBER, value);
+      else plan.varint(VALUE_NULL, 0);
       return;
     case 'boolean':
-      writer.uint32(VALUE_BOOL).bool(value);
+      plan.varint(VALUE_BOOL, value ? 1 : 0);
       return;
     case 'object':
       if (value === null || level + 3 > MAX_VALUE_LEVEL) {
-        writer.uint32(VALUE_NULL).uint32(0);
+        plan.varint(VALUE_NULL, 0);
       } else if (Array.isArray(value)) {
-        writer.uint32(VALUE_LIST).fork();
+        const list = plan.open(VALUE_LIST);
         for (const item of value) {
-          writer.uint32(LIST_VALUES).fork();
-          writeValue(writer, item, level + 2);
-          writer.ldelim();
+          const itemValue = plan.open(LIST_VALUES);
+          planValue(plan, item, level + 2);
+          plan.close(itemValue);
         }
-        writer.ldelim();
+        plan.close(list);
       } else {
-        writer.uint32(VALUE_STRUCT).fork();
-        writeStructFields(writer, value, level + 1);
-        writer.ldelim();
+        const struct = plan.open(VALUE_STRUCT);
+        planStructFields(plan, value, level + 1);
+        plan.close(struct);
       }
       return;
     default:
-      writer.uint32(VALUE_NULL).uint32(0);
+      plan.varint(VALUE_NULL, 0);
   }
 }
 

@@ -100,11 +100,34 @@ function checkedClaims(answer: Record<string, unknown>, options: ReadOptions): I
   // filled before freezing: every answer of the same shape then shares one
   // hidden class, instead of costing each cache entry its own (~1 KB).
   const claims: Record<string, unknown> = Object.setPrototypeOf({}, null);
-  for (const key of Object.keys(answer)) claims[key] = answer[key];
+  for (const key of Object.keys(answer)) {
+    const value = answer[key];
+    claims[key] = typeof value === 'string' ? sharedValue(value) : value;
+  }
   if (options.multiValuedScope && typeof claims.scope === 'string') {
     claims.scope = Object.freeze(claims.scope.split(' ').filter((scope) => scope !== ''));
   }
   return { outcome: 'active', claims: Object.freeze(claims), expiresAt: exp === undefined ? null : exp * 1000 };
+}
+
+/**
+ * One copy of each short claim value that many answers repeat (iss, aud,
+ * scope, client_id): JSON.parse makes a new string per answer, and every
+ * cached answer would keep its own. The values come from the authorization
+ * server, so the table is bounded: once full it starts over, which costs a
+ * hostile server's flood of distinct values nothing but the sharing.
+ */
+const sharedValues = new Map<string, string>();
+const MAX_SHARED_VALUES = 4096;
+const MAX_SHARED_VALUE_LENGTH = 256;
+
+function sharedValue(value: string): string {
+  if (value.length > MAX_SHARED_VALUE_LENGTH) return value;
+  const known = sharedValues.get(value);
+  if (known !== undefined) return known;
+  if (sharedValues.size >= MAX_SHARED_VALUES) sharedValues.clear();
+  sharedValues.set(value, value);
+  return value;
 }
 
 /** RFC 7662 aud: a string or an array of strings; anything else matches nothing. */

@@ -59,6 +59,8 @@ interface Tally {
   pending: number;
 }
 
+type TalliesByReason = Map<string, Map<string, Tally>>;
+
 function flush(counter: Counter, tallies: Iterable<Tally>): void {
   for (const tally of tallies) {
     if (tally.pending === 0) continue;
@@ -67,11 +69,60 @@ function flush(counter: Counter, tallies: Iterable<Tally>): void {
   }
 }
 
+/**
+ * An endpoint's counts, bound once per endpoint name when the Authorizer
+ * builds the endpoint: a call costs no label object and no label hashing.
+ */
+export class EndpointMetrics {
+  readonly labels: { readonly endpoint: string };
+  /** Calls under way, read by the in-flight gauge when scraped. */
+  inFlight = 0;
+  /** Finished calls by outcome, handed to prom-client when read (see Tally). */
+  readonly outcomes = new Map<Outcome, Tally>();
+  readonly #duration: Histogram;
+  readonly #exemplars: boolean;
+
+  constructor(endpoint: string, duration: Histogram, exemplars: boolean) {
+    this.labels = Object.freeze({ endpoint });
+    this.#duration = duration;
+    this.#exemplars = exemplars;
+  }
+
+  started(): void {
+    this.inFlight += 1;
+  }
+
+  /** One finished call (inFlight is the caller's to decrement, in a finally). */
+  /** @param traceId the call's trace id when it was sampled: the exemplar of its bucket */
+  finished(outcome: Outcome, seconds: number, traceId?: string): void {
+    let tally = this.outcomes.get(outcome);
+    if (tally === undefined) this.outcomes.set(outcome, (tally = { labels: { endpoint: this.labels.endpoint, outcome }, pending: 0 }));
+    tally.pending += 1;
+    // A call refused by an open circuit took no time at the endpoint: it would only drag the latency down.
+    if (outcome === 'circuit_open') return;
+    if (!this.#exemplars) this.#duration.observe(this.labels, seconds);
+    else {
+      // With exemplars on prom-client takes one object; an empty set keeps the bucket's exemplar.
+      const exemplarLabels = traceId === undefined ? NO_EXEMPLAR : { trace_id: traceId };
+      this.#duration.observe({ labels: this.labels, value: seconds, exemplarLabels } as never);
+    }
+  }
+
+  ended(): void {
+    this.inFlight -= 1;
+  }
+}
+
 export class Metrics {
   readonly registry = new Registry();
-  /** Check decisions by transport and reason, then policy. */
-  readonly #decisionTallies = new Map<string, Map<string, Tally>>();
+  /** Check decisions by transport, whether a dry run would have denied, reason, then policy: no key is built per Check. */
+  readonly #decisionTallies: Readonly<Record<Transport, readonly [TalliesByReason, TalliesByReason]>> = {
+    grpc: [new Map(), new Map()],
+    http: [new Map(), new Map()],
+  };
   readonly #cacheTallies = new Map<CacheResult, Tally>();
+  readonly #endpoints = new Map<string, EndpointMetrics>();
+  readonly #sharedLookupTallies = new Map<string, Tally>();
 
   readonly decisions = new Counter({
     name: 'authz_check_decisions_total',
@@ -79,7 +130,9 @@ export class Metrics {
     labelNames: ['decision', 'reason', 'policy', 'transport'] as const,
     registers: [this.registry],
     collect: () => {
-      for (const byPolicy of this.#decisionTallies.values()) flush(this.decisions, byPolicy.values());
+      for (const byVerdict of Object.values(this.#decisionTallies)) {
+        for (const byReason of byVerdict) for (const byPolicy of byReason.values()) flush(this.decisions, byPolicy.values());
+      }
     },
   });
 
@@ -95,6 +148,9 @@ export class Metrics {
       'retries of one introspection count once.',
     labelNames: ['endpoint', 'outcome'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const endpoint of this.#endpoints.values()) flush(this.introspections, endpoint.outcomes.values());
+    },
   });
 
   readonly introspectionDuration: Histogram<'endpoint'>;
@@ -110,6 +166,9 @@ export class Metrics {
     help: 'Calls to introspection endpoints under way, by endpoint, counting those still queued for one of the endpoint\'s maxInFlight slots.',
     labelNames: ['endpoint'] as const,
     registers: [this.registry],
+    collect: () => {
+      for (const endpoint of this.#endpoints.values()) this.introspectionsInFlight.set(endpoint.labels, endpoint.inFlight);
+    },
   });
 
   readonly cacheLookups = new Counter({
@@ -179,6 +238,7 @@ export class Metrics {
     help: 'Lookups in the shared (Redis) cache tier after an in-process miss, by result (hit, miss, refused: an entry that does not open or predates an eviction, error, skipped: circuit open).',
     labelNames: ['result'] as const,
     registers: [this.registry],
+    collect: (): void => flush(this.sharedCacheLookups, this.#sharedLookupTallies.values()),
   });
 
   readonly sharedCacheDuration = new Histogram({
@@ -287,13 +347,9 @@ export class Metrics {
     const wouldDeny = decision.allow ? decision.wouldDeny : undefined;
     const reason = wouldDeny?.reason ?? decision.reason;
     const verdict = wouldDeny ? 'would_deny' : decision.allow ? 'allow' : 'deny';
-    const group = wouldDeny
-      ? `would\0${transport}\0${reason}`
-      : transport === 'grpc'
-        ? decision.reason
-        : `http\0${decision.reason}`;
-    let byPolicy = this.#decisionTallies.get(group);
-    if (byPolicy === undefined) this.#decisionTallies.set(group, (byPolicy = new Map()));
+    const byReason = this.#decisionTallies[transport][wouldDeny ? 1 : 0];
+    let byPolicy = byReason.get(reason);
+    if (byPolicy === undefined) byReason.set(reason, (byPolicy = new Map()));
     let tally = byPolicy.get(policy);
     if (tally === undefined) {
       tally = { labels: { decision: verdict, reason, policy, transport }, pending: 0 };
@@ -310,16 +366,24 @@ export class Metrics {
     }
   }
 
+  /** An endpoint's counts, the same object for every caller naming it (reloads keep counting calls under way). */
+  endpoint(name: string): EndpointMetrics {
+    let endpoint = this.#endpoints.get(name);
+    if (endpoint === undefined) this.#endpoints.set(name, (endpoint = new EndpointMetrics(name, this.introspectionDuration, this.exemplars)));
+    return endpoint;
+  }
+
   /** Count one finished call to an endpoint. */
   recordIntrospection(endpoint: string, outcome: Outcome, seconds: number, traceId?: string): void {
-    this.introspections.inc({ endpoint, outcome });
-    // A call refused by an open circuit took no time at the endpoint: it would only drag the latency down.
-    if (outcome === 'circuit_open') return;
-    if (!this.exemplars) this.introspectionDuration.observe({ endpoint }, seconds);
-    else {
-      const exemplarLabels = traceId === undefined ? NO_EXEMPLAR : { trace_id: traceId };
-      this.introspectionDuration.observe({ labels: { endpoint }, value: seconds, exemplarLabels } as never);
-    }
+    this.endpoint(endpoint).finished(outcome, seconds, traceId);
+  }
+
+  /** Count one shared-tier lookup; `skipped` ones (circuit open) took no time worth timing. */
+  recordSharedLookup(result: string, seconds: number): void {
+    let tally = this.#sharedLookupTallies.get(result);
+    if (tally === undefined) this.#sharedLookupTallies.set(result, (tally = { labels: { result }, pending: 0 }));
+    tally.pending += 1;
+    if (result !== 'skipped') this.sharedCacheDuration.observe(seconds);
   }
 
   /** The registry in the OpenMetrics text format, exemplars included (see openMetricsText). */

@@ -64,13 +64,40 @@ export class AttributeRuleError extends TypeError {
 }
 
 export function isKept(rules: AttributeRules, name: string): boolean {
-  for (const rule of rules.rules) if (matchGlob(rule.glob, name)) return rule.include;
+  const list = rules.rules;
+  for (let i = 0; i < list.length; i += 1) if (matchGlob(list[i]!.glob, name)) return list[i]!.include;
   return true;
+}
+
+/**
+ * What each rule list decided for each claim name: the same few names come
+ * in every answer. Names come from the authorization server, so only short
+ * ones are remembered, and at most MAX_REMEMBERED_NAMES per list: past that
+ * the memo starts over, and a flood of new names costs matching, not memory.
+ */
+const decided = new WeakMap<AttributeRules, Map<string, boolean>>();
+const MAX_REMEMBERED_NAMES = 512;
+const MAX_REMEMBERED_NAME_LENGTH = 128;
+
+function keeps(rules: AttributeRules, memo: Map<string, boolean>, name: string): boolean {
+  let kept = memo.get(name);
+  if (kept === undefined) {
+    kept = isKept(rules, name);
+    if (name.length <= MAX_REMEMBERED_NAME_LENGTH) {
+      if (memo.size >= MAX_REMEMBERED_NAMES) memo.clear();
+      memo.set(name, kept);
+    }
+  }
+  return kept;
 }
 
 /** Names of the members the rules keep, in the answer's order: always a subset of Object.keys(claims). */
 export function keptAttributes(rules: AttributeRules, claims: Readonly<Record<string, unknown>>): string[] {
   const names = Object.keys(claims);
   if (rules.rules.length === 0) return names;
-  return names.filter((name) => isKept(rules, name));
+  let memo = decided.get(rules);
+  if (memo === undefined) decided.set(rules, (memo = new Map()));
+  const kept: string[] = [];
+  for (let i = 0; i < names.length; i += 1) if (keeps(rules, memo, names[i]!)) kept.push(names[i]!);
+  return kept;
 }

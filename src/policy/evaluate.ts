@@ -163,7 +163,7 @@ export function evaluatePolicy(policy: PolicyConfig, claims: Claims): Evaluation
         dropped.push(`header for ${name} (${problem})`);
         continue;
       }
-      headers.push({ name: header!, value });
+      headers.push(sharedHeader(policy, header!, value));
       setByUs.add(header!);
       total += header!.length + byteLength(value);
       count += 1;
@@ -202,6 +202,40 @@ function headerNameFor(policy: PolicyConfig, name: string): string | null {
     header = attributeHeaderName(policy.headerPrefix, name);
     if (names.size < MAX_REMEMBERED_NAMES) names.set(name, header);
   }
+  return header;
+}
+
+/**
+ * Attribute headers, one frozen object per policy, name and value: values
+ * such as iss, aud or scope repeat across tokens, and every cached evaluation
+ * would otherwise hold its own. Bounded, as the values come from the
+ * authorization server: once full the table starts over.
+ */
+interface SharedHeaders {
+  readonly byName: Map<string, Map<string, HeaderToSet>>;
+  count: number;
+}
+
+const sharedHeaders = new WeakMap<PolicyConfig, SharedHeaders>();
+const MAX_SHARED_HEADERS = 1024;
+const MAX_SHARED_HEADER_VALUE_LENGTH = 256;
+
+function sharedHeader(policy: PolicyConfig, name: string, value: string): HeaderToSet {
+  if (value.length > MAX_SHARED_HEADER_VALUE_LENGTH) return { name, value };
+  let shared = sharedHeaders.get(policy);
+  if (shared === undefined) sharedHeaders.set(policy, (shared = { byName: new Map(), count: 0 }));
+  let byValue = shared.byName.get(name);
+  const known = byValue?.get(value);
+  if (known !== undefined) return known;
+  if (shared.count >= MAX_SHARED_HEADERS) {
+    shared.byName.clear();
+    shared.count = 0;
+    byValue = undefined;
+  }
+  if (byValue === undefined) shared.byName.set(name, (byValue = new Map()));
+  const header = Object.freeze({ name, value });
+  byValue.set(value, header);
+  shared.count += 1;
   return header;
 }
 

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { AuthRequest } from '../../src/auth-request.js';
-import { authRequestOf, type CheckRequest, type HeaderValue } from '../support/wire.js';
+import { decodeCheckRequest } from '../../src/envoy/request.js';
+import { authRequestOf, encodeCheckRequest, type CheckRequest, type HeaderValue } from '../support/wire.js';
 
 function headersOf(request: AuthRequest): Record<string, readonly string[]> {
   return Object.fromEntries(request.headers);
@@ -195,4 +196,14 @@ t.test('empty or missing attributes do not throw', async (t) => {
     t.equal(request.contextExtensions.size, 0, `${name}: no extensions`);
     t.same([request.method, request.host, request.path, request.requestId], ['', '', '', null], `${name}: empty fields`);
   }
+});
+
+t.test('a name repeated in `headers` keeps its last value; with capitals, exact names first, then joined', async (t) => {
+  // Two messages one after the other are one merged message: their map entries add up, repeats included.
+  const entries = (headers: Record<string, string>) => encodeCheckRequest({ attributes: { request: { http: { headers } } } });
+  const decode = (...parts: Array<Record<string, string>>) => headersOf(decodeCheckRequest(Buffer.concat(parts.map(entries))));
+  t.same(decode({ 'x-a': '1', 'x-b': 'b' }, { 'x-a': '2' }), { 'x-a': ['2'], 'x-b': ['b'] }, 'the last entry of a name wins');
+  t.same(decode({ 'x-a': '1' }, { 'X-A': '2' }, { 'x-a': '3' }), { 'x-a': ['3', '2'] }, 'x-a (last value 3), then X-A');
+  t.same(decode({ 'X-A': '1' }, { 'x-a': '2' }, { 'X-A': '3' }), { 'x-a': ['3', '2'] }, 'X-A (last value 3), then x-a');
+  t.same(decode({ 'x-é': '1' }, { 'X-É': '2' }), { 'x-é': ['1', '2'] }, 'capitals beyond ASCII too');
 });

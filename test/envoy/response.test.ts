@@ -1,8 +1,9 @@
 import t from 'tap';
+import { isUtf8 } from 'node:buffer';
 import type { Allow, Deny } from '../../src/decision.js';
-import { RpcCode } from '../../src/envoy/response.js';
+import { encodeCheckResponse, RpcCode } from '../../src/envoy/response.js';
 import { MAX_ATTRIBUTE_DEPTH, withinDepth } from '../../src/policy/evaluate.js';
-import { checkResponseOf } from '../support/wire.js';
+import { checkResponseOf, decodeCheckResponse } from '../support/wire.js';
 
 function allowDecision(overrides: Partial<Allow> = {}): Allow {
   return {
@@ -267,4 +268,16 @@ t.test('denies are remembered once encoded, within a bound, and never mixed up',
   const again = checkResponseOf(denyDecision({ description: 'deny number 0' }));
   t.same(again, first, 'the same deny, after the memo was cleared');
   t.not(checkResponseOf(denyDecision({ status: 403, challenge: null })).denied_response!.status.code, 401);
+});
+
+t.test('dynamic_metadata: a lone surrogate in a claim is sent as U+FFFD, never as bytes that are not UTF-8', async (t) => {
+  // JSON.parse makes one of "\ud800"; Envoy's parser refuses a proto3 string that is not UTF-8, and with it the whole answer.
+  const metadata = { attributes: { short: 'a\ud800b', long: `${'x'.repeat(50)}\udc00`, pair: '\ud83d\ude00' } };
+  const bytes = encodeCheckResponse(allowDecision({ metadata }));
+  t.ok(isUtf8(bytes), 'every byte sequence is UTF-8');
+  const attributes = (decodeCheckResponse(bytes).dynamic_metadata!.fields.attributes as { structValue: { fields: Record<string, unknown> } })
+    .structValue.fields;
+  t.same(attributes.short, { stringValue: 'a\ufffdb' });
+  t.same(attributes.long, { stringValue: `${'x'.repeat(50)}\ufffd` });
+  t.same(attributes.pair, { stringValue: '\ud83d\ude00' }, 'a surrogate pair is one character');
 });

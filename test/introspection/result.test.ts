@@ -257,3 +257,15 @@ t.test('multiValuedScope turns the scope string into an array', async (t) => {
   const noScope = readIntrospectionResponse(200, '{"active":true}', { ...at(), multiValuedScope: true });
   t.equal(noScope.outcome === 'active' && 'scope' in noScope.claims, false, 'no scope, none added');
 });
+
+t.test('claim values shared between answers stay each answer\'s own, past the bound of the shared table', async (t) => {
+  for (let i = 0; i < 10_000; i += 1) {
+    const body = JSON.stringify({ active: true, iss: 'https://as.example', sub: `user-${i}`, scope: i % 2 === 0 ? 'read' : 'write' });
+    const result = readIntrospectionResponse(200, body, at());
+    if (result.outcome !== 'active' || result.claims.sub !== `user-${i}` || result.claims.scope !== (i % 2 === 0 ? 'read' : 'write')) {
+      t.fail(`answer ${i}: ${JSON.stringify(result)}`);
+      return;
+    }
+  }
+  t.pass('every answer read as sent');
+});

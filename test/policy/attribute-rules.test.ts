@@ -7,6 +7,7 @@ import {
   isKept,
   keptAttributes,
   KEEP_ALL,
+  type AttributeRules,
 } from '../../src/policy/attribute-rules.js';
 import { assertProperty } from '../support/property.js';
 
@@ -98,4 +99,53 @@ t.test('property: any rule list keeps exactly the members the documented rule ke
     }),
     1000,
   );
+});
+
+t.test('keptAttributes: each rule list matches a claim name once, and remembers within a bound', async (t) => {
+  let reads = 0;
+  const glob = compileAttributeRule('-*_internal').glob;
+  const counted: AttributeRules = {
+    source: ['-*_internal'],
+    rules: [
+      {
+        include: false,
+        get glob() {
+          reads += 1;
+          return glob;
+        },
+      },
+    ],
+  };
+  const claims = { sub: 'a', roles_internal: 'x', scope: 'read' };
+  t.same(keptAttributes(counted, claims), ['sub', 'scope']);
+  t.equal(reads, 3, 'each name matched once');
+  t.same(keptAttributes(counted, { ...claims }), ['sub', 'scope']);
+  t.equal(reads, 3, 'then remembered');
+  // A flood of new names (a hostile authorization server) never changes what is kept.
+  for (let i = 0; i < 2000; i += 1) {
+    const names = { [`n${i}`]: 1, [`n${i}_internal`]: 2, sub: 3 };
+    const kept = keptAttributes(counted, names);
+    if (kept.join() !== `n${i},sub`) {
+      t.fail(`round ${i}: ${kept.join()}`);
+      break;
+    }
+  }
+  t.same(keptAttributes(counted, claims), ['sub', 'scope'], 'the same answer after the memo started over');
+});
+
+t.test('keptAttributes agrees with isKept, memo or not', async (t) => {
+  const rule = fc.tuple(fc.constantFrom('+', '-'), fc.stringMatching(/^[a-c_*?]{1,4}$/)).map(([sign, glob]) => `${sign}${glob}`);
+  const name = fc.stringMatching(/^[a-c_]{0,5}$/);
+  assertProperty(
+    fc.property(fc.array(rule, { minLength: 1, maxLength: 5 }), fc.array(fc.uniqueArray(name, { maxLength: 6 }), { maxLength: 5 }), (sources, answers) => {
+      const rules = compileAttributeRules(sources);
+      for (const names of [...answers, ...answers]) {
+        const claims = Object.fromEntries(names.map((n) => [n, true]));
+        const want = Object.keys(claims).filter((n) => isKept(rules, n));
+        if (keptAttributes(rules, claims).join('\0') !== want.join('\0')) throw new Error(`${JSON.stringify(sources)} ${JSON.stringify(names)}`);
+      }
+    }),
+    200,
+  );
+  t.pass('agreed');
 });

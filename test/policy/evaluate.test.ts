@@ -314,3 +314,23 @@ t.test('property: even large answers stay within the caps', async () => {
     150,
   );
 });
+
+t.test('attribute headers: one object per policy, name and value, whatever the number of tokens', async (t) => {
+  const policy = testPolicy({ exposeHeaders: true, attributes: ['+iss', '+jti', '-*'] });
+  const first = granted(t, evaluatePolicy(policy, { ...TOKEN_CLAIMS, sub: 'a', jti: 'j-0' }));
+  const second = granted(t, evaluatePolicy(policy, { ...TOKEN_CLAIMS, sub: 'b', jti: 'j-1' }));
+  const iss = (evaluation: Granted) => evaluation.headers.find((header) => header.name === 'x-auth-iss');
+  t.equal(iss(second), iss(first), 'the same iss header object in both evaluations');
+  t.ok(Object.isFrozen(iss(first)));
+  // Far more distinct values than the table holds: each evaluation still carries its own.
+  for (let i = 0; i < 3000; i += 1) {
+    const evaluation = granted(t, evaluatePolicy(policy, { ...TOKEN_CLAIMS, sub: 'c', jti: `j-${i}`, iss: `https://as-${i % 7}.example` }));
+    const headers = headerMap(evaluation.headers);
+    if (headers['x-auth-jti'] !== `j-${i}` || headers['x-auth-iss'] !== `https://as-${i % 7}.example`) {
+      t.fail(`evaluation ${i}: ${JSON.stringify(headers)}`);
+      break;
+    }
+  }
+  const other = testPolicy({ exposeHeaders: true, attributes: ['+iss', '-*'], headerPrefix: 'x-other-' });
+  t.equal(headerMap(granted(t, evaluatePolicy(other, TOKEN_CLAIMS)).headers)['x-other-iss'], TOKEN_CLAIMS.iss, 'each policy its own names');
+});

@@ -40,6 +40,11 @@ export function decodeCheckRequest(bytes: Buffer): CheckRequest {
   return check.requestDeserialize(bytes) as CheckRequest;
 }
 
+/** protobufjs' own encoding of a CheckResponse message object (fromObject, then encode): what the direct encoder must match. */
+export function encodeCheckResponseMessage(message: object): Buffer {
+  return Buffer.from(check.responseSerialize(message));
+}
+
 export function decodeCheckResponse(bytes: Buffer): CheckResponse {
   return check.responseDeserialize(bytes) as CheckResponse;
 }
