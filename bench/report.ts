@@ -141,15 +141,24 @@ function rows(r: Results): string[][] {
   }
   if (r.tracing) {
     const tr = r.tracing;
+    const tc = tr.cpuMsPerCheck;
+    out.push([
+      'cached allow, tracing off (the default; its own service, same run)',
+      us(tc?.off),
+      `${int(tr.off.reqPerSec)} req/s${spread(tr.rounds.off)}, ${latency(tr.off)}`,
+      '',
+    ]);
     out.push([
       `cached allow, tracing on (${tr.sampleRatio * 100} % sampled, OTLP to a discarding sink)`,
-      `${int(tr.on.reqPerSec)} req/s, ${latency(tr.on)}`,
-      `${x(ratio(tr.on.reqPerSec, tr.off.reqPerSec))} tracing off (${int(tr.off.reqPerSec)} req/s, ${latency(tr.off)})`,
+      us(tc?.on),
+      `${int(tr.on.reqPerSec)} req/s${spread(tr.rounds.on)}, ${latency(tr.on)}`,
+      `CPU ${x(ratio(tc?.on, tc?.off))} tracing off, throughput ${x(ratio(tr.on.reqPerSec, tr.off.reqPerSec))}`,
     ]);
     out.push([
       'cached allow, tracing on, every Check sampled (its traceparent says so)',
-      `${int(tr.all.reqPerSec)} req/s, ${latency(tr.all)}`,
-      `${x(ratio(tr.all.reqPerSec, tr.off.reqPerSec))} tracing off; ${int(tr.exports.requests)} OTLP exports, ${int(tr.exports.bytes / 1024)} KiB`,
+      us(tc?.all),
+      `${int(tr.all.reqPerSec)} req/s${spread(tr.rounds.all)}, ${latency(tr.all)}`,
+      `CPU ${x(ratio(tc?.all, tc?.off))} tracing off, throughput ${x(ratio(tr.all.reqPerSec, tr.off.reqPerSec))}; ${int(tr.exports.requests)} OTLP exports, ${int(tr.exports.bytes / 1024)} KiB`,
     ]);
   }
   if (r.workers) {

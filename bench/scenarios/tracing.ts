@@ -33,6 +33,8 @@ export interface TracingCost {
   /** Every Check sampled (its parent says so). */
   all: H2loadResult;
   rounds: { off: number[]; on: number[]; all: number[] };
+  /** Median CPU ms per Check of each (the service process's, from /proc), the figure the cost is read from. */
+  cpuMsPerCheck: { off: number; on: number; all: number };
   sampleRatio: number;
   /** OTLP requests the sink took, and their bytes, over the runs. */
   exports: { requests: number; bytes: number };
@@ -66,7 +68,7 @@ function untracedBody(): string {
 /** A saturation run of `file`; every request h2load saw complete must be an allow the service counted. */
 async function allowRun(service: Service, file: string, settings: Settings, what: string): Promise<H2loadResult> {
   const before = decisionCounts(await service.metrics());
-  const result = await grpcLoad(service.grpcPort, file, settings);
+  const result = await grpcLoad(service.grpcPort, file, settings, { cpuPid: service.proc.child.pid! });
   const after = decisionCounts(await service.metrics());
   assertClean(result, what);
   const allows = (after.reasons.ok ?? 0) - (before.reasons.ok ?? 0);
@@ -110,6 +112,7 @@ export async function measureTracing(idp: Idp, settings: Settings, log: (line: s
       }
     }
     await sampledAll.finish();
+    const cpuOf = (list: H2loadResult[]) => median(list.map((r) => r.cpu?.msPerRequest ?? Number.NaN).filter(Number.isFinite));
     const pick = (list: H2loadResult[]) => {
       const m = median(list.map((r) => r.reqPerSec));
       return [...list].sort((a, b) => Math.abs(a.reqPerSec - m) - Math.abs(b.reqPerSec - m))[0]!;
@@ -118,6 +121,7 @@ export async function measureTracing(idp: Idp, settings: Settings, log: (line: s
       off: pick(results.off),
       on: pick(results.on),
       all: pick(results.all),
+      cpuMsPerCheck: { off: cpuOf(results.off), on: cpuOf(results.on), all: cpuOf(results.all) },
       rounds: { off: results.off.map((r) => r.reqPerSec), on: results.on.map((r) => r.reqPerSec), all: results.all.map((r) => r.reqPerSec) },
       sampleRatio: TRACING_SAMPLE_RATIO,
       exports: { requests: sink.counts.requests - before.requests, bytes: sink.counts.bytes - before.bytes },
