@@ -40,6 +40,22 @@ export function dueCount(schedule: Schedule, elapsedMs: number): number {
 
 export type Outcome = 'ok' | 'wrong' | 'error';
 
+export interface Percentiles {
+  p50: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+function percentiles(sorted: number[]): Percentiles {
+  return {
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
+    p999: percentile(sorted, 0.999),
+    max: sorted.length > 0 ? sorted[sorted.length - 1]! : Number.NaN,
+  };
+}
+
 export interface Summary {
   /** The offered rate asked for. */
   rate: number;
@@ -57,7 +73,14 @@ export interface Summary {
   /** Scheduled but neither answered nor failed when the generator gave up waiting. */
   unanswered: number;
   /** ms from each request's due time to its answer, OK answers only. */
-  latency: { p50: number; p99: number; p999: number; max: number };
+  latency: Percentiles;
+  /**
+   * ms from each request's actual send to its answer, OK answers only: the
+   * server's part, lower than `latency` by however late the generator sent.
+   * Not free of coordinated omission (a request sent late because the
+   * generator stalled is timed from then), so it is shown beside, never instead.
+   */
+  fromSend: Percentiles;
   /** ms from each request's due time to its send: the generator's own lateness. */
   sendLag: { p50: number; p99: number; max: number };
 }
@@ -101,6 +124,7 @@ export class Recorder {
 
   summary(): Summary {
     const latencies: number[] = [];
+    const fromSend: number[] = [];
     const lags: number[] = [];
     let ok = 0;
     let wrong = 0;
@@ -120,10 +144,13 @@ export class Recorder {
       if (outcome === 1) {
         ok += 1;
         latencies.push(this.#latency[slot]!);
+        // Due + latency is the answer's time; one never sent cannot have been answered, but a NaN would poison the sort.
+        if (!Number.isNaN(at)) fromSend.push(dueAt(this.#schedule, slot + this.#first) + this.#latency[slot]! - at);
       } else if (outcome === 2) wrong += 1;
       else if (outcome === 3) errors += 1;
     }
     latencies.sort((a, b) => a - b);
+    fromSend.sort((a, b) => a - b);
     lags.sort((a, b) => a - b);
     // n sends span n - 1 intervals.
     const span = (lastSend - firstSend) / 1000;
@@ -137,12 +164,8 @@ export class Recorder {
       wrong,
       errors,
       unanswered: scheduled - ok - wrong - errors,
-      latency: {
-        p50: percentile(latencies, 0.5),
-        p99: percentile(latencies, 0.99),
-        p999: percentile(latencies, 0.999),
-        max: latencies.length > 0 ? latencies[latencies.length - 1]! : Number.NaN,
-      },
+      latency: percentiles(latencies),
+      fromSend: percentiles(fromSend),
       sendLag: { p50: percentile(lags, 0.5), p99: percentile(lags, 0.99), max: lags.length > 0 ? lags[lags.length - 1]! : Number.NaN },
     };
   }

@@ -40,6 +40,8 @@ t.test('latency runs from the due time, not from the send', async (t) => {
   t.equal(summary.latency.p50.toFixed(3), '0.200');
   t.equal(summary.latency.max.toFixed(3), '5.200');
   t.equal(summary.sendLag.max, 5);
+  t.equal(summary.fromSend.max.toFixed(3), '0.200', "timed from the send, the stall is the generator's, not the server's");
+  t.equal(summary.fromSend.p50.toFixed(3), '0.200');
   t.equal(summary.sendLag.p50, 3, 'lags 0, 5, 4, 3: the nearest-rank median is 3');
   t.equal(summary.answeredPerSec, 500, '2 OK answers over a 4 ms window');
   t.equal(summary.sentPerSec, 3 / 0.006, '4 sends over 6 ms are 3 intervals');
