@@ -1,5 +1,5 @@
 import t from 'tap';
-import { dueAt, dueCount, firstMeasured, keptUp, Recorder, totalCount, type Schedule } from '../../bench/open-loop/schedule.js';
+import { dueAt, dueCount, firstMeasured, keptUp, Recorder, totalCount, wakeUps, type Schedule } from '../../bench/open-loop/schedule.js';
 
 const schedule: Schedule = { rate: 1000, warmUpS: 1, durationS: 2 };
 
@@ -91,4 +91,20 @@ t.test('a row is flagged when the generator fell behind its schedule', async (t)
   // Sent at 800/s from the start, so ever later: both the rate and the lateness fail.
   for (let i = 0; i < 100; i += 1) slow.sent(i, i * 1.25);
   t.notOk(keptUp(slow.summary()));
+});
+
+t.test('the ticker wakes at every due time, or every minimum gap when they are closer, through the last due time', async (t) => {
+  for (const rate of [10, 1000, 3000, 4000, 10_000, 50_000]) {
+    const s: Schedule = { rate, warmUpS: 0.5, durationS: 1.3 };
+    const { step, count } = wakeUps(s, 0.25);
+    t.ok(step >= 0.25, `${rate}/s: no two wake-ups closer than the gap`);
+    t.ok(step <= Math.max(1000 / rate, 0.25), `${rate}/s: never a due time left waiting longer than the gap`);
+    const last = dueAt(s, totalCount(s) - 1);
+    t.ok((count - 1) * step >= last - 1e-9, `${rate}/s: the last wake-up is at or after the last due time`);
+    t.ok((count - 2) * step < last, `${rate}/s: and no wake-up after it`);
+    // Every request is due by some wake-up, and that wake-up follows its due time by less than a step.
+    const dueBy = (k: number) => dueCount(s, k * step);
+    t.equal(dueBy(count - 1), totalCount(s), `${rate}/s: all sent by the last wake-up`);
+  }
+  t.same(wakeUps({ rate: 1000, warmUpS: 0, durationS: 0.001 }, 0.25), { step: 1, count: 1 }, 'one request: one wake-up at the start');
 });
