@@ -15,7 +15,7 @@ import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, ty
 import { Worker } from 'node:worker_threads';
 import { CHECK_PATH } from '../check-request.js';
 import { isAllow } from '../support/raw-client.js';
-import { dueCount, firstMeasured, Recorder, totalCount, wakeUps, type Outcome, type Schedule, type Summary } from './schedule.js';
+import { dueCount, firstMeasured, InFlight, Recorder, totalCount, wakeUps, type Outcome, type Schedule, type Summary } from './schedule.js';
 
 export interface GeneratorOptions extends Schedule {
   address: string;
@@ -75,7 +75,8 @@ interface Call {
   /** The answer's body: one chunk as a rule, a list if it came in several. */
   body: Buffer | Buffer[] | null;
   settled: boolean;
-  stream: ClientHttp2Stream;
+  /** Until settled: the sweep's way to cancel it (dropped then, not to hold the stream until the sweep passes). */
+  stream: ClientHttp2Stream | null;
 }
 
 const CALL = Symbol('call');
@@ -106,6 +107,8 @@ async function main(options: GeneratorOptions): Promise<void> {
 
   const settle = (call: Call, outcome: Outcome) => {
     call.settled = true;
+    call.stream = null;
+    call.body = null;
     recorder.ended(call.i, (Number.isNaN(call.endedAt) ? now() : call.endedAt) - start, outcome);
     settled += 1;
     if (settled === total) finished();
@@ -148,19 +151,9 @@ async function main(options: GeneratorOptions): Promise<void> {
     settle(call, 'wrong');
   }
 
-  // Calls in the order sent, so the oldest unsettled one is near the head: one sweeping timer cancels the overdue ones instead of a timer per stream.
-  let inFlight: Call[] = [];
-  let head = 0;
+  const inFlight = new InFlight<Call>();
   const sweep = setInterval(() => {
-    const overdue = now() - options.timeoutMs;
-    while (head < inFlight.length && (inFlight[head]!.settled || inFlight[head]!.sentAt <= overdue)) {
-      const call = inFlight[head++]!;
-      if (!call.settled) call.stream.close(constants.NGHTTP2_CANCEL);
-    }
-    if (head > 4096) {
-      inFlight = inFlight.slice(head);
-      head = 0;
-    }
+    for (const call of inFlight.takeOverdue(now() - options.timeoutMs)) call.stream?.close(constants.NGHTTP2_CANCEL);
   }, Math.min(100, options.timeoutMs / 4));
 
   const request = (i: number) => {
@@ -171,12 +164,12 @@ async function main(options: GeneratorOptions): Promise<void> {
       stream = sessions[i % sessions.length]!.request(headers) as Tracked;
     } catch (error) {
       firstError ??= (error as Error).message;
-      settle({ i, sentAt, endedAt: Number.NaN, status: undefined, body: null, settled: false, stream: undefined! }, 'error');
+      settle({ i, sentAt, endedAt: Number.NaN, status: undefined, body: null, settled: false, stream: null }, 'error');
       return;
     }
     const call: Call = { i, sentAt, endedAt: Number.NaN, status: undefined, body: null, settled: false, stream };
     stream[CALL] = call;
-    inFlight.push(call);
+    inFlight.add(call);
     stream.on('response', onResponse);
     stream.on('trailers', onTrailers);
     stream.on('data', onData);

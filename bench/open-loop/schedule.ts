@@ -53,6 +53,44 @@ export function wakeUps(schedule: Schedule, minGapMs: number): { step: number; c
   return { step, count: Math.ceil(last / step - 1e-9) + 1 };
 }
 
+/**
+ * The requests in flight in the order sent, for one sweeping timer to find
+ * the overdue ones instead of a timer per request: sends are in time order,
+ * so the overdue ones are at the head, behind settled ones the sweep drops
+ * as it passes. Settled requests further back wait for the head to pass
+ * them, at most a timeout.
+ */
+export class InFlight<T extends { sentAt: number; settled: boolean }> {
+  #items: T[] = [];
+  #head = 0;
+
+  add(item: T): void {
+    this.#items.push(item);
+  }
+
+  /** Removes and returns the unsettled requests sent at or before `sentBy`. */
+  takeOverdue(sentBy: number): T[] {
+    const overdue: T[] = [];
+    while (this.#head < this.#items.length) {
+      const item = this.#items[this.#head]!;
+      if (!item.settled && item.sentAt > sentBy) break;
+      this.#head += 1;
+      if (!item.settled) overdue.push(item);
+    }
+    // Dropped from the front in chunks, not one shift() per request.
+    if (this.#head > 4096) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+    return overdue;
+  }
+
+  /** How many are held, settled or not. */
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+}
+
 export type Outcome = 'ok' | 'wrong' | 'error';
 
 export interface Percentiles {

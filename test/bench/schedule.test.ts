@@ -1,5 +1,5 @@
 import t from 'tap';
-import { dueAt, dueCount, firstMeasured, keptUp, Recorder, totalCount, wakeUps, type Schedule } from '../../bench/open-loop/schedule.js';
+import { dueAt, dueCount, firstMeasured, InFlight, keptUp, Recorder, totalCount, wakeUps, type Schedule } from '../../bench/open-loop/schedule.js';
 
 const schedule: Schedule = { rate: 1000, warmUpS: 1, durationS: 2 };
 
@@ -107,4 +107,30 @@ t.test('the ticker wakes at every due time, or every minimum gap when they are c
     t.equal(dueBy(count - 1), totalCount(s), `${rate}/s: all sent by the last wake-up`);
   }
   t.same(wakeUps({ rate: 1000, warmUpS: 0, durationS: 0.001 }, 0.25), { step: 1, count: 1 }, 'one request: one wake-up at the start');
+});
+
+t.test('one sweep finds the overdue requests in flight, passing the settled ones', async (t) => {
+  const inFlight = new InFlight<{ id: number; sentAt: number; settled: boolean }>();
+  const calls = Array.from({ length: 6 }, (_, id) => ({ id, sentAt: id * 10, settled: false }));
+  for (const call of calls) inFlight.add(call);
+  calls[0]!.settled = true;
+  calls[2]!.settled = true;
+  calls[4]!.settled = true;
+  t.same(inFlight.takeOverdue(-1), [], 'nothing sent that early');
+  t.same(
+    inFlight.takeOverdue(25).map((c) => c.id),
+    [1],
+    'the settled head is dropped, the overdue one taken, and the sweep stops at the first one still in time',
+  );
+  t.equal(inFlight.size, 3, 'request 2, settled, passed on the way to 1; 3, 4 and 5 still held');
+  t.same(inFlight.takeOverdue(25), [], 'a request is taken once');
+  calls[3]!.settled = true;
+  t.same(inFlight.takeOverdue(1000).map((c) => c.id), [5], 'settled ones behind the head are passed too');
+  t.equal(inFlight.size, 0);
+  // Many settled requests are dropped in bulk, and what is left after stays in order.
+  const many = Array.from({ length: 10_000 }, (_, id) => ({ id, sentAt: id, settled: id < 9_000 }));
+  for (const call of many) inFlight.add(call);
+  t.same(inFlight.takeOverdue(9_001).map((c) => c.id), [9_000, 9_001]);
+  t.equal(inFlight.size, 998);
+  t.same(inFlight.takeOverdue(1e9).length, 998);
 });
