@@ -4,9 +4,11 @@
  * node:http2 connections, each request sent at its due time by the wall
  * clock whatever the earlier ones did (see schedule.ts). Node's timers have
  * a millisecond grain, coarser than the latencies measured, so a worker
- * thread sleeps precisely (Atomics.wait) until each due time and wakes the
- * main thread, whose event loop stays free to read answers the moment they
- * arrive. Reports to its parent over IPC: 'window' when the measured window
+ * thread sleeps precisely (Atomics.wait) until each due time (at most every
+ * WAKE_GAP_MS) and wakes the main thread, which sends everything then due and
+ * whose event loop stays free to read answers the moment they arrive. Its
+ * lateness is in every figure, so the per-request path allocates little: one
+ * small record, shared handlers, no timer. Reports to its parent over IPC: 'window' when the measured window
  * begins, 'window-end' when its last request has gone out, then 'done' with
  * the summary.
  */
