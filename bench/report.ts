@@ -255,6 +255,7 @@ function fixedRateRows(f: FixedRate): string[][] {
         ms(run.latency.p50),
         ms(run.latency.p99),
         ms(run.latency.p999),
+        `${ms(run.fromSend.p50)} / ${ms(run.fromSend.p99)} / ${ms(run.fromSend.p999)}`,
         `${int(run.errors + run.unanswered)}${run.wrong > 0 ? ` (+${int(run.wrong)} wrong)` : ''}`,
         `${ms(run.sendLag.p99)} ms, ${(run.generatorCpu * 100).toFixed(0)}% core${keptUp(run) ? '' : ' BEHIND'}`,
       ]);
@@ -323,9 +324,9 @@ export function render(r: Results): string {
     lines.push(
       '',
       `fixed rate, cached allow: open loop over ${f.connections} HTTP/2 connections, ${f.warmUpS} s warm-up + ${f.durationS} s per rate; ` +
-        "latency from each request's scheduled time (ms); the generator is its own process, its lateness in the last column " +
+        "latency from each request's scheduled time (ms), and beside it from the moment it was actually sent (the server's part, when the generator was late); the generator is its own process, its lateness in the last column " +
         '(BEHIND: it sent under 97% of the rate or over 1 ms late at p99, so that row measures the generator, not the server)',
-      table(['offered/s', 'server', 'CPU/Check', 'sent/s', 'answered/s', 'p50', 'p99', 'p99.9', 'errors', 'generator: lag p99, CPU'], fixedRateRows(f)),
+      table(['offered/s', 'server', 'CPU/Check', 'sent/s', 'answered/s', 'p50', 'p99', 'p99.9', 'from send: p50 / p99 / p99.9', 'errors', 'generator: lag p99, CPU'], fixedRateRows(f)),
     );
   }
   lines.push(

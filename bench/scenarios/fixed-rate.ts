@@ -67,7 +67,7 @@ export async function measureFixedRate(idp: Idp, settings: Settings, log: (line:
         const theirs = await run(`127.0.0.1:${noop.port}`, rate, noop.proc.child.pid!);
         if (theirs.wrong > 0) throw new Error(`fixed rate ${rate}/s: (a) answered ${theirs.wrong} times with something else than OK`);
         const brief = (r: OpenLoopRun) =>
-          `p50 ${r.latency.p50.toFixed(3)} p99 ${r.latency.p99.toFixed(3)} ms, sent ${Math.round(r.sentPerSec)}/s (lag p99 ${r.sendLag.p99.toFixed(3)} ms), ` +
+          `p50 ${r.latency.p50.toFixed(3)} p99 ${r.latency.p99.toFixed(3)} ms (from the send p99 ${r.fromSend.p99.toFixed(3)}), sent ${Math.round(r.sentPerSec)}/s (lag p99 ${r.sendLag.p99.toFixed(3)} ms), ` +
           `${r.errors} errors, ${r.unanswered} unanswered, generator ${(r.generatorCpu * 100).toFixed(0)}% of a core${r.firstError ? ` (first error: ${r.firstError})` : ''}`;
         log(`fixed rate ${rate}/s: service ${brief(ours)}; (a) ${brief(theirs)}`);
         rows.push({ rate, service: ours, noop: theirs });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { dueAt, dueCount, firstMeasured, keptUp, Recorder, totalCount, type Schedule } from '../../bench/open-loop/schedule.js';
+import { dueAt, dueCount, firstMeasured, InFlight, keptUp, Recorder, totalCount, wakeUps, type Schedule } from '../../bench/open-loop/schedule.js';
 
 const schedule: Schedule = { rate: 1000, warmUpS: 1, durationS: 2 };
 
@@ -40,6 +40,8 @@ t.test('latency runs from the due time, not from the send', async (t) => {
   t.equal(summary.latency.p50.toFixed(3), '0.200');
   t.equal(summary.latency.max.toFixed(3), '5.200');
   t.equal(summary.sendLag.max, 5);
+  t.equal(summary.fromSend.max.toFixed(3), '0.200', "timed from the send, the stall is the generator's, not the server's");
+  t.equal(summary.fromSend.p50.toFixed(3), '0.200');
   t.equal(summary.sendLag.p50, 3, 'lags 0, 5, 4, 3: the nearest-rank median is 3');
   t.equal(summary.answeredPerSec, 500, '2 OK answers over a 4 ms window');
   t.equal(summary.sentPerSec, 3 / 0.006, '4 sends over 6 ms are 3 intervals');
@@ -89,4 +91,46 @@ t.test('a row is flagged when the generator fell behind its schedule', async (t)
   // Sent at 800/s from the start, so ever later: both the rate and the lateness fail.
   for (let i = 0; i < 100; i += 1) slow.sent(i, i * 1.25);
   t.notOk(keptUp(slow.summary()));
+});
+
+t.test('the ticker wakes at every due time, or every minimum gap when they are closer, through the last due time', async (t) => {
+  for (const rate of [10, 1000, 3000, 4000, 10_000, 50_000]) {
+    const s: Schedule = { rate, warmUpS: 0.5, durationS: 1.3 };
+    const { step, count } = wakeUps(s, 0.25);
+    t.ok(step >= 0.25, `${rate}/s: no two wake-ups closer than the gap`);
+    t.ok(step <= Math.max(1000 / rate, 0.25), `${rate}/s: never a due time left waiting longer than the gap`);
+    const last = dueAt(s, totalCount(s) - 1);
+    t.ok((count - 1) * step >= last - 1e-9, `${rate}/s: the last wake-up is at or after the last due time`);
+    t.ok((count - 2) * step < last, `${rate}/s: and no wake-up after it`);
+    // Every request is due by some wake-up, and that wake-up follows its due time by less than a step.
+    const dueBy = (k: number) => dueCount(s, k * step);
+    t.equal(dueBy(count - 1), totalCount(s), `${rate}/s: all sent by the last wake-up`);
+  }
+  t.same(wakeUps({ rate: 1000, warmUpS: 0, durationS: 0.001 }, 0.25), { step: 1, count: 1 }, 'one request: one wake-up at the start');
+});
+
+t.test('one sweep finds the overdue requests in flight, passing the settled ones', async (t) => {
+  const inFlight = new InFlight<{ id: number; sentAt: number; settled: boolean }>();
+  const calls = Array.from({ length: 6 }, (_, id) => ({ id, sentAt: id * 10, settled: false }));
+  for (const call of calls) inFlight.add(call);
+  calls[0]!.settled = true;
+  calls[2]!.settled = true;
+  calls[4]!.settled = true;
+  t.same(inFlight.takeOverdue(-1), [], 'nothing sent that early');
+  t.same(
+    inFlight.takeOverdue(25).map((c) => c.id),
+    [1],
+    'the settled head is dropped, the overdue one taken, and the sweep stops at the first one still in time',
+  );
+  t.equal(inFlight.size, 3, 'request 2, settled, passed on the way to 1; 3, 4 and 5 still held');
+  t.same(inFlight.takeOverdue(25), [], 'a request is taken once');
+  calls[3]!.settled = true;
+  t.same(inFlight.takeOverdue(1000).map((c) => c.id), [5], 'settled ones behind the head are passed too');
+  t.equal(inFlight.size, 0);
+  // Many settled requests are dropped in bulk, and what is left after stays in order.
+  const many = Array.from({ length: 10_000 }, (_, id) => ({ id, sentAt: id, settled: id < 9_000 }));
+  for (const call of many) inFlight.add(call);
+  t.same(inFlight.takeOverdue(9_001).map((c) => c.id), [9_000, 9_001]);
+  t.equal(inFlight.size, 998);
+  t.same(inFlight.takeOverdue(1e9).length, 998);
 });
