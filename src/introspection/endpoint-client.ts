@@ -185,26 +185,12 @@ export class EndpointClient {
     if (permit === null) return Promise.resolve(CIRCUIT_OPEN);
 
     // One budget for everything: waiting for a slot, every attempt, the pauses between them.
-    // One Cancellation and one timer, no AbortController: nothing on the normal path dispatches
-    // an event, and undici is told only when something actually aborts (see ResponseReader).
-    const budget = new Cancellation();
-    const timer = setTimeout(() => budget.abort(OUT_OF_TIME), this.#config.authenticationTimeout);
-    // The caller already has its answer: tearing down the request (undici destroys the
-    // socket) waits for the next turn, so a burst of callers leaving is answered first.
-    const onCallerGone = () => {
-      const reason = signal?.reason === DEADLINE_REACHED ? CALLER_OUT_OF_TIME : CALLER_GONE;
-      setImmediate(() => budget.abort(reason));
-    };
-    signal?.addEventListener('abort', onCallerGone, { once: true });
-    const done = (): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onCallerGone);
-    };
+    const budget = new CallBudget(this.#config.authenticationTimeout, signal);
     const slot = this.#limit.acquire(budget);
     // A free slot is there at once: only a queued call waits a turn for it.
     return slot instanceof Promise
-      ? slot.then((acquired) => this.#run(acquired, permit, token, clientId, budget, done, trace))
-      : this.#run(slot, permit, token, clientId, budget, done, trace);
+      ? slot.then((acquired) => this.#run(acquired, permit, token, clientId, budget, trace))
+      : this.#run(slot, permit, token, clientId, budget, trace);
   }
 
   #run(
@@ -212,12 +198,11 @@ export class EndpointClient {
     permit: Permit,
     token: string,
     clientId: string | null,
-    budget: Cancellation,
-    done: () => void,
+    budget: CallBudget,
     trace: FlightTrace | undefined,
   ): Promise<IntrospectionResult> {
     if (!slot.ok) {
-      done();
+      budget.finish();
       this.#breaker.abandoned(permit);
       if (slot.reason === 'aborted') return Promise.resolve(NO_TIME);
       return Promise.resolve({
@@ -229,13 +214,13 @@ export class EndpointClient {
     return this.#attempts(token, clientId, budget, trace).then(
       (attempt) => {
         release();
-        done();
+        budget.finish();
         this.#settle(permit, attempt.verdict);
         return attempt.result;
       },
       (error: unknown) => {
         release();
-        done();
+        budget.finish();
         this.#breaker.abandoned(permit);
         throw error;
       },
@@ -395,6 +380,40 @@ const OUT_OF_TIME = Symbol('authenticationTimeout');
 const CALLER_OUT_OF_TIME = Symbol('caller out of time');
 const CALLER_GONE = Symbol('caller gone');
 
+/**
+ * One call's budget: fires when authenticationTimeout runs out, or (a turn
+ * later) when the caller's signal does. One Cancellation and one timer, no
+ * AbortController: nothing on the normal path dispatches an event, and undici
+ * is told only when something actually aborts (see ResponseReader). The timer
+ * and the caller's listener are its own members, not closures of each call.
+ */
+class CallBudget extends Cancellation {
+  readonly #timer: NodeJS.Timeout;
+  readonly #signal: CallerSignal | undefined;
+  // The caller already has its answer: tearing down the request (undici destroys the
+  // socket) waits for the next turn, so a burst of callers leaving is answered first.
+  readonly #onCallerGone = (): void => {
+    setImmediate(abortAs, this, this.#signal?.reason === DEADLINE_REACHED ? CALLER_OUT_OF_TIME : CALLER_GONE);
+  };
+
+  constructor(timeoutMs: number, signal: CallerSignal | undefined) {
+    super();
+    this.#timer = setTimeout(abortAs, timeoutMs, this, OUT_OF_TIME);
+    this.#signal = signal;
+    signal?.addEventListener('abort', this.#onCallerGone, { once: true });
+  }
+
+  /** The call is over: neither the timer nor the caller may fire it any more. */
+  finish(): void {
+    clearTimeout(this.#timer);
+    this.#signal?.removeEventListener('abort', this.#onCallerGone);
+  }
+}
+
+function abortAs(budget: Cancellation, reason: symbol): void {
+  budget.abort(reason);
+}
+
 /** Wait `ms`; false when the signal fires first. */
 function sleep(ms: number, signal: CallerSignal): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
@@ -491,7 +510,9 @@ class ResponseReader implements Dispatcher.DispatchHandler {
   #status = 0;
   #retryAfter: string | string[] | undefined;
   #headersAt = 0;
-  readonly #chunks: Buffer[] = [];
+  /** The body so far: its first chunk alone (most answers come in one), then a list once a second comes. */
+  #first: Buffer | undefined;
+  #chunks: Buffer[] | undefined;
   #size = 0;
 
   constructor(limit: number, budget: Cancellation, resolve: (received: Received) => void, reject: (error: unknown) => void) {
@@ -524,12 +545,15 @@ class ResponseReader implements Dispatcher.DispatchHandler {
       this.#tooLarge();
       return;
     }
-    this.#chunks.push(chunk);
+    if (this.#first === undefined) this.#first = chunk;
+    else if (this.#chunks === undefined) this.#chunks = [this.#first, chunk];
+    else this.#chunks.push(chunk);
   }
 
   onResponseEnd(): void {
     if (this.#settled) return;
-    const body = Buffer.concat(this.#chunks, this.#size).toString('utf8');
+    const body =
+      this.#chunks !== undefined ? Buffer.concat(this.#chunks, this.#size).toString('utf8') : (this.#first?.toString('utf8') ?? '');
     this.#settle();
     this.#resolve({ status: this.#status, retryAfter: this.#retryAfter, body, headersAt: this.#headersAt });
   }
@@ -557,7 +581,8 @@ class ResponseReader implements Dispatcher.DispatchHandler {
 
   #settle(): void {
     this.#settled = true;
-    this.#chunks.length = 0;
+    this.#first = undefined;
+    this.#chunks = undefined;
     this.#budget.removeEventListener('abort', this.#onAbort);
   }
 }
