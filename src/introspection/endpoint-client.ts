@@ -393,12 +393,13 @@ class CallBudget extends Cancellation {
   // The caller already has its answer: tearing down the request (undici destroys the
   // socket) waits for the next turn, so a burst of callers leaving is answered first.
   readonly #onCallerGone = (): void => {
-    setImmediate(abortAs, this, this.#signal?.reason === DEADLINE_REACHED ? CALLER_OUT_OF_TIME : CALLER_GONE);
+    setImmediate(() => this.abort(this.#signal?.reason === DEADLINE_REACHED ? CALLER_OUT_OF_TIME : CALLER_GONE));
   };
 
   constructor(timeoutMs: number, signal: CallerSignal | undefined) {
     super();
-    this.#timer = setTimeout(abortAs, timeoutMs, this, OUT_OF_TIME);
+    // A closure rather than setTimeout's extra arguments, which cost the Timeout an array of them.
+    this.#timer = setTimeout(() => this.abort(OUT_OF_TIME), timeoutMs);
     this.#signal = signal;
     signal?.addEventListener('abort', this.#onCallerGone, { once: true });
   }
@@ -408,10 +409,6 @@ class CallBudget extends Cancellation {
     clearTimeout(this.#timer);
     this.#signal?.removeEventListener('abort', this.#onCallerGone);
   }
-}
-
-function abortAs(budget: Cancellation, reason: symbol): void {
-  budget.abort(reason);
 }
 
 /** Wait `ms`; false when the signal fires first. */

@@ -96,5 +96,7 @@ export class RequestTemplate {
 
 /** application/x-www-form-urlencoded encoding of one value. */
 export function formEncode(value: string): string {
-  return encodeURIComponent(value).replace(/%20/g, '+');
+  const encoded = encodeURIComponent(value);
+  // Tokens have no spaces: the common case skips the global replace.
+  return encoded.includes('%20') ? encoded.replace(/%20/g, '+') : encoded;
 }
