@@ -248,8 +248,8 @@ function readStringEntry(wire: Wire): void {
  * name or a common value that every request repeats: when its bytes are those
  * of the string last read into its slot, that string is returned again, and a
  * Check allocates nothing for it (garbage is most of what a cached Check costs
- * beyond its own work). The bytes are compared in the loop that looks for
- * non-ASCII, so a hit costs no more than a miss. A longer one (a token, a
+ * beyond its own work). A string in the table is ASCII, so bytes equal to it
+ * need no look for non-ASCII. A longer one (a token, a
  * cookie) is decoded natively, which costs less than looking at its bytes one
  * by one here (a 900-byte token: 0.2 against 3 µs).
  */
@@ -263,16 +263,17 @@ function readString({ reader, buffer }: Wire): string {
   if (length === 0) return '';
   const slot = (length * 31 + buffer[start]! * 7 + buffer[end - 1]! * 3 + buffer[start + (length >> 1)]!) & (RECENT_SLOTS - 1);
   const recent = recentStrings[slot]!;
-  let same = recent.length === length;
-  for (let i = start; i < end; i += 1) {
-    const byte = buffer[i]!;
-    if (byte > 0x7f) return buffer.toString('utf8', start, end);
-    if (same && recent.charCodeAt(i - start) !== byte) same = false;
-  }
-  if (same) return recent;
+  if (recent.length === length && sameBytes(buffer, start, recent)) return recent;
+  for (let i = start; i < end; i += 1) if (buffer[i]! > 0x7f) return buffer.toString('utf8', start, end);
   const text = buffer.toString('latin1', start, end);
   recentStrings[slot] = text;
   return text;
+}
+
+/** Whether the bytes at `start` are those of `text` (ASCII, as every string kept in the table is). */
+function sameBytes(buffer: Buffer, start: number, text: string): boolean {
+  for (let i = 0; i < text.length; i += 1) if (buffer[start + i] !== text.charCodeAt(i)) return false;
+  return true;
 }
 
 /** Longest string field whose bytes are looked at here rather than decoded natively. */
