@@ -168,7 +168,8 @@ async function decideFor(
       break;
   }
 
-  const unbound = await senderBinding(request, config, result.claims, bearer.scheme, proof, context);
+  // With sender constraints off (the usual case) there is nothing to wait for: no promise and no hop for it.
+  const unbound = config.senderConstraint === 'off' ? null : await senderBinding(request, config, result.claims, bearer.scheme, proof, context);
   if (unbound !== null) {
     const { reason, error, description } = unbound;
     if (bearer.scheme === 'dpop' || error === 'invalid_dpop_proof') return dpopDeny(config, reason, error, description, endpoint, cache);
@@ -222,7 +223,6 @@ async function senderBinding(
   proof: VerifiedProof | null,
   context: DecideContext,
 ): Promise<Unbound | null> {
-  if (config.senderConstraint === 'off') return null;
   const binding = bindingOf(claims);
   if (binding === 'unsupported') return unbound('unsupported_binding', 'invalid_token', 'the token is bound by a method this service cannot check');
   if (binding === 'none' || (binding.method === 'mtls' && scheme === 'dpop')) {

@@ -207,3 +207,16 @@ t.test('a name repeated in `headers` keeps its last value; with capitals, exact 
   t.same(decode({ 'X-A': '1' }, { 'x-a': '2' }, { 'X-A': '3' }), { 'x-a': ['3', '2'] }, 'X-A (last value 3), then x-a');
   t.same(decode({ 'x-é': '1' }, { 'X-É': '2' }), { 'x-é': ['1', '2'] }, 'capitals beyond ASCII too');
 });
+
+t.test('short strings read again are the same text, and strings sharing a slot stay apart', async (t) => {
+  // Same length, first, middle and last bytes: the decoder's table of recent strings puts them in one slot.
+  const names = ['axcyd', 'apcqd', 'a-c-d', 'axcyd'];
+  const decoded = names.map((name) => headersOf(authRequestOf({ attributes: { request: { http: { headers: { [name]: `${name}-value`, ':method': 'GET' } } } } })));
+  names.forEach((name, i) => t.same(decoded[i], { [name]: [`${name}-value`], ':method': ['GET'] }, `request ${i + 1}: ${name}`));
+  // One request naming all of them, values swapped around.
+  const all = authRequestOf({ attributes: { request: { http: { headers: { axcyd: 'apcqd', apcqd: 'axcyd', 'a-c-d': 'a-c-d' } } } } });
+  t.same(headersOf(all), { axcyd: ['apcqd'], apcqd: ['axcyd'], 'a-c-d': ['a-c-d'] });
+  // Non-ASCII bytes of the same shape are decoded as UTF-8, never matched against an ASCII entry.
+  const accented = authRequestOf(withHeaderMap([{ key: 'x-n', raw_value: Buffer.from('aé', 'utf8') }, { key: 'x-m', raw_value: Buffer.from('a\u00c3\u00a9', 'latin1') }]));
+  t.same(headersOf(accented), { 'x-n': ['aé'], 'x-m': ['aé'] });
+});
