@@ -59,17 +59,8 @@ export function openTelemetryTracing(options: TracingOptions): Tracing {
         'authz.transport': 'http',
       });
     },
-    async keyFetch(endpoint, fetch) {
-      const span = tracer.startSpan('fetch keys', { kind: SpanKind.CLIENT, attributes: { 'authz.endpoint': endpoint } }, ROOT_CONTEXT);
-      try {
-        return await fetch();
-      } catch (error) {
-        span.setStatus({ code: SpanStatusCode.ERROR });
-        span.setAttribute(ATTR_ERROR_TYPE, errorType(error));
-        throw error;
-      } finally {
-        span.end();
-      }
+    keyFetch(endpoint, fetch) {
+      return inSpan(tracer.startSpan('fetch keys', { kind: SpanKind.CLIENT, attributes: { 'authz.endpoint': endpoint } }, ROOT_CONTEXT), fetch);
     },
     shutdown(timeoutMs) {
       stopping ??= new Promise<void>((resolve) => {
@@ -89,6 +80,19 @@ export function openTelemetryTracing(options: TracingOptions): Tracing {
       return stopping;
     },
   };
+}
+
+/** Run `work` as `span`: ended when it settles, marked an error (by type only, never the message) when it throws. */
+async function inSpan<T>(span: Span, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    span.setStatus({ code: SpanStatusCode.ERROR });
+    span.setAttribute(ATTR_ERROR_TYPE, errorType(error));
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE']);
@@ -116,17 +120,8 @@ class RequestSpan implements RequestTrace {
     return new FlightSpan(this.#tracer, this.#context, endpoint, this.#announce);
   }
 
-  async lookup<T>(run: () => Promise<T>): Promise<T> {
-    const span = this.#tracer.startSpan('shared cache lookup', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'redis' } }, this.#context);
-    try {
-      return await run();
-    } catch (error) {
-      span.setStatus({ code: SpanStatusCode.ERROR });
-      span.setAttribute(ATTR_ERROR_TYPE, errorType(error));
-      throw error;
-    } finally {
-      span.end();
-    }
+  lookup<T>(run: () => Promise<T>): Promise<T> {
+    return inSpan(this.#tracer.startSpan('shared cache lookup', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'redis' } }, this.#context), run);
   }
 
   end(decision: Decision): void {
